@@ -1,0 +1,89 @@
+"""The ``tf.data`` pipeline: decode, resize, shuffle, augment, batch, cache, prefetch.
+
+Images leave the pipeline as float32 RGB in 0-255 at the model's size; the
+backbone's own scaling is the model's first layer (``kerasimg.models.preprocessing``),
+so a saved or exported model takes the same raw pixels.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from kerasimg.data.splits import FileSplit
+from kerasimg.errors import UserError
+
+AUGMENTATIONS = ("flip", "none")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def to_rgb(image: tf.Tensor) -> tf.Tensor:
+    """Greyscale and RGBA images to RGB (the channel count is static after decoding)."""
+    channels = image.shape[-1]
+    if channels == 1:
+        return tf.image.grayscale_to_rgb(image)
+    if channels == 4:
+        return image[..., :3]
+    return image
+
+
+def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """JPEG, PNG, BMP or GIF (first frame) file -> float32 [size, size, 3] in 0-255."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return resize(image, image_size)
+
+
+def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    return tf.image.resize(to_rgb(image), (image_size, image_size))
+
+
+def make_augmenter(augment: str, seed: int) -> keras.Sequential | None:
+    """The Keras preprocessing layers for ``--augment``, or ``None`` for no augmentation."""
+    if augment not in AUGMENTATIONS:
+        raise UserError(f"--augment must be one of {AUGMENTATIONS}. Received: augment={augment!r}")
+    if augment == "none":
+        return None
+    return keras.Sequential([keras.layers.RandomFlip("horizontal", seed=seed)], name="augment")
+
+
+def image_dataset(
+    split,
+    image_size: int,
+    batch_size: int,
+    *,
+    training: bool,
+    augment: str = "flip",
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of ``(images, labels)`` for one split.
+
+    Training data is reshuffled every epoch (seeded) and augmented; evaluation data
+    keeps its order and is cached in memory after decoding, since it is read once
+    per epoch unchanged.
+    """
+    if isinstance(split, FileSplit):
+        ds = tf.data.Dataset.from_tensor_slices((split.paths, tf.constant(split.labels, tf.int32)))
+        if training:
+            ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda p, y: (load_image(p, image_size), y), num_parallel_calls=AUTOTUNE)
+    else:
+        ds = split.images().map(
+            lambda x, y: (resize(x, image_size), tf.cast(y, tf.int32)), num_parallel_calls=AUTOTUNE
+        )
+        if training:
+            ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+    if not training:
+        ds = ds.cache()
+    ds = ds.batch(batch_size)
+    augmenter = make_augmenter(augment, seed) if training else None
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def unlabelled_dataset(paths: list[str], image_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches of images from files with no labels, in order (for prediction)."""
+    ds = tf.data.Dataset.from_tensor_slices(paths)
+    ds = ds.map(lambda p: load_image(p, image_size), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)

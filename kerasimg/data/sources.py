@@ -1,0 +1,256 @@
+"""Resolve ``--data`` into labelled train/validation/test splits.
+
+Accepted values:
+
+1. a folder with one subfolder per class (or ``train/`` and ``test/``, optionally
+   ``val/``, each with class subfolders);
+2. the Intel Image Classification layout, detected automatically:
+   ``seg_train[/seg_train]/<class>/``, ``seg_test[/seg_test]/<class>/`` and the
+   unlabelled ``seg_pred[/seg_pred]/``;
+3. ``tfds:NAME[/CONFIG]``, any TFDS image-classification dataset;
+4. ``scenes[:TRAIN,TEST]``, the built-in demo set (``kerasimg.data.scenes``).
+
+Split rules: a source's own test split is used when it has one, otherwise a
+stratified test split is carved; validation is carved, stratified and seeded,
+from train (``val_split``) unless the source has one, or ``val_from="test"``
+reuses the test split as the ported work did.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kerasimg.data.splits import FileSplit, stratified_split
+from kerasimg.data.verify import verify_images
+from kerasimg.errors import UserError
+
+_HIDDEN_NAMES = {"thumbs.db", "desktop.ini"}
+VAL_FROM = ("train", "test")
+
+
+def is_hidden(name: str) -> bool:
+    """Operating-system litter that is never data: ``.DS_Store``, ``._x.jpg``, ``Thumbs.db``."""
+    return name.startswith(".") or name.lower() in _HIDDEN_NAMES
+
+
+@dataclass
+class LabelledData:
+    """Everything training needs to know about a data source."""
+
+    name: str
+    class_names: list[str]
+    train: object
+    val: object
+    test: object
+    unlabelled: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> dict:
+        def size(split):
+            return len(split) if hasattr(split, "__len__") else None
+
+        return {
+            "source": self.source,
+            "classes": self.class_names,
+            "train": size(self.train),
+            "val": size(self.val),
+            "test": size(self.test),
+            "unlabelled": len(self.unlabelled),
+            "skipped": len(self.skipped),
+        }
+
+
+def load_data(
+    data: str = "scenes",
+    *,
+    val_split: float = 0.1,
+    val_from: str = "train",
+    test_split: float = 0.15,
+    seed: int = 0,
+    verify: bool = True,
+) -> LabelledData:
+    """Resolve ``data`` into splits; see the module docstring for what it accepts."""
+    if val_from not in VAL_FROM:
+        raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
+    if val_from == "train" and not 0 < val_split < 1:
+        raise UserError(f"--val-split must be between 0 and 1. Received: val_split={val_split}")
+    if data.startswith("tfds:"):
+        from kerasimg.data.tfds_source import load_tfds
+
+        return load_tfds(
+            data[len("tfds:") :], val_split=val_split, val_from=val_from, test_split=test_split, seed=seed
+        )
+    if data == "scenes" or data.startswith("scenes:"):
+        root = _scenes_root(data, seed)
+        loaded = load_folder(
+            root, val_split=val_split, val_from=val_from, test_split=test_split, seed=seed, verify=verify
+        )
+        loaded.name, loaded.source = "scenes", data
+        return loaded
+    return load_folder(
+        data, val_split=val_split, val_from=val_from, test_split=test_split, seed=seed, verify=verify
+    )
+
+
+def _scenes_root(data: str, seed: int) -> Path:
+    from kerasimg.data.scenes import ensure_scenes
+
+    counts = {}
+    if ":" in data:
+        try:
+            train, test = (int(v) for v in data.split(":", 1)[1].split(","))
+            if train < 2 or test < 1:
+                raise ValueError
+        except ValueError:
+            raise UserError(
+                "The demo set takes per-class counts as scenes:TRAIN,TEST with TRAIN >= 2 and "
+                f"TEST >= 1, e.g. scenes:40,10. Received: data={data!r}"
+            ) from None
+        counts = {"train_per_class": train, "test_per_class": test}
+    return ensure_scenes(**counts, seed=0)
+
+
+def _find_dir(root: Path, name: str) -> Path | None:
+    """``root/name/name`` (Intel's double nesting) or ``root/name``."""
+    for candidate in (root / name / name, root / name):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def load_folder(
+    path: str | os.PathLike,
+    *,
+    val_split: float = 0.1,
+    val_from: str = "train",
+    test_split: float = 0.15,
+    seed: int = 0,
+    verify: bool = True,
+) -> LabelledData:
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UserError(
+            "The data path does not exist. Pass a folder of class subfolders, the Intel layout, "
+            f"tfds:NAME or scenes. Received: data={str(path)!r}"
+        )
+    if not root.is_dir():
+        raise UserError(f"The data path is not a folder. Received: data={str(path)!r}")
+
+    notes: list[str] = []
+    pred_dir = None
+    if (train_dir := _find_dir(root, "seg_train")) is not None:
+        layout = "intel"
+        test_dir = _find_dir(root, "seg_test")
+        val_dir = None
+        pred_dir = _find_dir(root, "seg_pred")
+    elif (root / "train").is_dir():
+        layout, train_dir = "train/test", root / "train"
+        test_dir = root / "test" if (root / "test").is_dir() else None
+        val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+    else:
+        layout, train_dir, test_dir, val_dir = "class folders", root, None, None
+
+    class_names = _class_names(train_dir)
+    train = _list_split(train_dir, class_names)
+    test = _list_split(test_dir, class_names, reference=train_dir) if test_dir else None
+    val = _list_split(val_dir, class_names, reference=train_dir) if val_dir else None
+    unlabelled = (
+        sorted(str(p) for p in pred_dir.iterdir() if p.is_file() and not is_hidden(p.name))
+        if pred_dir
+        else []
+    )
+
+    skipped: dict[str, str] = {}
+    if verify:
+        every = train.paths + (test.paths if test else []) + (val.paths if val else []) + unlabelled
+        skipped = verify_images(every)
+        if skipped:
+            train = _drop(train, skipped)
+            test = _drop(test, skipped) if test else None
+            val = _drop(val, skipped) if val else None
+            unlabelled = [p for p in unlabelled if p not in skipped]
+    _check_classes_nonempty(train, class_names, train_dir)
+
+    if test is None:
+        train, test = stratified_split(train, test_split, seed)
+        notes.append(f"No test split in {root}: holding out {test_split:.0%} of each class as test.")
+    else:
+        _check_classes_nonempty(test, class_names, test_dir)
+    if val is None:
+        if val_from == "test":
+            val = test
+            notes.append("Validating on the test split (--val-from test), as the ported work did.")
+        else:
+            train, val = stratified_split(train, val_split, seed + 1)
+    for split_name, split in (("train", train), ("validation", val), ("test", test)):
+        if len(split) == 0:
+            raise UserError(f"The {split_name} split of {root} is empty after checking the files.")
+    return LabelledData(
+        name=root.name,
+        class_names=class_names,
+        train=train,
+        val=val,
+        test=test,
+        unlabelled=unlabelled,
+        skipped=skipped,
+        notes=notes,
+        source=f"{root} ({layout})",
+    )
+
+
+def _class_names(folder: Path) -> list[str]:
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+    if not names:
+        raise UserError(
+            f"No class subfolders in {folder}: expected one subfolder per class (e.g. "
+            f"{folder}/cat/, {folder}/dog/) or the Intel layout (seg_train/seg_train/<class>/)."
+        )
+    if len(names) < 2:
+        raise UserError(f"Only one class folder ({names[0]!r}) in {folder}: a classifier needs two or more.")
+    return names
+
+
+def _list_split(folder: Path, class_names: list[str], reference: Path | None = None) -> FileSplit:
+    """All non-hidden files under each class folder; class sets must match the reference."""
+    found = _class_names(folder)
+    if found != class_names:
+        missing = sorted(set(class_names) - set(found))
+        extra = sorted(set(found) - set(class_names))
+        parts = []
+        if missing:
+            parts.append(f"class {', '.join(map(repr, missing))} missing from {folder}")
+        if extra:
+            parts.append(f"class {', '.join(map(repr, extra))} in {folder} but not in {reference}")
+        raise UserError("Class folders differ between splits: " + "; ".join(parts) + ".")
+    split = FileSplit()
+    for label, name in enumerate(class_names):
+        for dirpath, dirnames, filenames in os.walk(folder / name):
+            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+            for filename in sorted(filenames):
+                if not is_hidden(filename):
+                    split.paths.append(os.path.join(dirpath, filename))
+                    split.labels.append(label)
+    return split
+
+
+def _drop(split: FileSplit, skipped: dict[str, str]) -> FileSplit:
+    kept = [(p, y) for p, y in zip(split.paths, split.labels) if p not in skipped]
+    return FileSplit([p for p, _ in kept], [y for _, y in kept])
+
+
+def _check_classes_nonempty(split: FileSplit, class_names: list[str], folder: Path) -> None:
+    counts = split.class_counts(len(class_names))
+    empty = [name for name, count in zip(class_names, counts) if count == 0]
+    if empty:
+        raise UserError(
+            f"Class folder {folder / empty[0]} has no readable images "
+            f"(empty classes: {', '.join(empty)}); add images or remove the folder."
+        )

@@ -1,0 +1,50 @@
+"""Labelled splits and the seeded, stratified carving of one split out of another."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FileSplit:
+    """Image files and their integer labels (indices into the class names)."""
+
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        return np.bincount(np.asarray(self.labels, dtype=int), minlength=num_classes).tolist()
+
+
+def stratified_split(split: FileSplit, fraction: float, seed: int) -> tuple[FileSplit, FileSplit]:
+    """Carve ``fraction`` of every class out of ``split``: returns ``(rest, carved)``.
+
+    Each class with at least two files gives ``round(n * fraction)`` of them, at
+    least one, and keeps at least one. The same seed and files give the same split.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1. Received: fraction={fraction}")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(split.labels, dtype=int)
+    carved_index: list[int] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        # Sort by path first so the result does not depend on listing order.
+        members = sorted(members, key=lambda i: split.paths[i])
+        if len(members) < 2:
+            continue
+        take = min(len(members) - 1, max(1, round(len(members) * fraction)))
+        carved_index.extend(rng.permutation(members)[:take].tolist())
+    carved = set(carved_index)
+    rest = FileSplit()
+    out = FileSplit()
+    for i, (path, label) in enumerate(zip(split.paths, split.labels)):
+        target = out if i in carved else rest
+        target.paths.append(path)
+        target.labels.append(label)
+    return rest, out

@@ -1,0 +1,85 @@
+"""``python -m kerasimg.fit``: fine-tune a backbone on a folder, the Intel layout, TFDS or the demo set."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kerasimg.cli import run_cli
+from kerasimg.data.pipeline import AUGMENTATIONS
+from kerasimg.data.sources import VAL_FROM
+from kerasimg.training.driver import SCHEDULES, FitConfig
+
+_DEFAULTS = FitConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kerasimg.fit", description=__doc__)
+    p.add_argument(
+        "--backbone",
+        default=_DEFAULTS.backbone,
+        help="a registered backbone (python -m kerasimg.models list)",
+    )
+    p.add_argument(
+        "--data",
+        default=_DEFAULTS.data,
+        help="scenes[:TRAIN,TEST] (built-in demo), a folder, the Intel layout, or tfds:NAME",
+    )
+    p.add_argument("--weights", default=_DEFAULTS.weights, help="imagenet | none | PATH to a weights file")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="Adam learning rate")
+    p.add_argument("--image-size", type=int, default=None, help="default: the backbone's own size")
+    p.add_argument("--schedule", default=_DEFAULTS.schedule, choices=SCHEDULES)
+    p.add_argument("--augment", default=_DEFAULTS.augment, choices=AUGMENTATIONS)
+    p.add_argument("--dropout", type=float, default=_DEFAULTS.dropout)
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=_DEFAULTS.val_split,
+        help="fraction of each class carved from train for validation",
+    )
+    p.add_argument(
+        "--val-from",
+        default=_DEFAULTS.val_from,
+        choices=VAL_FROM,
+        help="'test' validates on the test split, as the ported work did",
+    )
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue an interrupted run with its saved configuration",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        from kerasimg.training.driver import fit, load_run_config
+
+        if args.resume:
+            config = load_run_config(args.resume)
+            print(f"Resuming {args.resume}")
+        else:
+            config = FitConfig(**{k: v for k, v in vars(args).items() if k != "resume"})
+        result = fit(config, resume=bool(args.resume))
+        per_class = result.metrics["per_class"]
+        worst = min(per_class, key=lambda c: per_class[c]["f1"])
+        print(
+            f"\nTest accuracy {result.test_accuracy:.2%} on {result.metrics['test_examples']} images "
+            f"(loss {result.test_loss:.3f}); best epoch {result.best_epoch}; "
+            f"weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); {result.seconds:.0f} s.\n"
+            f"Files: {result.run_dir}/ (model.keras, metrics.json, curves.png, confusion.png, history.csv)"
+        )
+        return 0
+
+    return run_cli(run, "Resume with: python -m kerasimg.fit --resume RUN_DIR (printed above).")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

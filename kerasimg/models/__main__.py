@@ -1,0 +1,58 @@
+"""``python -m kerasimg.models list [--json]``: the registry, with parameters counted from built models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kerasimg.cli import run_cli
+
+
+def describe(name: str) -> dict:
+    """Registry facts plus the parameter count of the backbone built at its default size."""
+    from kerasimg.models import get_backbone
+
+    spec = get_backbone(name)
+    size = spec.image_size
+    model = spec.build(input_shape=(size, size, 3), weights=None)
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "image_size": size,
+        "parameters": int(model.count_params()),
+        "feature_dim": spec.feature_dim,
+        "preprocessing": spec.preprocessing,
+        "output": spec.output,
+        "stages": spec.stage_names,
+        "pretrained": spec.pretrained.origin if spec.pretrained else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kerasimg.models", description=__doc__)
+    p.add_argument("command", choices=["list"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        from kerasimg.models import list_backbones
+
+        rows = [describe(name) for name in list_backbones()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'name':<20} {'size':>5} {'parameters':>12} {'preprocessing':<14} stages")
+        for r in rows:
+            print(
+                f"{r['name']:<20} {r['image_size']:>5} {r['parameters']:>12,} {r['preprocessing']:<14} "
+                f"{' > '.join(r['stages'])}"
+            )
+        print("Parameters are the backbone's without a classification head (include_top=False).")
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Measure a model's training or inference speed on random in-memory data.
+
+The yardstick every speed goal uses: no disk, no decoding, just the model's
+step. Warm-up steps (tracing, oneDNN kernel selection) are excluded and the
+median step is reported, so one slow step from a busy machine does not move it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import keras
+import numpy as np
+
+from kerasimg.errors import UserError
+from kerasimg.models import backbone_of, build_classifier, get_backbone
+
+MODES = ("train", "frozen", "infer")
+
+
+def measure(
+    backbone: str,
+    mode: str,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    steps: int = 5,
+    warmup: int = 2,
+    num_classes: int = 10,
+    seed: int = 0,
+) -> dict:
+    """One row of the benchmark table for ``backbone`` in ``mode``."""
+    if mode not in MODES:
+        raise UserError(f"--mode must be one of {MODES}. Received: mode={mode!r}")
+    if steps < 1 or warmup < 0:
+        raise UserError(f"--steps must be >= 1 and --warmup >= 0. Received: steps={steps}, warmup={warmup}")
+    spec = get_backbone(backbone)
+    size = int(image_size or spec.image_size)
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(spec, num_classes, image_size=size, weights="none")
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
+    labels = rng.integers(0, num_classes, batch_size)
+    if mode == "infer":
+        step = lambda: model.predict_on_batch(images)  # noqa: E731
+    else:
+        backbone_of(model).trainable = mode == "train"
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        step = lambda: model.train_on_batch(images, labels)  # noqa: E731
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "backbone": spec.name,
+        "mode": mode,
+        "image_size": size,
+        "batch_size": batch_size,
+        "precision": keras.config.dtype_policy().name,
+        "images_per_sec": round(batch_size / median, 2),
+        "step_seconds_median": round(median, 4),
+        "params": int(model.count_params()),
+    }

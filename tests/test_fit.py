@@ -1,0 +1,152 @@
+"""kerasimg.fit end to end on tiny data: the run directory, learning, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import write_image
+
+from kerasimg import fit as fit_cli
+from kerasimg.errors import UserError
+from kerasimg.training import FitConfig, fit, load_run_config
+from kerasimg.training.reports import read_history
+
+RUN_FILES = [
+    "config.json",
+    "history.csv",
+    "curves.png",
+    "confusion.png",
+    "metrics.json",
+    "model.keras",
+    "skipped_files.txt",
+]
+
+
+def tiny_config(data, out, **overrides):
+    settings = dict(
+        backbone="small_cnn",
+        data=str(data),
+        weights="none",
+        epochs=2,
+        batch_size=8,
+        image_size=32,
+        out=str(out),
+        seed=0,
+    )
+    settings.update(overrides)
+    return FitConfig(**settings)
+
+
+def test_fit_cli_writes_a_complete_run_directory(tiny_scenes, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = fit_cli.main(
+        [
+            "--backbone",
+            "small_cnn",
+            "--weights",
+            "none",
+            "--data",
+            str(tiny_scenes),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").rglob("events.out.tfevents*"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["schedule"] == "full", "--weights none switches a linear probe to full"
+    assert config["class_names"] == ["buildings", "forest", "glacier", "mountain", "sea", "street"]
+    assert config["seed"] == 0 and "tensorflow" in config["versions"]
+    assert config["image_size"] == 32 and config["parameters"]["trainable"] > 0
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_examples"] == 18 and 0 <= metrics["test_accuracy"] <= 1
+    assert set(metrics["per_class"]) == set(config["class_names"])
+    assert np.sum(metrics["confusion_matrix"]) == 18
+    assert keras.saving.load_model(out / "model.keras").output_shape == (None, 6)
+    assert f"Test accuracy {metrics['test_accuracy']:.2%}" in printed
+    assert "linear probe would train a head on random features" in printed
+
+
+def make_separable(root, per_class=12):
+    """Two classes anyone can tell apart: dark images and bright images."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("test", 4)):
+        for i in range(count):
+            shade = int(rng.integers(0, 60))
+            write_image(root / split / "dark" / f"{i}.png", rng, size=32, colour=(shade,) * 3)
+            shade = int(rng.integers(190, 256))
+            write_image(root / split / "bright" / f"{i}.png", rng, size=32, colour=(shade,) * 3)
+    return root
+
+
+def test_loss_falls_and_accuracy_rises_on_a_separable_set(tmp_path):
+    data = make_separable(tmp_path / "data")
+    result = fit(tiny_config(data, tmp_path / "run", epochs=5, lr=3e-3, augment="none"), log=lambda *_: None)
+    rows = read_history(tmp_path / "run" / "history.csv")
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert rows[-1]["accuracy"] >= rows[0]["accuracy"]
+    assert result.test_accuracy >= 0.75
+
+
+class CrashAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_with_one_continuous_history(tiny_scenes, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(tiny_scenes, out, epochs=3), callbacks=[CrashAfterEpoch(1)], log=lambda *_: None)
+    assert (out / "model.keras").exists() and (out / "curves.png").exists(), "nothing done is lost"
+    assert not (out / "metrics.json").exists()
+    config = load_run_config(out)
+    assert config.epochs == 3 and config.backbone == "small_cnn"
+    fit(config, resume=True, log=lambda *_: None)
+    rows = read_history(out / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 4
+    assert (out / "metrics.json").exists()
+    with pytest.raises(UserError, match="already finished"):
+        load_run_config(out)
+
+
+def test_an_existing_run_directory_is_never_overwritten(tiny_scenes, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="already holds a run.*--resume"):
+        fit(tiny_config(tiny_scenes, out), log=lambda *_: None)
+    assert (out / "config.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--epochs", "0", "--epochs must be at least 1"),
+        ("--lr", "-1", "--lr must be positive"),
+        ("--backbone", "resnet5", "Did you mean resnet50"),
+    ],
+)
+def test_bad_arguments_exit_2_with_the_value(flag, value, message, capsys):
+    assert fit_cli.main([flag, value, "--weights", "none"]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,90 @@
+"""Every registered backbone, parametrised over the registry so a new one is tested for free."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from kerasimg.errors import UserError
+from kerasimg.models import backbone_of, build_classifier, get_backbone, list_backbones, stage_layers
+from kerasimg.models.preprocessing import Preprocess
+
+# The smallest input each family accepts (InceptionResNetV2 needs 75 px).
+TINY_SIZE = {"inception_resnet": 75}
+HEAVY = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "inception_resnet_v2", "densenet201"}
+
+
+def tiny_size(name):
+    return TINY_SIZE.get(get_backbone(name).family, 32)
+
+
+def backbone_params():
+    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_backbones()]
+
+
+@pytest.mark.parametrize("name", backbone_params())
+def test_shape_training_step_and_keras_round_trip(name, tmp_path):
+    size = tiny_size(name)
+    keras.utils.set_random_seed(0)
+    model = build_classifier(name, 3, image_size=size, weights="none")
+    images = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    probabilities = model.predict_on_batch(images)
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    head_before = model.get_layer("predictions").kernel.numpy().copy()
+    loss = model.train_on_batch(images, np.array([0, 2]))
+    assert np.isfinite(loss)
+    assert not np.allclose(head_before, model.get_layer("predictions").kernel.numpy())
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        restored.predict_on_batch(images), model.predict_on_batch(images), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_stages_cover_every_layer_once_and_in_order(name):
+    spec = get_backbone(name)
+    backbone = spec.build(input_shape=(tiny_size(name), tiny_size(name), 3))
+    groups = stage_layers(backbone, spec)
+    assert list(groups) == spec.stage_names
+    assert all(groups[stage] for stage in groups), "every stage holds layers"
+    stage_index = {layer.name: i for i, stage in enumerate(groups) for layer in groups[stage]}
+    assert sorted(stage_index) == sorted(layer.name for layer in backbone.layers)
+    order = [stage_index[layer.name] for layer in backbone.layers]
+    assert order == sorted(order), "stages follow the model's layer order"
+
+
+@pytest.mark.parametrize(
+    "mode, module", [("caffe", "resnet"), ("torch", "densenet"), ("tf", "inception_resnet_v2")]
+)
+def test_preprocess_layer_matches_keras_applications(mode, module):
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = getattr(keras.applications, module).preprocess_input(images.copy())
+    np.testing.assert_allclose(Preprocess(mode)(images), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_backbone_is_reachable_and_freezable():
+    model = build_classifier("small_cnn", 4, image_size=32, weights="none")
+    backbone_of(model).trainable = False
+    names = {w.path for w in model.trainable_weights}
+    assert names and all(n.startswith("predictions") for n in names)
+
+
+def test_unknown_backbone_lists_close_matches():
+    with pytest.raises(UserError, match=r"Did you mean resnet50.*Received: backbone='resnet5'"):
+        get_backbone("resnet5")
+
+
+def test_a_duplicate_registration_raises():
+    from kerasimg.models import register_backbone
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone(
+            image_size=32, preprocessing="tf", feature_dim=1, stages=(("a", "a"), ("b", "b")), name="resnet50"
+        )(lambda **_: None)

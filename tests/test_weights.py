@@ -1,0 +1,71 @@
+"""--weights: ImageNet fetch failures are one clear sentence; local files really load."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from kerasimg import fit as fit_cli
+from kerasimg.errors import UserError, WeightsUnavailableError
+from kerasimg.models import backbone_of, build_classifier, get_backbone
+from kerasimg.models.weights import resolve_weights
+
+
+def offline_get_file(fname, origin=None, **kwargs):
+    raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+
+def test_failed_imagenet_fetch_names_file_folder_and_flags(monkeypatch, tmp_path):
+    monkeypatch.setattr(keras.utils, "get_file", offline_get_file)
+    with pytest.raises(WeightsUnavailableError) as caught:
+        resolve_weights(get_backbone("resnet50"), "imagenet")
+    message = str(caught.value)
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert str(tmp_path.parent) in message or "keras-home" in message
+    assert "models" in message and "--weights none" in message and "--weights PATH" in message
+    assert "Name or service not known" in message and message.count("https://") == 1
+
+
+def test_fit_cli_reports_the_offline_weights_error_without_traceback(
+    monkeypatch, capsys, tmp_path, tiny_scenes
+):
+    monkeypatch.setattr(keras.utils, "get_file", offline_get_file)
+    code = fit_cli.main(
+        [
+            "--backbone",
+            "resnet50",
+            "--data",
+            str(tiny_scenes),
+            "--image-size",
+            "32",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: Could not get ImageNet weights for resnet50")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists(), "a failed start leaves no run directory behind"
+
+
+def test_a_local_weights_file_is_loaded(tmp_path):
+    keras.utils.set_random_seed(1)
+    source = build_classifier("small_cnn", 3, image_size=32, weights="none")
+    path = tmp_path / "backbone.weights.h5"
+    backbone_of(source).save_weights(path)
+    keras.utils.set_random_seed(2)
+    loaded = build_classifier("small_cnn", 3, image_size=32, weights=str(path))
+    for a, b in zip(backbone_of(source).weights, backbone_of(loaded).weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match=r"weights file does not exist.*Received: weights='.*nope.h5'"):
+        resolve_weights(get_backbone("small_cnn"), str(tmp_path / "nope.h5"))
+
+
+def test_a_backbone_without_imagenet_weights_says_so():
+    with pytest.raises(UserError, match="small_cnn.*has no ImageNet weights"):
+        resolve_weights(get_backbone("small_cnn"), "imagenet")
