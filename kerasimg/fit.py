@@ -8,7 +8,7 @@ import sys
 from kerasimg.cli import run_cli
 from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.data.sources import VAL_FROM
-from kerasimg.training.driver import SCHEDULES, FitConfig
+from kerasimg.training.driver import FitConfig
 
 _DEFAULTS = FitConfig()
 
@@ -30,7 +30,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="Adam learning rate")
     p.add_argument("--image-size", type=int, default=None, help="default: the backbone's own size")
-    p.add_argument("--schedule", default=_DEFAULTS.schedule, choices=SCHEDULES)
+    p.add_argument(
+        "--schedule",
+        default=_DEFAULTS.schedule,
+        help="linear-probe | last-block | gradual | full | probe-then-last:N,M | a spec such as "
+        "'0:head,5:conv5,8:conv4' (epoch:deepest unfrozen stage)",
+    )
+    p.add_argument(
+        "--unfreeze-every",
+        type=int,
+        default=_DEFAULTS.unfreeze_every,
+        help="epochs between unfreezing steps of --schedule gradual",
+    )
+    p.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=None,
+        help="learning rate of phases that train backbone layers (default: lr/10 with "
+        "pretrained weights, lr without)",
+    )
+    p.add_argument(
+        "--train-bn",
+        action="store_true",
+        help="let BatchNorm layers of unfrozen stages train (default: inference mode)",
+    )
+    p.add_argument(
+        "--no-feature-cache",
+        dest="feature_cache",
+        action="store_false",
+        help="train frozen-backbone phases on images instead of cached features",
+    )
     p.add_argument("--augment", default=_DEFAULTS.augment, choices=AUGMENTATIONS)
     p.add_argument("--dropout", type=float, default=_DEFAULTS.dropout)
     p.add_argument(

@@ -55,3 +55,17 @@ def tiny_scenes(tmp_path_factory) -> Path:
     return ensure_scenes(
         train_per_class=6, test_per_class=3, pred=4, seed=0, root=tmp_path_factory.mktemp("scenes") / "tiny"
     )
+
+
+@pytest.fixture(scope="session")
+def small_cnn_weights(tmp_path_factory) -> str:
+    """A weights file for small_cnn's backbone, standing in for pretrained weights offline."""
+    import keras
+
+    from kerasimg.models import backbone_of, build_classifier
+
+    keras.utils.set_random_seed(123)
+    model = build_classifier("small_cnn", 2, image_size=32, weights="none")
+    path = tmp_path_factory.mktemp("weights") / "small_cnn.weights.h5"
+    backbone_of(model).save_weights(path)
+    return str(path)

@@ -10,6 +10,8 @@ from kerasimg.models.registry import BackboneSpec, get_backbone
 from kerasimg.models.weights import resolve_weights
 
 BACKBONE_LAYER = "backbone"
+# The first layer of the head: what comes before it are the features a frozen backbone yields.
+HEAD_START = "head_dropout"
 
 
 def build_classifier(
@@ -39,7 +41,7 @@ def build_classifier(
     x = features(x)
     if spec.output == "feature_map":
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = keras.layers.Dropout(dropout, name=HEAD_START)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 

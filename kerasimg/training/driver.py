@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import json
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,11 @@ import numpy as np
 import kerasimg
 from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.errors import UserError
-from kerasimg.files import write_json, write_text
-from kerasimg.models import backbone_of, build_classifier, get_backbone
-from kerasimg.training import reports
-
-SCHEDULES = ("linear-probe", "full")
+from kerasimg.files import atomic_write, write_json, write_text
+from kerasimg.models import build_classifier, get_backbone
+from kerasimg.training import feature_cache, reports
+from kerasimg.training.feature_cache import CACHED_AUGMENTATIONS, split_classifier
+from kerasimg.training.schedules import ALL, HEAD, apply_phase, parse_schedule
 
 
 @dataclass
@@ -43,6 +44,10 @@ class FitConfig:
     lr: float = 1e-3
     image_size: int | None = None
     schedule: str = "linear-probe"
+    unfreeze_every: int = 2
+    finetune_lr: float | None = None
+    train_bn: bool = False
+    feature_cache: bool = True
     augment: str = "flip"
     dropout: float = 0.2
     val_split: float = 0.1
@@ -53,8 +58,6 @@ class FitConfig:
     def validate(self) -> None:
         """Check user input before anything is built or loaded."""
         get_backbone(self.backbone)
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"--schedule must be one of {SCHEDULES}. Received: schedule={self.schedule!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(
@@ -62,6 +65,8 @@ class FitConfig:
                 )
         if not self.lr > 0:
             raise UserError(f"--lr must be positive. Received: lr={self.lr}")
+        if self.finetune_lr is not None and not self.finetune_lr > 0:
+            raise UserError(f"--finetune-lr must be positive. Received: finetune_lr={self.finetune_lr}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1). Received: dropout={self.dropout}")
 
@@ -110,13 +115,27 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     spec = get_backbone(config.backbone)
+    pretrained = config.weights != "none"
+    if not pretrained and config.schedule == "linear-probe":
+        log("--weights none: a linear probe would train a head on random features; using --schedule full.")
+        config.schedule = "full"
+    # With random weights there are no pretrained features or BatchNorm statistics to protect.
+    finetune_lr = config.finetune_lr or (config.lr / 10 if pretrained else config.lr)
+    train_bn = config.train_bn or not pretrained
+    phases = parse_schedule(
+        config.schedule,
+        spec.stage_names,
+        config.epochs,
+        lr=config.lr,
+        finetune_lr=finetune_lr,
+        unfreeze_every=config.unfreeze_every,
+    )
+    config.epochs = phases[-1].end
     data = load_data(config.data, val_split=config.val_split, val_from=config.val_from, seed=config.seed)
     for note in data.notes:
         log(note)
-    if config.weights == "none" and config.schedule == "linear-probe":
-        log("--weights none: a linear probe would train a head on random features; using --schedule full.")
-        config.schedule = "full"
     image_size = int(config.image_size or spec.image_size)
+    use_cache = config.feature_cache and config.augment in CACHED_AUGMENTATIONS
 
     # Built before the run directory exists, so a failed weights fetch leaves nothing behind.
     model = build_classifier(
@@ -131,17 +150,14 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     run_dir.mkdir(parents=True, exist_ok=True)
     config.out = str(run_dir)
     _write_skipped(run_dir, data)
-
-    backbone_of(model).trainable = config.schedule == "full"
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
-    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    if data.skipped:
+        log(f"Skipped {len(data.skipped)} unreadable file(s); listed in {run_dir / 'skipped_files.txt'}.")
     resolved = {
         **dataclasses.asdict(config),
         "image_size": image_size,
+        "resolved_finetune_lr": finetune_lr,
+        "resolved_train_bn": train_bn,
+        "phases": [p.to_json() for p in phases],
         "class_names": data.class_names,
         "data_summary": data.summary(),
         "backbone_spec": {
@@ -150,51 +166,137 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
             "default_image_size": spec.image_size,
             "feature_dim": spec.feature_dim,
         },
-        "parameters": {"total": int(model.count_params()), "trainable": trainable},
+        "parameters": {"total": int(model.count_params())},
         "versions": package_versions(),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     write_json(run_dir / "config.json", resolved)
     log(f"Run directory: {run_dir}")
-    log(
-        f"{spec.name} at {image_size}px, schedule {config.schedule}: "
-        f"{trainable:,} of {model.count_params():,} parameters trainable."
-    )
 
-    train_ds = image_dataset(
-        data.train, image_size, config.batch_size, training=True, augment=config.augment, seed=config.seed
-    )
-    val_ds = image_dataset(data.val, image_size, config.batch_size, training=False)
     title = f"{spec.name} on {data.name} ({config.schedule})"
-    run_callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "model.keras"), monitor="val_accuracy", mode="max", save_best_only=True
-        ),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        CurvesCallback(run_dir, title),
-        *(callbacks or []),
-    ]
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        callbacks=run_callbacks,
-        shuffle=False,
-        verbose=1,
-    )  # the pipeline shuffles, seeded
+    boundaries = [p.start for p in phases[1:]]
+    images = None  # the image pipelines, built when a phase first trains on images
+    cached = None  # (head, train features, val features), built when a phase first needs them
+    best = None  # best validation accuracy so far, carried across phases
+    for index, phase in enumerate(phases):
+        if any(_backup_dir(run_dir, j).exists() for j in range(index + 1, len(phases))):
+            continue  # a resumed run is already past this phase
+        trainable = apply_phase(model, spec, phase, train_bn)
+        from_cache = use_cache and not phase.trains_backbone
+        log(
+            f"Phase {index + 1}/{len(phases)}: epochs {phase.start + 1}-{phase.end}, "
+            f"{_describe(phase)}, lr {phase.lr:g}{', on cached features' if from_cache else ''}: "
+            f"{trainable:,} of {model.count_params():,} parameters trainable."
+        )
+        if from_cache:
+            if cached is None:
+                cached = _cached_features(model, data, config, image_size, run_dir)
+            trained, train_data, val_data = cached
+            checkpoint_path = run_dir / "head-best.weights.h5"
+        else:
+            if images is None:
+                images = (
+                    image_dataset(
+                        data.train,
+                        image_size,
+                        config.batch_size,
+                        training=True,
+                        augment=config.augment,
+                        seed=config.seed,
+                    ),
+                    image_dataset(data.val, image_size, config.batch_size, training=False),
+                )
+            trained, (train_data, val_data) = model, images
+            checkpoint_path = run_dir / "model.keras"
+        trained.compile(
+            optimizer=keras.optimizers.Adam(phase.lr),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+        )
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            str(checkpoint_path),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=from_cache,
+            initial_value_threshold=best,
+        )
+        trained.fit(
+            train_data,
+            validation_data=val_data,
+            initial_epoch=phase.start,
+            epochs=phase.end,
+            callbacks=[
+                keras.callbacks.BackupAndRestore(str(_backup_dir(run_dir, index)), delete_checkpoint=False),
+                checkpoint,
+                keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+                keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+                CurvesCallback(run_dir, title, boundaries),
+                *(callbacks or []),
+            ],
+            shuffle=False,  # the pipelines shuffle, seeded
+            verbose=1,
+        )
+        # BackupAndRestore leaves the restored epoch on the model, and fit() prefers it to its
+        # initial_epoch argument; clear it so the next phase starts at its own boundary.
+        if getattr(trained, "_initial_epoch", None) is not None:
+            trained._initial_epoch = None
+        improved = checkpoint.best is not None and (best is None or checkpoint.best > best)
+        if from_cache and improved and checkpoint_path.exists():
+            _save_classifier_with_best_head(model, trained, checkpoint_path, run_dir / "model.keras")
+        best = checkpoint.best if improved else best
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
 
     rows = reports.read_history(run_dir / "history.csv")
     reports.write_history(run_dir / "history.csv", rows)
-    reports.plot_curves(rows, run_dir / "curves.png", title)
+    reports.plot_curves(rows, run_dir / "curves.png", title, boundaries)
     best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
-    best = keras.saving.load_model(run_dir / "model.keras") if (run_dir / "model.keras").exists() else model
-    metrics = evaluate(best, data, image_size, config.batch_size, run_dir, title)
+    final = keras.saving.load_model(run_dir / "model.keras") if (run_dir / "model.keras").exists() else model
+    metrics = evaluate(final, data, image_size, config.batch_size, run_dir, title)
     seconds = time.time() - started
     metrics.update({"best_epoch": best_epoch, "train_seconds": round(seconds, 1)})
     write_json(run_dir / "metrics.json", metrics)
     return FitResult(run_dir, metrics["test_accuracy"], metrics["test_loss"], best_epoch, seconds, metrics)
+
+
+def _backup_dir(run_dir: Path, phase_index: int) -> Path:
+    return run_dir / "backup" / f"phase-{phase_index}"
+
+
+def _describe(phase) -> str:
+    if phase.unfrozen == HEAD:
+        return "backbone frozen"
+    if phase.unfrozen == ALL:
+        return "backbone unfrozen"
+    return f"backbone unfrozen from {phase.unfrozen} up"
+
+
+def _cached_features(model, data, config: FitConfig, image_size: int, run_dir: Path):
+    """The shared head and its train/val feature datasets (computed once, kept in the run)."""
+    extractor, head = split_classifier(model)
+    identity = {"backbone": config.backbone, "weights": config.weights, "data": config.data}
+    views = CACHED_AUGMENTATIONS[config.augment]
+    cache_dir = run_dir / "features"
+    train_f, train_y = feature_cache.extract(
+        extractor, data.train, image_size, config.batch_size, views, cache_dir, "train", identity
+    )
+    val_f, val_y = feature_cache.extract(
+        extractor, data.val, image_size, config.batch_size, ("plain",), cache_dir, "val", identity
+    )
+    return (
+        head,
+        feature_cache.feature_dataset(train_f, train_y, config.batch_size, training=True, seed=config.seed),
+        feature_cache.feature_dataset(val_f, val_y, config.batch_size, training=False),
+    )
+
+
+def _save_classifier_with_best_head(model, head, head_weights: Path, target: Path) -> None:
+    """Write the classifier with the best epoch's head to ``target``, then restore the latest head."""
+    latest = [w.numpy() for w in head.weights]
+    head.load_weights(head_weights)
+    atomic_write(target, lambda tmp: model.save(tmp))
+    for variable, value in zip(head.weights, latest):
+        variable.assign(value)
 
 
 def evaluate(
@@ -231,14 +333,15 @@ def _write_skipped(run_dir: Path, data: LabelledData) -> None:
 class CurvesCallback(keras.callbacks.Callback):
     """Redraw ``curves.png`` after every epoch, so an interrupted run still has its plot."""
 
-    def __init__(self, run_dir: Path, title: str):
+    def __init__(self, run_dir: Path, title: str, boundaries: list[int] | None = None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.title = title
+        self.boundaries = boundaries or []
 
     def on_epoch_end(self, epoch, logs=None):
         rows = reports.read_history(self.run_dir / "history.csv")
-        reports.plot_curves(rows, self.run_dir / "curves.png", self.title)
+        reports.plot_curves(rows, self.run_dir / "curves.png", self.title, self.boundaries)
 
 
 def load_run_config(run_dir: str | Path) -> FitConfig:
