@@ -12,7 +12,14 @@ from kerasimg.models.preprocessing import Preprocess
 
 # The smallest input each family accepts (InceptionResNetV2 needs 75 px).
 TINY_SIZE = {"inception_resnet": 75}
-HEAVY = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "inception_resnet_v2", "densenet201"}
+HEAVY = {
+    "efficientnet_b5",
+    "efficientnet_b6",
+    "efficientnet_b7",
+    "inception_resnet_v2",
+    "densenet201",
+    "resnext101_32x8d",
+}
 
 
 def tiny_size(name):

@@ -7,7 +7,7 @@ from kerasimg.models.registry import (  # noqa: I001  (the registry must exist b
     list_backbones,
     register_backbone,
 )
-from kerasimg.models import applications, small_cnn  # noqa: F401  (families register themselves)
+from kerasimg.models import applications, resnext, small_cnn  # noqa: F401  (families register themselves)
 from kerasimg.models.classifier import backbone_of, build_classifier
 from kerasimg.models.stages import stage_layers
 
