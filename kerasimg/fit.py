@@ -8,6 +8,7 @@ import sys
 from kerasimg.cli import run_cli
 from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.data.sources import VAL_FROM
+from kerasimg.models.classifier import HEADS
 from kerasimg.training.driver import FitConfig
 
 _DEFAULTS = FitConfig()
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--augment", default=_DEFAULTS.augment, choices=AUGMENTATIONS)
     p.add_argument("--dropout", type=float, default=_DEFAULTS.dropout)
+    p.add_argument(
+        "--head",
+        default=_DEFAULTS.head,
+        choices=HEADS,
+        help="linear, or mlp (Dense-GELU-Dropout-Dense, the ported ViT head)",
+    )
     p.add_argument(
         "--val-split",
         type=float,

@@ -6,9 +6,11 @@ from kerasimg.models.registry import (  # noqa: I001  (the registry must exist b
     get_backbone,
     list_backbones,
     register_backbone,
+    register_resolver,
 )
-from kerasimg.models import applications, resnext, small_cnn  # noqa: F401  (families register themselves)
-from kerasimg.models.classifier import backbone_of, build_classifier
+from kerasimg.models import applications, efficientnet, resnext, small_cnn, vit  # noqa: F401  (they register)
+from kerasimg.models.classifier import backbone_of, build_classifier, load_classifier
+from kerasimg.models.flops import count_flops
 from kerasimg.models.stages import stage_layers
 
 __all__ = [
@@ -16,8 +18,11 @@ __all__ = [
     "PretrainedWeights",
     "backbone_of",
     "build_classifier",
+    "count_flops",
+    "load_classifier",
     "get_backbone",
     "list_backbones",
     "register_backbone",
+    "register_resolver",
     "stage_layers",
 ]

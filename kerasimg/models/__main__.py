@@ -16,11 +16,14 @@ def describe(name: str) -> dict:
     spec = get_backbone(name)
     size = spec.image_size
     model = spec.build(input_shape=(size, size, 3), weights=None)
+    from kerasimg.models.flops import count_flops
+
     return {
         "name": spec.name,
         "family": spec.family,
         "image_size": size,
         "parameters": int(model.count_params()),
+        "gflops": round(count_flops(model) / 1e9, 3),
         "feature_dim": spec.feature_dim,
         "preprocessing": spec.preprocessing,
         "output": spec.output,
@@ -42,13 +45,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
-        print(f"{'name':<20} {'size':>5} {'parameters':>12} {'preprocessing':<14} stages")
+        print(f"{'name':<26} {'size':>5} {'parameters':>12} {'GFLOPs':>8} {'preprocessing':<14} stages")
         for r in rows:
+            stages = r["stages"] if len(r["stages"]) <= 9 else [*r["stages"][:3], "...", r["stages"][-1]]
             print(
-                f"{r['name']:<20} {r['image_size']:>5} {r['parameters']:>12,} {r['preprocessing']:<14} "
-                f"{' > '.join(r['stages'])}"
+                f"{r['name']:<26} {r['image_size']:>5} {r['parameters']:>12,} {r['gflops']:>8.2f} "
+                f"{r['preprocessing']:<14} {' > '.join(stages)}"
             )
-        print("Parameters are the backbone's without a classification head (include_top=False).")
+        print(
+            "Backbones without a classification head, at their default size. GFLOPs per image as "
+            "TensorFlow's profiler counts them (a multiply-add is 2 FLOPs)."
+        )
         return 0
 
     return run_cli(run)

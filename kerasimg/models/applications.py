@@ -7,11 +7,25 @@ that a failed download can be reported in one sentence.
 
 from __future__ import annotations
 
+import os
+
 import keras
 
 from kerasimg.models.registry import PretrainedWeights, register_backbone
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+def _keras_weights(weights: str | None, pretrained_file: str) -> str | None:
+    """``"imagenet"`` when ``weights`` is the fetched ImageNet file, else ``weights``.
+
+    Keras builds some applications differently for their ImageNet weights (EfficientNet
+    adds a rescaling layer), so the fetched file must reach Keras as "imagenet"; Keras
+    then finds it in its cache without touching the network.
+    """
+    if weights is not None and os.path.basename(weights) == pretrained_file:
+        return "imagenet"
+    return weights
 
 
 @register_backbone(
@@ -103,8 +117,9 @@ _EFFICIENTNET_STAGES = (
 )
 
 
-def _efficientnet_factory(application):
+def _efficientnet_factory(application, variant):
     def factory(input_shape, weights=None):
+        weights = _keras_weights(weights, f"efficientnet{variant}_notop.h5")
         return application(include_top=False, weights=weights, input_shape=input_shape, name="backbone")
 
     return factory
@@ -124,4 +139,4 @@ for _variant, (_application, _size, _width, _hash) in _EFFICIENTNETS.items():
             f"https://storage.googleapis.com/keras-applications/efficientnet{_variant}_notop.h5",
             _hash,
         ),
-    )(_efficientnet_factory(_application))
+    )(_efficientnet_factory(_application, _variant))

@@ -7,11 +7,13 @@ import keras
 from kerasimg.errors import UserError
 from kerasimg.models.preprocessing import Preprocess
 from kerasimg.models.registry import BackboneSpec, get_backbone
+from kerasimg.models.vit import ClassToken
 from kerasimg.models.weights import resolve_weights
 
 BACKBONE_LAYER = "backbone"
-# The first layer of the head: what comes before it are the features a frozen backbone yields.
-HEAD_START = "head_dropout"
+# The layer whose output is the backbone's pooled features; the head is everything after it.
+FEATURES_LAYER = "pool"
+HEADS = ("linear", "mlp")
 
 
 def build_classifier(
@@ -20,17 +22,22 @@ def build_classifier(
     image_size: int | None = None,
     weights: str | None = "imagenet",
     dropout: float = 0.2,
+    head: str = "linear",
 ) -> keras.Model:
     """Raw 0-255 RGB images in, class probabilities out.
 
     The graph is ``Preprocess`` -> backbone (a nested model named "backbone", so
     freezing schedules can reach its stages) -> global average pooling -> dropout
-    -> ``Dense(num_classes, softmax)``. The head computes in float32 whatever the
-    dtype policy, as Keras's mixed-precision guide asks.
+    -> ``Dense(num_classes, softmax)``; token backbones (ViT) pool by taking the class
+    token. ``head="mlp"`` puts Dense-GELU before the dropout, the ported work's "MLP on
+    top of ViT". The output layer computes in float32 whatever the dtype policy, as
+    Keras's mixed-precision guide asks.
     """
     spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
     if num_classes < 2:
         raise UserError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
+    if head not in HEADS:
+        raise UserError(f"--head must be one of {HEADS}. Received: head={head!r}")
     size = int(image_size or spec.image_size)
     if size < 32:
         raise UserError(f"Image size must be at least 32 pixels. Received: image_size={size}")
@@ -40,8 +47,12 @@ def build_classifier(
     features = spec.build(input_shape=(size, size, 3), weights=weights_path)
     x = features(x)
     if spec.output == "feature_map":
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(dropout, name=HEAD_START)(x)
+        x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
+    else:
+        x = ClassToken(name=FEATURES_LAYER)(x)
+    if head == "mlp":
+        x = keras.layers.Dense(spec.feature_dim, activation="gelu", name="head_hidden")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 
@@ -49,3 +60,12 @@ def build_classifier(
 def backbone_of(model: keras.Model) -> keras.Model:
     """The nested backbone model of a classifier built by ``build_classifier``."""
     return model.get_layer(BACKBONE_LAYER)
+
+
+def load_classifier(path) -> keras.Model:
+    """Load a saved classifier; keras-hub is imported first so ViT layers deserialise."""
+    try:
+        import keras_hub  # noqa: F401  (registers its layers for deserialisation)
+    except ImportError:
+        pass
+    return keras.saving.load_model(path)

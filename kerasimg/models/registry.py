@@ -45,6 +45,8 @@ class BackboneSpec:
         pretrained: The ImageNet weights, or ``None`` when there are none to fetch.
         output: "feature_map" ([B, H, W, C]) or "tokens" ([B, T, C]).
         family: A grouping for docs and tests ("resnet", "efficientnet", ...).
+        stage_fn: For backbones whose stages live inside one layer (keras-hub's ViT
+            encoder), ``stage_fn(backbone)`` returns ``{stage: [layers]}`` itself.
     """
 
     name: str
@@ -56,6 +58,7 @@ class BackboneSpec:
     pretrained: PretrainedWeights | None = None
     output: str = "feature_map"
     family: str = ""
+    stage_fn: Callable[[keras.Model], dict] | None = None
 
     @property
     def stage_names(self) -> list[str]:
@@ -66,6 +69,14 @@ class BackboneSpec:
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
+# Functions that may register a parametrised name on first use (e.g. efficientnet_w1.2_d1.4_r300).
+_RESOLVERS: list[Callable[[str], bool]] = []
+
+
+def register_resolver(resolver: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Add ``resolver(name) -> bool`` that registers ``name`` if it is one of its family's."""
+    _RESOLVERS.append(resolver)
+    return resolver
 
 
 def register_backbone(
@@ -78,6 +89,7 @@ def register_backbone(
     output: str = "feature_map",
     family: str = "",
     name: str | None = None,
+    stage_fn: Callable[[keras.Model], dict] | None = None,
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
     """Register the decorated factory under its function name (or ``name``)."""
     if preprocessing not in PREPROCESSING_MODES:
@@ -99,6 +111,7 @@ def register_backbone(
             pretrained=pretrained,
             output=output,
             family=family,
+            stage_fn=stage_fn,
         )
         return factory
 
@@ -113,6 +126,8 @@ def list_backbones() -> list[str]:
 def get_backbone(name: str) -> BackboneSpec:
     """The spec for ``name``; an unknown name raises and lists the close matches."""
     if name in _REGISTRY:
+        return _REGISTRY[name]
+    if any(resolver(name) for resolver in _RESOLVERS) and name in _REGISTRY:
         return _REGISTRY[name]
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -16,6 +16,8 @@ def stage_layers(backbone: keras.Model, spec: BackboneSpec) -> dict[str, list[ke
     name prefixes alone could not. Layers after the last declared end go to the
     last stage.
     """
+    if spec.stage_fn is not None:
+        return spec.stage_fn(backbone)
     assigned: dict[str, str] = {}
     for stage, prefix in spec.stages[:-1]:
         ends = [layer for layer in backbone.layers if layer.name.startswith(prefix)]

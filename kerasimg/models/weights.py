@@ -24,11 +24,23 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
     """
     if weights is None or str(weights).lower() == "none":
         return None
+    if str(weights).startswith(("preset:", "hf://", "kaggle://")) or Path(weights).expanduser().is_dir():
+        if spec.family != "vit":
+            raise UserError(
+                f"{spec.name} takes a weights file; keras-hub presets are for the ViT backbones. "
+                f"Received: weights={str(weights)!r}"
+            )
+        return str(Path(weights).expanduser()) if Path(weights).expanduser().is_dir() else str(weights)
     if weights == "imagenet":
         if spec.pretrained is None:
+            hint = (
+                " or a keras-hub preset (--weights preset:NAME or a preset folder)"
+                if spec.family == "vit"
+                else ""
+            )
             raise UserError(
                 f"Backbone {spec.name!r} has no ImageNet weights to fetch; pass --weights none "
-                f"or --weights PATH. Received: weights='imagenet'"
+                f"or --weights PATH{hint}. Received: weights='imagenet'"
             )
         wanted = spec.pretrained
         try:

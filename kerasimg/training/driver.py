@@ -26,7 +26,7 @@ import kerasimg
 from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_json, write_text
-from kerasimg.models import build_classifier, get_backbone
+from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
 from kerasimg.training import feature_cache, reports
 from kerasimg.training.feature_cache import CACHED_AUGMENTATIONS, split_classifier
 from kerasimg.training.schedules import ALL, HEAD, apply_phase, parse_schedule
@@ -50,6 +50,7 @@ class FitConfig:
     feature_cache: bool = True
     augment: str = "flip"
     dropout: float = 0.2
+    head: str = "linear"
     val_split: float = 0.1
     val_from: str = "train"
     seed: int = 0
@@ -139,7 +140,12 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
 
     # Built before the run directory exists, so a failed weights fetch leaves nothing behind.
     model = build_classifier(
-        spec, data.num_classes, image_size=image_size, weights=config.weights, dropout=config.dropout
+        spec,
+        data.num_classes,
+        image_size=image_size,
+        weights=config.weights,
+        dropout=config.dropout,
+        head=config.head,
     )
     run_dir = Path(config.out) if config.out else default_run_dir(config, data.name)
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
@@ -167,6 +173,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
             "feature_dim": spec.feature_dim,
         },
         "parameters": {"total": int(model.count_params())},
+        "flops_per_image": count_flops(model),
         "versions": package_versions(),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
@@ -251,7 +258,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     reports.write_history(run_dir / "history.csv", rows)
     reports.plot_curves(rows, run_dir / "curves.png", title, boundaries)
     best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
-    final = keras.saving.load_model(run_dir / "model.keras") if (run_dir / "model.keras").exists() else model
+    final = load_classifier(run_dir / "model.keras") if (run_dir / "model.keras").exists() else model
     metrics = evaluate(final, data, image_size, config.batch_size, run_dir, title)
     seconds = time.time() - started
     metrics.update({"best_epoch": best_epoch, "train_seconds": round(seconds, 1)})

@@ -21,7 +21,7 @@ import tensorflow as tf
 from kerasimg.data import image_dataset
 from kerasimg.data.splits import FileSplit
 from kerasimg.files import atomic_write, write_json
-from kerasimg.models.classifier import HEAD_START
+from kerasimg.models.classifier import FEATURES_LAYER
 
 CACHED_AUGMENTATIONS = {"none": ("plain",), "flip": ("plain", "flipped")}
 
@@ -29,13 +29,13 @@ CACHED_AUGMENTATIONS = {"none": ("plain",), "flip": ("plain", "flipped")}
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """``(extractor, head)``: images -> features, and features -> probabilities.
 
-    The head reuses the classifier's layers from ``HEAD_START`` on, so training it
+    The head reuses the classifier's layers after ``FEATURES_LAYER``, so training it
     trains the classifier.
     """
-    start = model.get_layer(HEAD_START)
-    extractor = keras.Model(model.inputs, start.input, name="feature_extractor")
-    layers = model.layers[model.layers.index(start) :]
-    features = keras.Input(tuple(start.input.shape[1:]), name="features")
+    pool = model.get_layer(FEATURES_LAYER)
+    extractor = keras.Model(model.inputs, pool.output, name="feature_extractor")
+    layers = model.layers[model.layers.index(pool) + 1 :]
+    features = keras.Input(tuple(pool.output.shape[1:]), name="features")
     x = features
     for layer in layers:
         x = layer(x)

@@ -1,0 +1,126 @@
+"""Vision Transformers from keras-hub (KerasCV, frozen upstream, has no ViT classifier).
+
+The backbone is ``keras_hub.models.ViTBackbone`` wrapped so that the image
+converter's scaling (``scale``, ``offset``) is a ``Rescaling`` layer inside the
+Keras graph: keras-hub's task preprocessor runs outside the model and would be
+lost on export (keras-hub#784), so saved and exported models take raw 0-255
+pixels. Stages for freezing schedules are the patch embedding and each encoder
+layer.
+
+Weights: ``none``; ``preset:NAME`` or ``hf://...``/``kaggle://...`` (a keras-hub
+preset, fetched by keras-hub); or a local preset folder written by
+``save_to_preset``. Remote presets are checked for reachability first, so an
+offline machine fails in seconds instead of after keras-hub's retries.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import keras
+
+from kerasimg.errors import WeightsUnavailableError
+from kerasimg.models.registry import register_backbone
+
+# hidden size, heads, MLP size; all patch 16, 12 layers, 224 px.
+VIT_SIZES = {"tiny": (192, 3, 768), "small": (384, 6, 1536), "base": (768, 12, 3072)}
+NUM_LAYERS, PATCH_SIZE = 12, 16
+# ViT's usual scaling to [-1, 1], used when no preset says otherwise.
+DEFAULT_SCALE, DEFAULT_OFFSET = 1 / 127.5, -1.0
+PRESET_HOSTS = {"hf://": "huggingface.co", "kaggle://": "www.kaggle.com"}
+
+
+@keras.saving.register_keras_serializable(package="kerasimg")
+class ClassToken(keras.layers.Layer):
+    """The class token (position 0) of a ``[batch, tokens, width]`` sequence."""
+
+    def call(self, tokens):
+        return tokens[:, 0, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+def is_preset(weights: str | None) -> bool:
+    """Whether ``weights`` names a keras-hub preset rather than a Keras weights file."""
+    if weights is None:
+        return False
+    return weights.startswith(("preset:", *PRESET_HOSTS)) or os.path.isdir(weights)
+
+
+def check_reachable(handle: str, timeout: float = 3.0) -> None:
+    """Fail fast, naming the preset and the offline alternative, when its host is unreachable."""
+    if os.path.isdir(handle):
+        return
+    host = next((h for prefix, h in PRESET_HOSTS.items() if handle.startswith(prefix)), "www.kaggle.com")
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as error:
+        raise WeightsUnavailableError(
+            f"Could not load keras-hub preset {handle!r}: {host} is unreachable ({error}); on a connected "
+            f"machine run keras_hub.models.ViTBackbone.from_preset({handle!r}).save_to_preset(DIR) and pass "
+            f"--weights DIR, or pass --weights none."
+        ) from None
+
+
+def _stages(backbone: keras.Model) -> dict[str, list]:
+    vit = backbone.get_layer("vit_backbone")
+    encoder = vit.get_layer("vit_encoder")
+    groups = {"embedding": [vit.get_layer("vit_patching_and_embedding")]}
+    for i, layer in enumerate(encoder.encoder_layers):
+        groups[f"layer{i}"] = [layer]
+    groups[f"layer{len(encoder.encoder_layers) - 1}"].append(encoder.layer_norm)
+    return groups
+
+
+def _factory(size: str):
+    hidden, heads, mlp = VIT_SIZES[size]
+
+    def factory(input_shape, weights=None):
+        import keras_hub
+
+        scale, offset = DEFAULT_SCALE, DEFAULT_OFFSET
+        if weights is not None and is_preset(weights):
+            handle = weights.removeprefix("preset:")
+            check_reachable(handle)
+            vit = keras_hub.models.ViTBackbone.from_preset(handle)
+            converter = keras_hub.layers.ViTImageConverter.from_preset(handle)
+            scale, offset = converter.scale, converter.offset
+            if tuple(vit.image_shape) != tuple(input_shape):
+                raise WeightsUnavailableError(
+                    f"Preset {handle!r} is for {tuple(vit.image_shape)[:2]} px images; pass "
+                    f"--image-size {vit.image_shape[0]}. Received: image_size={input_shape[0]}"
+                )
+        else:
+            vit = keras_hub.models.ViTBackbone(
+                image_shape=tuple(input_shape),
+                patch_size=PATCH_SIZE,
+                num_layers=NUM_LAYERS,
+                num_heads=heads,
+                hidden_dim=hidden,
+                mlp_dim=mlp,
+                name="vit_backbone",
+            )
+        vit.name = "vit_backbone"  # presets carry their own name; stages look this one up
+        inputs = keras.Input(tuple(input_shape))
+        x = keras.layers.Rescaling(scale, offset, name="vit_rescaling")(inputs)
+        model = keras.Model(inputs, vit(x), name="backbone")
+        if weights is not None and not is_preset(weights):
+            model.load_weights(weights)
+        return model
+
+    return factory
+
+
+for _size, (_hidden, _heads, _mlp) in VIT_SIZES.items():
+    register_backbone(
+        name=f"vit_{_size}16",
+        image_size=224,
+        preprocessing="none",  # the Rescaling layer above is the converter's scaling
+        feature_dim=_hidden,
+        output="tokens",
+        family="vit",
+        stages=(("embedding", ""),) + tuple((f"layer{i}", "") for i in range(NUM_LAYERS)),
+        stage_fn=_stages,
+    )(_factory(_size))
