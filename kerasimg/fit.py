@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
+    p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")
+    p.add_argument("--zoo", default="saved_models", help="the zoo folder for --export")
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -102,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             config = load_run_config(args.resume)
             print(f"Resuming {args.resume}")
         else:
-            config = FitConfig(**{k: v for k, v in vars(args).items() if k != "resume"})
+            config = FitConfig(
+                **{k: v for k, v in vars(args).items() if k not in ("resume", "export", "zoo")}
+            )
         result = fit(config, resume=bool(args.resume))
         per_class = result.metrics["per_class"]
         worst = min(per_class, key=lambda c: per_class[c]["f1"])
@@ -112,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             f"weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); {result.seconds:.0f} s.\n"
             f"Files: {result.run_dir}/ (model.keras, metrics.json, curves.png, confusion.png, history.csv)"
         )
+        if args.export:
+            from kerasimg.serving import export_run
+
+            print(f"Exported to {export_run(result.run_dir, args.export, args.zoo)}")
         return 0
 
     return run_cli(run, "Resume with: python -m kerasimg.fit --resume RUN_DIR (printed above).")

@@ -1,0 +1,29 @@
+"""``python -m kerasimg.export RUN_DIR [--name NAME] [--zoo saved_models/]``: a run into the zoo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kerasimg.cli import run_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kerasimg.export", description=__doc__)
+    p.add_argument("run_dir", help="a finished kerasimg.fit run directory")
+    p.add_argument("--name", help="zoo model name (default: the run's backbone)")
+    p.add_argument("--zoo", default="saved_models", help="the zoo folder")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        from kerasimg.serving import export_run
+
+        path = export_run(args.run_dir, args.name, args.zoo)
+        print(f"Exported {path} (verified against the Keras model); index: {path.parent.parent / 'zoo.json'}")
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The serving functions: JPEG/PNG bytes or raw pixels in, probabilities and top-k names out.
+
+TF Serving's REST API decodes ``{"b64": ...}`` itself, so the bytes signature takes
+``tf.string`` image bytes and the graph decodes, converts to RGB and resizes them
+exactly as the training pipeline does; the model's first layer applies the
+backbone's own scaling.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from kerasimg.data.pipeline import resize
+
+BYTES_INPUT, PIXELS_INPUT = "image_bytes", "images"
+
+
+def make_outputs(model: keras.Model, class_names: list[str], top_k: int):
+    """``images -> {probabilities, classes, scores, top_k_classes, top_k_scores}``."""
+    labels = tf.constant(class_names)
+    k = min(top_k, len(class_names))
+
+    def outputs(images):
+        probabilities = tf.cast(model(images, training=False), tf.float32)
+        scores, indices = tf.math.top_k(probabilities, k=k)
+        return {
+            "probabilities": probabilities,
+            "classes": tf.gather(labels, indices[:, 0]),
+            "scores": scores[:, 0],
+            "top_k_classes": tf.gather(labels, indices),
+            "top_k_scores": scores,
+        }
+
+    return outputs
+
+
+def decode_batch(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+    """``[N]`` encoded images -> ``[N, size, size, 3]`` float32 pixels in 0-255."""
+
+    def decode(one):
+        image = tf.io.decode_image(one, channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return resize(image, image_size)
+
+    return tf.map_fn(
+        decode, image_bytes, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32)
+    )
+
+
+def serving_functions(model: keras.Model, class_names: list[str], image_size: int, top_k: int = 3):
+    """``(serving_default, predict_images)`` as ``tf.function``s with named input signatures."""
+    outputs = make_outputs(model, class_names, top_k)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+    def serving_default(image_bytes):
+        return outputs(decode_batch(image_bytes, image_size))
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=PIXELS_INPUT)]
+    )
+    def predict_images(images):
+        return outputs(images)
+
+    return serving_default, predict_images

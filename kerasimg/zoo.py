@@ -1,0 +1,51 @@
+"""``python -m kerasimg.zoo list|show NAME|remove NAME[/VERSION]|config``: inspect and maintain the zoo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kerasimg.cli import run_cli
+from kerasimg.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kerasimg.zoo", description=__doc__)
+    p.add_argument("command", choices=["list", "show", "remove", "config"])
+    p.add_argument("target", nargs="?", help="NAME for show, NAME[/VERSION] for remove")
+    p.add_argument("--zoo", default="saved_models")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        from kerasimg.serving.zoo import Zoo, models_config, render_table
+
+        zoo = Zoo(args.zoo)
+        entries = zoo.entries()
+        if args.command == "list":
+            print(render_table(entries) if entries else f"The zoo in {zoo.root} is empty.")
+        elif args.command == "config":
+            print(models_config(sorted({e["name"] for e in entries})), end="")
+        else:
+            if not args.target:
+                raise UserError(f"`zoo {args.command}` needs a model name.")
+            name, _, version = args.target.partition("/")
+            if args.command == "show":
+                found = [e for e in entries if e["name"] == name]
+                if not found:
+                    raise UserError(
+                        f"No model {name!r} in {zoo.root}; `python -m kerasimg.zoo list` shows them."
+                    )
+                print(json.dumps(found, indent=2))
+            else:
+                if version and not version.isdigit():
+                    raise UserError(f"A version is an integer. Received: {args.target!r}")
+                removed = zoo.remove(name, int(version) if version else None)
+                print(f"Removed {name} version(s) {', '.join(map(str, removed))}.")
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
