@@ -18,6 +18,8 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
             "train",
             "--mode",
             "infer",
+            "--mode",
+            "serve",
             "--image-size",
             "32",
             "--batch-size",
@@ -32,7 +34,7 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
     )
     assert code == 0
     rows = json.loads(path.read_text())
-    assert [(r["backbone"], r["mode"]) for r in rows] == [("small_cnn", "train"), ("small_cnn", "infer")]
+    assert [r["mode"] for r in rows] == ["train", "infer", "serve"]
     for row in rows:
         assert set(row) == {
             "backbone",

@@ -16,7 +16,8 @@ import numpy as np
 from kerasimg.errors import UserError
 from kerasimg.models import backbone_of, build_classifier, get_backbone
 
-MODES = ("train", "frozen", "infer")
+# serve: the exported SavedModel's predict_images signature, loaded with plain TensorFlow.
+MODES = ("train", "frozen", "infer", "serve")
 
 
 def measure(
@@ -43,6 +44,8 @@ def measure(
     labels = rng.integers(0, num_classes, batch_size)
     if mode == "infer":
         step = lambda: model.predict_on_batch(images)  # noqa: E731
+    elif mode == "serve":
+        step = _serving_step(model, size, num_classes, images)
     else:
         backbone_of(model).trainable = mode == "train"
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
@@ -64,3 +67,18 @@ def measure(
         "step_seconds_median": round(median, 4),
         "params": int(model.count_params()),
     }
+
+
+def _serving_step(model: keras.Model, size: int, num_classes: int, images: np.ndarray):
+    """Export ``model`` to a temporary zoo and time its ``predict_images`` signature."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from kerasimg.serving import export_model
+
+    folder = tempfile.mkdtemp(prefix="kerasimg-bench-")
+    path = export_model(model, [f"class{i}" for i in range(num_classes)], size, "bench", folder)
+    serve = tf.saved_model.load(str(path)).signatures["predict_images"]
+    batch = tf.constant(images)
+    return lambda: serve(images=batch)["probabilities"].numpy()
