@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -45,6 +46,18 @@ def make_class_tree(root: Path, classes: dict[str, int], seed: int = 0, ext: str
         for i in range(count):
             write_image(root / name / f"{i}.{ext}", rng)
     return root
+
+
+class CrashAfterEpoch(keras.callbacks.Callback):
+    """Simulates Ctrl-C at the end of one epoch (after the driver's callbacks have saved it)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import write_image
+from conftest import CrashAfterEpoch, write_image
 
 from kerasimg import fit as fit_cli
 from kerasimg.errors import UserError
@@ -102,16 +102,6 @@ def test_loss_falls_and_accuracy_rises_on_a_separable_set(tmp_path):
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert rows[-1]["accuracy"] >= rows[0]["accuracy"]
     assert result.test_accuracy >= 0.75
-
-
-class CrashAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_an_interrupted_run_resumes_with_one_continuous_history(tiny_scenes, tmp_path):

@@ -7,6 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import CrashAfterEpoch
 
 from kerasimg.errors import UserError
 from kerasimg.models import backbone_of, build_classifier, get_backbone, stage_layers
@@ -98,16 +99,6 @@ class RecordTrainable(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.log[epoch] = len(self.model.trainable_weights)
-
-
-class CrashAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def scheduled_config(data, out, weights, **overrides):

@@ -111,6 +111,9 @@ _STAGES = (
     ("conv5", "conv5_"),
 )
 _TIMM = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
+_REGISTRY_FACTS = dict(
+    image_size=224, preprocessing="torch", feature_dim=2048, family="resnext", stages=_STAGES
+)
 
 
 def _load(model: keras.Model, weights: str | None) -> keras.Model:
@@ -127,11 +130,7 @@ def _load(model: keras.Model, weights: str | None) -> keras.Model:
 
 
 @register_backbone(
-    image_size=224,
-    preprocessing="torch",
-    feature_dim=2048,
-    family="resnext",
-    stages=_STAGES,
+    **_REGISTRY_FACTS,
     pretrained=PretrainedWeights(
         "resnext50_32x4d.a1h_in1k.safetensors", _TIMM.format("resnext50_32x4d.a1h_in1k")
     ),
@@ -141,11 +140,7 @@ def resnext50_32x4d(input_shape, weights=None):
 
 
 @register_backbone(
-    image_size=224,
-    preprocessing="torch",
-    feature_dim=2048,
-    family="resnext",
-    stages=_STAGES,
+    **_REGISTRY_FACTS,
     pretrained=PretrainedWeights(
         "resnext101_32x8d.tv_in1k.safetensors", _TIMM.format("resnext101_32x8d.tv_in1k")
     ),
