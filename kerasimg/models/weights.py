@@ -9,6 +9,7 @@ import keras
 
 from kerasimg.errors import UserError, WeightsUnavailableError
 from kerasimg.models.registry import BackboneSpec
+from kerasimg.models.vit import is_preset
 
 
 def keras_models_dir() -> Path:
@@ -24,13 +25,14 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
     """
     if weights is None or str(weights).lower() == "none":
         return None
-    if str(weights).startswith(("preset:", "hf://", "kaggle://")) or Path(weights).expanduser().is_dir():
+    local = Path(weights).expanduser()
+    if is_preset(str(local) if local.is_dir() else str(weights)):
         if spec.family != "vit":
             raise UserError(
                 f"{spec.name} takes a weights file; keras-hub presets are for the ViT backbones. "
                 f"Received: weights={str(weights)!r}"
             )
-        return str(Path(weights).expanduser()) if Path(weights).expanduser().is_dir() else str(weights)
+        return str(local) if local.is_dir() else str(weights)
     if weights == "imagenet":
         if spec.pretrained is None:
             hint = (
