@@ -1,0 +1,150 @@
+"""``python -m kerasimg.tune compound``: search EfficientNet's compound-scaling coefficients.
+
+Trains a scaled EfficientNet for every feasible (alpha, beta, gamma) of a grid with
+KerasTuner, writes tuning/<project>/results.csv, results.md and search.png, and with
+``--scale N`` the parameters/FLOPs table of phi = 0..N for the best triple.
+Rerunning the same command resumes; ``--workers N`` runs KerasTuner's chief and N
+workers on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from kerasimg.cli import run_cli
+from kerasimg.data.pipeline import AUGMENTATIONS
+from kerasimg.errors import UserError
+from kerasimg.tuning.hypermodel import TrialTraining
+from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
+
+_SPACE, _TRAINING = CompoundSpace(), TrialTraining()
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 1.0,1.1,1.2, got {text!r}"
+        ) from error
+
+
+def _grid_default(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kerasimg.tune", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compound", help="grid-search alpha, beta, gamma under alpha*beta^2*gamma^2 ~ target")
+    c.add_argument(
+        "--space", metavar="TOML", help="search-space file (e.g. tuning/compound.toml); flags override it"
+    )
+    c.add_argument("--data", help=f"scenes[:TRAIN,TEST], a folder or tfds:NAME (default {_TRAINING.data})")
+    c.add_argument("--phi", type=float, help=f"compound coefficient of the search (default {_SPACE.phi:g})")
+    for name in ("alpha", "beta", "gamma"):
+        c.add_argument(
+            f"--{name}", type=_floats, help=f"grid values (default {_grid_default(getattr(_SPACE, name))})"
+        )
+    c.add_argument("--target", type=float, help=f"alpha*beta^2*gamma^2 aimed at (default {_SPACE.target:g})")
+    c.add_argument("--tolerance", type=float, help=f"allowed |cost - target| (default {_SPACE.tolerance:g})")
+    c.add_argument(
+        "--base-resolution", type=int, help=f"resolution at phi=0 (default {_SPACE.base_resolution})"
+    )
+    c.add_argument("--epochs", type=int, help=f"epochs per trial (default {_TRAINING.epochs})")
+    c.add_argument("--batch-size", type=int, help=f"default {_TRAINING.batch_size}")
+    c.add_argument("--lr", type=float, help=f"Adam learning rate (default {_TRAINING.lr:g})")
+    c.add_argument("--augment", choices=AUGMENTATIONS, help=f"default {_TRAINING.augment}")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--directory", default="tuning", help="KerasTuner's directory (default tuning)")
+    c.add_argument("--project", default="compound", help="folder under --directory (default compound)")
+    c.add_argument(
+        "--overwrite", action="store_true", help="start over instead of resuming (never on a worker)"
+    )
+    c.add_argument("--scale", type=int, metavar="N", help="then tabulate phi = 0..N for the best triple")
+    c.add_argument("--workers", type=int, metavar="N", help="run a chief and N workers on 127.0.0.1")
+    c.add_argument("--dry-run", action="store_true", help="list the feasible triples and stop")
+    return p
+
+
+def search_from_args(args: argparse.Namespace):
+    """Built-in defaults, then the space file, then flags."""
+    from kerasimg.tuning.search import CompoundSearch
+
+    values = read_space_file(args.space) if args.space else {}
+    for key in ("phi", "alpha", "beta", "gamma", "target", "tolerance", "base_resolution") + tuple(
+        f.name for f in dataclasses.fields(TrialTraining)
+    ):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    space_keys = {f.name for f in dataclasses.fields(CompoundSpace)}
+    space = CompoundSpace(**{k: v for k, v in values.items() if k in space_keys})
+    training = TrialTraining(**{k: v for k, v in values.items() if k not in space_keys})
+    if training.epochs < 1 or training.batch_size < 1:
+        raise UserError(
+            "--epochs and --batch-size must be at least 1. "
+            f"Received: epochs={training.epochs}, batch_size={training.batch_size}"
+        )
+    return CompoundSearch(space, training, args.directory, args.project, args.overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        search = search_from_args(args)
+        triples = search.space.require_feasible()
+        if args.dry_run:
+            print(f"{len(triples)} feasible of {len(search.space.grid())}:")
+            for t in triples:
+                print(f"  {t.label()}  cost {t.cost:.3f}  resolution {search.space.resolution(t)}")
+            return 0
+        project = Path(search.directory) / search.project
+        if args.workers is not None:
+            from kerasimg.tuning.workers import run_local, strip_flag
+
+            run_local(strip_flag(argv, "--workers", takes_value=True), args.workers, f"{project}.logs")
+            _print_outputs(project, args.scale is not None)
+            return 0
+        from kerasimg.tuning.search import distributed_role, run_search
+
+        rows = run_search(search)
+        if distributed_role() == "worker":
+            return 0
+        _print_outputs(project, False)
+        if args.scale is not None:
+            _scale(rows, args.scale, search.space.base_resolution, project)
+            _print_outputs(project, True, only_scale=True)
+        return 0
+
+    return run_cli(run, "Rerun the same command to resume the search (completed trials are kept).")
+
+
+def _scale(rows: list[dict], max_phi: int, base_resolution: int, project: Path) -> None:
+    from kerasimg.tuning.scaling import scale_rows, write_scale_table
+
+    if max_phi < 0:
+        raise UserError(f"--scale must be >= 0. Received: scale={max_phi}")
+    best = next((r for r in rows if r.get("best") == "*"), None)
+    if best is None:
+        raise UserError(f"No completed trial in {project} to scale; run the search first.")
+    triple = Triple(best["alpha"], best["beta"], best["gamma"])
+    print(f"Scaling {triple.label()} for phi = 0..{max_phi}:")
+    write_scale_table(scale_rows(triple, max_phi, base_resolution), triple, project)
+
+
+def _print_outputs(project: Path, scale: bool, only_scale: bool = False) -> None:
+    names = ["scaling.md"] if only_scale else ["results.md"] + (["scaling.md"] if scale else [])
+    for name in names:
+        if (project / name).exists():
+            print("\n" + (project / name).read_text())
+    if not only_scale:
+        print(f"Results: {project}/results.csv, results.md, search.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

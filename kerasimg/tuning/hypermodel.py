@@ -1,0 +1,126 @@
+"""One trial of the compound search: build the scaled EfficientNet, train it, report.
+
+A ``keras_tuner.HyperModel`` whose ``fit`` also builds the data pipeline, because
+every trial has its own input resolution (round(base * gamma^phi)). Trials start
+from random weights: pretrained weights exist only for Keras's eight B0-B7
+coefficient sets, never for an arbitrary triple, and every trial must start equal.
+The report holds the validation accuracy (the objective) and the cost of the
+network: parameters, FLOPs, resolution and training time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import keras
+import keras_tuner
+
+from kerasimg.data import image_dataset, load_data
+from kerasimg.models import backbone_of, build_classifier, count_flops
+from kerasimg.models.efficientnet import compound, register_scaled
+from kerasimg.tuning.oracle import OBJECTIVE
+
+# A trial lasts a few hundred steps: with Keras's 0.99 the BatchNorm moving statistics would
+# still be mostly their initial values when validation reads them, and every trial would
+# score chance. 0.9 settles within ~20 steps.
+BN_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class TrialTraining:
+    """How every trial trains; equal for all trials so that scores compare."""
+
+    data: str = "scenes"
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    augment: str = "flip"
+    val_split: float = 0.1
+    seed: int = 0
+
+
+class CompoundHyperModel(keras_tuner.HyperModel):
+    """Builds ``EfficientNet`` from the trial's alpha, beta, gamma and phi; trains it on ``training.data``."""
+
+    def __init__(
+        self,
+        training: TrialTraining,
+        base_resolution: int,
+        verbose: int | str = "auto",
+        run_eagerly: bool = False,
+    ):
+        super().__init__(name="compound_efficientnet")
+        self.training = training
+        self.base_resolution = base_resolution
+        self.verbose = verbose
+        # Tracing a train graph costs ~45 s per EfficientNet on 2 cores; tiny test searches skip it.
+        self.run_eagerly = run_eagerly
+        self._data = None
+
+    @property
+    def data(self):
+        """The data, loaded on first use: a chief that only serves the oracle never reads it."""
+        if self._data is None:
+            t = self.training
+            self._data = load_data(t.data, val_split=t.val_split, seed=t.seed)
+        return self._data
+
+    def coefficients(self, hp):
+        return compound(
+            hp.get("phi"),
+            hp.get("alpha"),
+            hp.get("beta"),
+            hp.get("gamma"),
+            base_resolution=self.base_resolution,
+        )
+
+    def build(self, hp) -> keras.Model:
+        keras.utils.set_random_seed(self.training.seed)  # every trial starts from the same draw
+        c = self.coefficients(hp)
+        model = build_classifier(
+            register_scaled(c.width, c.depth, c.resolution),
+            self.data.num_classes,
+            image_size=c.resolution,
+            weights="none",
+        )
+        for layer in backbone_of(model).layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = BN_MOMENTUM
+        model.compile(
+            optimizer=keras.optimizers.Adam(self.training.lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            run_eagerly=self.run_eagerly,
+        )
+        return model
+
+    def fit(self, hp, model, callbacks=None, **kwargs) -> dict[str, float]:
+        t = self.training
+        size = model.input_shape[1]
+        train = image_dataset(
+            self.data.train, size, t.batch_size, training=True, augment=t.augment, seed=t.seed
+        )
+        val = image_dataset(self.data.val, size, t.batch_size, training=False)
+        started = time.perf_counter()
+        history = model.fit(
+            train,
+            validation_data=val,
+            epochs=t.epochs,
+            callbacks=callbacks,
+            verbose=self.verbose,
+            shuffle=False,  # the pipeline shuffles, seeded
+        )
+        seconds = time.perf_counter() - started
+        best = max(range(len(history.history[OBJECTIVE])), key=history.history[OBJECTIVE].__getitem__)
+        c = self.coefficients(hp)
+        return {
+            OBJECTIVE: float(history.history[OBJECTIVE][best]),
+            "val_loss": float(history.history["val_loss"][best]),
+            "params": float(model.count_params()),
+            "flops": float(count_flops(model)),
+            "resolution": float(c.resolution),
+            "width": float(c.width),
+            "depth": float(c.depth),
+            "train_seconds": seconds,
+        }

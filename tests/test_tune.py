@@ -1,0 +1,216 @@
+"""The compound-scaling search: feasible grid, KerasTuner oracle, results, resume, chief/worker."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from fake_compound_trials import FakeHyperModel, fake_score
+
+from kerasimg.errors import UserError
+from kerasimg.tune import main
+from kerasimg.tuning.hypermodel import CompoundHyperModel, TrialTraining
+from kerasimg.tuning.search import CompoundSearch, run_search
+from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = dict(alpha=(1.0, 1.1, 1.2, 1.3, 1.4), beta=(1.0, 1.1, 1.2), gamma=(1.0, 1.1, 1.2))
+
+
+def brute_force_feasible(alpha, beta, gamma, target, tolerance):
+    return {
+        (a, b, g)
+        for a, b, g in itertools.product(alpha, beta, gamma)
+        if abs(a * b * b * g * g - target) <= tolerance + 1e-9
+    }
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_feasible_set_is_the_constrained_part_of_the_grid():
+    space = CompoundSpace(**GRID, target=2.0, tolerance=0.1)
+    feasible = {(t.alpha, t.beta, t.gamma) for t in space.feasible()}
+    assert feasible == brute_force_feasible(*GRID.values(), 2.0, 0.1)
+    assert 0 < len(feasible) < len(space.grid()) == 45
+    assert all(min(t) >= 1 for t in feasible)
+
+
+def test_shipped_space_file_is_the_builtin_default_and_holds_the_papers_triple():
+    values = read_space_file(REPO / "tuning" / "compound.toml")
+    space = CompoundSpace(**{k: v for k, v in values.items() if k != "epochs"})
+    assert space == CompoundSpace()
+    assert Triple(1.2, 1.1, 1.15) in space.feasible()
+
+
+def test_space_file_with_unknown_key_names_it(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text("alpha = [1.0, 1.2]\nbeta_values = [1.0]\n")
+    with pytest.raises(UserError, match="beta_values"):
+        read_space_file(path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(alpha=(0.9, 1.2)), "alpha values must be finite and >= 1"),
+        (dict(alpha=(1.0,), beta=(1.0,), gamma=(1.0,)), "nearest is a1 b1 g1 with 1.000"),
+        (dict(base_resolution=16), "base-resolution"),
+    ],
+)
+def test_bad_space_is_refused_before_any_trial(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        CompoundSpace(**kwargs).require_feasible()
+
+
+def _search(tmp_path, overwrite=False, **space):
+    return CompoundSearch(
+        CompoundSpace(**(space or GRID)), TrialTraining(), str(tmp_path / "tuning"), "p", overwrite, verbose=0
+    )
+
+
+def test_search_trains_exactly_the_feasible_triples_once(tmp_path):
+    fake = FakeHyperModel()
+    rows = run_search(_search(tmp_path), hypermodel=fake, log=lambda *a: None)
+    expected = brute_force_feasible(*GRID.values(), 2.0, 0.1)
+    assert len(fake.built) == len(expected)
+    assert set(fake.built) == expected
+    assert len(rows) == len(expected) and all(r["status"] == "COMPLETED" for r in rows)
+    best = max(expected, key=lambda t: fake_score(*t))
+    assert (rows[0]["alpha"], rows[0]["beta"], rows[0]["gamma"]) == best and rows[0]["best"] == "*"
+    assert [r["val_accuracy"] for r in rows] == sorted((r["val_accuracy"] for r in rows), reverse=True)
+    # KerasTuner's own records carry the coefficients as hyperparameters.
+    trial_files = list((tmp_path / "tuning" / "p").glob("trial_*/trial.json"))
+    assert len(trial_files) == len(expected)
+    assert '"alpha"' in trial_files[0].read_text()
+    csv_rows = read_rows(tmp_path / "tuning" / "p" / "results.csv")
+    assert len(csv_rows) == len(expected) and [r["best"] for r in csv_rows].count("*") == 1
+
+
+def test_interrupted_search_resumes_without_redoing_trials(tmp_path):
+    expected = brute_force_feasible(*GRID.values(), 2.0, 0.1)
+    crashing = FakeHyperModel(crash_on_call=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_search(tmp_path), hypermodel=crashing, log=lambda *a: None)
+    finished = set(crashing.built[:2])
+    assert len(read_rows(tmp_path / "tuning" / "p" / "results.csv")) >= 2  # written after each trial
+
+    resumed = FakeHyperModel()
+    rows = run_search(_search(tmp_path), hypermodel=resumed, log=lambda *a: None)
+    assert set(resumed.built) == expected - finished
+    assert len(resumed.built) == len(expected) - 2
+    assert crashing.built[2] in resumed.built  # the interrupted trial is retried
+    assert sorted((r["alpha"], r["beta"], r["gamma"]) for r in rows) == sorted(expected)
+
+    again = FakeHyperModel()
+    run_search(_search(tmp_path, overwrite=True), hypermodel=again, log=lambda *a: None)
+    assert len(again.built) == len(expected)
+
+
+def test_resuming_with_another_grid_is_refused(tmp_path):
+    run_search(_search(tmp_path), hypermodel=FakeHyperModel(), log=lambda *a: None)
+    other = dict(GRID, gamma=(1.0, 1.05, 1.1))
+    with pytest.raises(UserError, match="different grid"):
+        run_search(_search(tmp_path, **other), hypermodel=FakeHyperModel(), log=lambda *a: None)
+
+
+def test_a_worker_never_clears_the_shared_directory(tmp_path, monkeypatch):
+    import kerasimg.tuning.search as search_module
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            raise RuntimeError("stop here")
+
+    monkeypatch.setattr(search_module, "CompoundTuner", Recorder)
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "1")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker0")
+    notes = []
+    with pytest.raises(RuntimeError, match="stop here"):
+        run_search(_search(tmp_path, overwrite=True), hypermodel=FakeHyperModel(), log=notes.append)
+    assert seen["overwrite"] is False
+    assert any("--overwrite ignored on a worker" in n for n in notes)
+
+
+def test_tiny_real_search_writes_results_table_and_plot(tiny_scenes, tmp_path):
+    space = CompoundSpace(alpha=(1.0, 1.4), beta=(1.2,), gamma=(1.0, 1.2), base_resolution=32)
+    assert space.feasible() == [Triple(1.0, 1.2, 1.2), Triple(1.4, 1.2, 1.0)]  # 2 of a grid of 4
+    training = TrialTraining(data=str(tiny_scenes), epochs=1, batch_size=16)
+    search = CompoundSearch(space, training, str(tmp_path / "tuning"), "tiny", verbose=0)
+    hypermodel = CompoundHyperModel(training, space.base_resolution, verbose=0, run_eagerly=True)
+    rows = run_search(search, hypermodel=hypermodel, log=lambda *a: None)
+
+    project = tmp_path / "tuning" / "tiny"
+    csv_rows = read_rows(project / "results.csv")
+    assert len(rows) == len(csv_rows) == 2
+    for row in csv_rows:
+        assert row["status"] == "COMPLETED"
+        assert int(float(row["resolution"])) == round(32 * float(row["gamma"]))
+        assert 0 <= float(row["val_accuracy"]) <= 1
+        assert float(row["params"]) > 1e5 and float(row["gflops"]) > 0 and float(row["train_seconds"]) > 0
+    deeper = {float(r["alpha"]): float(r["params"]) for r in csv_rows}
+    assert deeper[1.4] > deeper[1.0]  # alpha adds blocks at equal width
+    text = (project / "results.md").read_text()
+    assert text.count("| COMPLETED |") == 2 and "| * |" in text
+    assert (project / "search.png").stat().st_size > 5_000
+
+
+def test_scale_table_follows_the_compound_rule(tmp_path):
+    from kerasimg.tuning.scaling import scale_rows, write_scale_table
+
+    triple = Triple(1.2, 1.1, 1.15)
+    rows = scale_rows(triple, 2, base_resolution=32, log=lambda *a: None)
+    assert [r["resolution"] for r in rows] == [32, round(32 * 1.15), round(32 * 1.15**2)]
+    assert rows[0]["flops_growth"] == 1.0
+    assert rows[0]["flops"] < rows[1]["flops"] < rows[2]["flops"]
+    assert rows[0]["params"] < rows[1]["params"] < rows[2]["params"]
+    assert rows[2]["ideal_growth"] == pytest.approx(triple.cost**2)
+    write_scale_table(rows, triple, tmp_path)
+    assert len(read_rows(tmp_path / "scaling.csv")) == 3
+    assert "2^phi" in (tmp_path / "scaling.md").read_text()
+
+
+def test_cli_dry_run_lists_feasible_triples(capsys):
+    argv = ["compound", "--alpha", "1,1.4", "--beta", "1.2", "--gamma", "1,1.2", "--base-resolution", "64"]
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 feasible of 4")
+    assert "a1 b1.2 g1.2  cost 2.074  resolution 77" in out and "a1.4 b1.2 g1" in out
+
+
+def test_cli_bad_grid_exits_2_naming_the_value(capsys, tmp_path):
+    assert main(["compound", "--alpha", "0.5,1.2", "--directory", str(tmp_path)]) == 2
+    assert "alpha=0.5,1.2" in capsys.readouterr().err
+    assert not (tmp_path / "compound").exists()
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path, monkeypatch):
+    """KerasTuner's chief/worker mode on 127.0.0.1 with fast fake trials (the chief polls every 20 s)."""
+    from kerasimg.tuning.workers import run_local
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), *sys.path]))
+    directory = tmp_path / "tuning"
+    argv = ["compound", "--alpha", "1.0,1.2,1.4", "--beta", "1.0,1.1,1.2", "--gamma", "1.0,1.1,1.2"]
+    argv += ["--directory", str(directory), "--project", "dist", "--overwrite"]
+    assert (
+        run_local(argv, 2, directory / "dist.logs", module="fake_compound_trials", log=lambda *a: None) == 0
+    )
+
+    expected = brute_force_feasible((1.0, 1.2, 1.4), (1.0, 1.1, 1.2), (1.0, 1.1, 1.2), 2.0, 0.1)
+    markers = [p.name for p in (directory / "ran").iterdir()]
+    done = [tuple(float(v) for v in m.split(".worker")[0].split("-")) for m in markers]
+    assert sorted(done) == sorted(expected)  # every feasible triple once, none twice
+    assert all(".worker" in m for m in markers)  # trained by workers, never by the chief
+    assert len({m.split(".")[-2] for m in markers}) == 2  # both workers took trials
+    rows = read_rows(directory / "dist" / "results.csv")
+    assert len(rows) == len(expected) and all(r["status"] == "COMPLETED" for r in rows)
