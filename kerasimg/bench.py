@@ -7,6 +7,7 @@ import sys
 
 from kerasimg.cli import run_cli
 from kerasimg.files import write_json
+from kerasimg.training.precision import PRECISIONS
 from kerasimg.training.throughput import MODES
 
 
@@ -18,21 +19,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument(
+        "--precision",
+        action="append",
+        choices=PRECISIONS,
+        help="repeatable (e.g. float32 and mixed_bfloat16 in one run); default float32",
+    )
+    p.add_argument("--data", default="scenes", help="files that --mode input decodes (default: the demo set)")
+    p.add_argument("--intra-op", type=int, help="TensorFlow intra-op threads (default: TensorFlow's choice)")
+    p.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     return p
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """``vs_float32``: images/s over the float32 row of the same backbone, mode and size."""
+    base = {
+        (r["backbone"], r["mode"], r["image_size"]): r["images_per_sec"]
+        for r in rows
+        if r["precision"] == "float32"
+    }
+    for r in rows:
+        reference = base.get((r["backbone"], r["mode"], r["image_size"]))
+        if reference and r["precision"] not in ("float32", "-"):
+            r["vs_float32"] = round(r["images_per_sec"] / reference, 3)
 
 
 def format_table(rows: list[dict]) -> str:
     header = (
         f"{'backbone':<22} {'mode':<7} {'size':>5} {'batch':>5} {'precision':<16} "
-        f"{'images/s':>9} {'step s':>8} {'params':>12}"
+        f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
+        ratio = f"{r['vs_float32']:.2f}x" if "vs_float32" in r else ""
         lines.append(
             f"{r['backbone']:<22} {r['mode']:<7} {r['image_size']:>5} {r['batch_size']:>5} "
             f"{r['precision']:<16} {r['images_per_sec']:>9.2f} {r['step_seconds_median']:>8.3f} "
-            f"{r['params']:>12,}"
+            f"{r['params']:>12,} {ratio:>7}"
         )
     return "\n".join(lines)
 
@@ -41,15 +65,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
+        import tensorflow as tf
+
         from kerasimg.training.throughput import measure
 
+        if args.intra_op is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+        if args.inter_op is not None:
+            tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
         rows = []
         for backbone in args.backbone:
             for mode in args.mode or ["train"]:
-                print(f"Measuring {backbone} ({mode})...", flush=True)
-                rows.append(
-                    measure(backbone, mode, args.image_size, args.batch_size, args.steps, args.warmup)
-                )
+                for precision in (args.precision or ["float32"]) if mode != "input" else ["-"]:
+                    print(f"Measuring {backbone} ({mode}, {precision})...", flush=True)
+                    rows.append(
+                        measure(
+                            backbone,
+                            mode,
+                            args.image_size,
+                            args.batch_size,
+                            args.steps,
+                            args.warmup,
+                            precision=precision if mode != "input" else "float32",
+                            data=args.data,
+                        )
+                    )
+        add_speedups(rows)
         print(format_table(rows))
         if args.json:
             write_json(args.json, rows)

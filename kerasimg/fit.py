@@ -9,7 +9,9 @@ from kerasimg.cli import run_cli
 from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.data.sources import VAL_FROM
 from kerasimg.models.classifier import HEADS
+from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.driver import FitConfig
+from kerasimg.training.precision import PRECISIONS
 
 _DEFAULTS = FitConfig()
 
@@ -82,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="'test' validates on the test split, as the ported work did",
     )
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument(
+        "--precision",
+        default=_DEFAULTS.precision,
+        choices=PRECISIONS,
+        help="auto: mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and GPUs of compute capability 8+, "
+        "where it was measured faster; float32 otherwise",
+    )
+    p.add_argument(
+        "--strategy",
+        default=_DEFAULTS.strategy,
+        choices=STRATEGIES,
+        help="mirrored: MirroredStrategy over all local GPUs (--batch-size per replica); auto: when >1 GPU",
+    )
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
     p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")
     p.add_argument("--zoo", default="saved_models", help="the zoo folder for --export")

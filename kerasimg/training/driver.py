@@ -28,7 +28,9 @@ from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_json, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
 from kerasimg.training import feature_cache, reports
+from kerasimg.training.distribution import STRATEGIES, resolve_strategy
 from kerasimg.training.feature_cache import CACHED_AUGMENTATIONS, split_classifier
+from kerasimg.training.precision import dtype_policy, resolve_precision
 from kerasimg.training.schedules import ALL, HEAD, apply_phase, parse_schedule
 
 
@@ -54,6 +56,8 @@ class FitConfig:
     val_split: float = 0.1
     val_from: str = "train"
     seed: int = 0
+    precision: str = "float32"
+    strategy: str = "none"
     out: str | None = None
 
     def validate(self) -> None:
@@ -68,6 +72,9 @@ class FitConfig:
             raise UserError(f"--lr must be positive. Received: lr={self.lr}")
         if self.finetune_lr is not None and not self.finetune_lr > 0:
             raise UserError(f"--finetune-lr must be positive. Received: finetune_lr={self.finetune_lr}")
+        resolve_precision(self.precision, self.backbone)
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"--strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1). Received: dropout={self.dropout}")
 
@@ -113,8 +120,21 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     callbacks, run after the driver's own.
     """
     config.validate()
+    policy = resolve_precision(config.precision, config.backbone)
+    strategy = resolve_strategy(config.strategy)
+    if policy != "float32" or strategy.num_replicas_in_sync > 1:
+        log(
+            f"Precision {policy}; {strategy.num_replicas_in_sync} replica(s), global batch "
+            f"{config.batch_size * strategy.num_replicas_in_sync} ({config.batch_size} per replica)."
+        )
+    with strategy.scope(), dtype_policy(policy):
+        return _fit(config, policy, strategy.num_replicas_in_sync, resume, callbacks, log)
+
+
+def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks, log) -> FitResult:
     started = time.time()
     keras.utils.set_random_seed(config.seed)
+    batch_size = config.batch_size * replicas  # --batch-size is per replica
     spec = get_backbone(config.backbone)
     pretrained = config.weights != "none"
     if not pretrained and config.schedule == "linear-probe":
@@ -163,6 +183,8 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         "image_size": image_size,
         "resolved_finetune_lr": finetune_lr,
         "resolved_train_bn": train_bn,
+        "resolved_precision": policy,
+        "replicas": replicas,
         "phases": [p.to_json() for p in phases],
         "class_names": data.class_names,
         "data_summary": data.summary(),
@@ -197,7 +219,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         )
         if from_cache:
             if cached is None:
-                cached = _cached_features(model, data, config, image_size, run_dir)
+                cached = _cached_features(model, data, config, image_size, batch_size, policy, run_dir)
             trained, train_data, val_data = cached
             checkpoint_path = run_dir / "head-best.weights.h5"
         else:
@@ -206,12 +228,12 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
                     image_dataset(
                         data.train,
                         image_size,
-                        config.batch_size,
+                        batch_size,
                         training=True,
                         augment=config.augment,
                         seed=config.seed,
                     ),
-                    image_dataset(data.val, image_size, config.batch_size, training=False),
+                    image_dataset(data.val, image_size, batch_size, training=False),
                 )
             trained, (train_data, val_data) = model, images
             checkpoint_path = run_dir / "model.keras"
@@ -236,6 +258,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
             callbacks=[
                 keras.callbacks.BackupAndRestore(str(_backup_dir(run_dir, index)), delete_checkpoint=False),
                 checkpoint,
+                EpochTimer(),  # before the CSV logger, which writes the logs it adds
                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
                 keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
                 CurvesCallback(run_dir, title, boundaries),
@@ -259,7 +282,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     reports.plot_curves(rows, run_dir / "curves.png", title, boundaries)
     best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
     final = load_classifier(run_dir / "model.keras") if (run_dir / "model.keras").exists() else model
-    metrics = evaluate(final, data, image_size, config.batch_size, run_dir, title)
+    metrics = evaluate(final, data, image_size, batch_size, run_dir, title)
     seconds = time.time() - started
     metrics.update({"best_epoch": best_epoch, "train_seconds": round(seconds, 1)})
     write_json(run_dir / "metrics.json", metrics)
@@ -278,22 +301,29 @@ def _describe(phase) -> str:
     return f"backbone unfrozen from {phase.unfrozen} up"
 
 
-def _cached_features(model, data, config: FitConfig, image_size: int, run_dir: Path):
+def _cached_features(
+    model, data, config: FitConfig, image_size: int, batch_size: int, policy: str, run_dir: Path
+):
     """The shared head and its train/val feature datasets (computed once, kept in the run)."""
     extractor, head = split_classifier(model)
-    identity = {"backbone": config.backbone, "weights": config.weights, "data": config.data}
+    identity = {
+        "backbone": config.backbone,
+        "weights": config.weights,
+        "data": config.data,
+        "precision": policy,
+    }
     views = CACHED_AUGMENTATIONS[config.augment]
     cache_dir = run_dir / "features"
     train_f, train_y = feature_cache.extract(
-        extractor, data.train, image_size, config.batch_size, views, cache_dir, "train", identity
+        extractor, data.train, image_size, batch_size, views, cache_dir, "train", identity
     )
     val_f, val_y = feature_cache.extract(
-        extractor, data.val, image_size, config.batch_size, ("plain",), cache_dir, "val", identity
+        extractor, data.val, image_size, batch_size, ("plain",), cache_dir, "val", identity
     )
     return (
         head,
-        feature_cache.feature_dataset(train_f, train_y, config.batch_size, training=True, seed=config.seed),
-        feature_cache.feature_dataset(val_f, val_y, config.batch_size, training=False),
+        feature_cache.feature_dataset(train_f, train_y, batch_size, training=True, seed=config.seed),
+        feature_cache.feature_dataset(val_f, val_y, batch_size, training=False),
     )
 
 
@@ -311,12 +341,10 @@ def evaluate(
 ) -> dict:
     """Test loss and accuracy, per-class precision/recall/F1, and ``confusion.png``."""
     test_ds = image_dataset(data.test, image_size, batch_size, training=False)
-    labels, probabilities = [], []
-    for images, batch_labels in test_ds:
-        probabilities.append(model.predict_on_batch(images))
-        labels.append(batch_labels.numpy())
-    probabilities = np.concatenate(probabilities)
-    labels = np.concatenate(labels)
+    # predict() rather than predict_on_batch(): under MirroredStrategy the latter returns every
+    # replica's copy of the batch. The test pipeline is cached and ordered, so labels line up.
+    probabilities = model.predict(test_ds.map(lambda images, _: images), verbose=0)
+    labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test_ds])
     predictions = probabilities.argmax(axis=1)
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1))))
@@ -335,6 +363,17 @@ def evaluate(
 def _write_skipped(run_dir: Path, data: LabelledData) -> None:
     lines = [f"{path}\t{reason}" for path, reason in sorted(data.skipped.items())]
     write_text(run_dir / "skipped_files.txt", "\n".join(lines) + ("\n" if lines else ""))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (training and validation) to each epoch's logs and history.csv."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
 class CurvesCallback(keras.callbacks.Callback):

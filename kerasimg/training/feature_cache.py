@@ -74,10 +74,14 @@ def extract(
     bar = keras.utils.Progbar(total, unit_name="batch")
     features, labels = [], []
     for step, (images, batch_labels) in enumerate(dataset, 1):
-        per_view = [extractor.predict_on_batch(images)]
+        # predict(), not predict_on_batch(): the latter duplicates the batch per replica under
+        # MirroredStrategy.
+        per_view = [extractor.predict(images, batch_size=len(images), verbose=0)]
         if "flipped" in views:
-            per_view.append(extractor.predict_on_batch(tf.image.flip_left_right(images)))
-        features.append(np.stack(per_view, axis=1))
+            per_view.append(
+                extractor.predict(tf.image.flip_left_right(images), batch_size=len(images), verbose=0)
+            )
+        features.append(np.stack(per_view, axis=1).astype("float32"))  # bfloat16 does not round-trip .npz
         labels.append(batch_labels.numpy())
         bar.update(step)
     features_array, labels_array = np.concatenate(features), np.concatenate(labels)

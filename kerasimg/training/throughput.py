@@ -15,9 +15,11 @@ import numpy as np
 
 from kerasimg.errors import UserError
 from kerasimg.models import backbone_of, build_classifier, get_backbone
+from kerasimg.training.precision import dtype_policy, resolve_precision
 
 # serve: the exported SavedModel's predict_images signature, loaded with plain TensorFlow.
-MODES = ("train", "frozen", "infer", "serve")
+# input: the tf.data pipeline alone (decode, resize, flip) on real files, no model.
+MODES = ("train", "frozen", "infer", "serve", "input")
 
 
 def measure(
@@ -29,6 +31,8 @@ def measure(
     warmup: int = 2,
     num_classes: int = 10,
     seed: int = 0,
+    precision: str = "float32",
+    data: str = "scenes",
 ) -> dict:
     """One row of the benchmark table for ``backbone`` in ``mode``."""
     if mode not in MODES:
@@ -37,8 +41,12 @@ def measure(
         raise UserError(f"--steps must be >= 1 and --warmup >= 0. Received: steps={steps}, warmup={warmup}")
     spec = get_backbone(backbone)
     size = int(image_size or spec.image_size)
+    if mode == "input":
+        return _input_row(spec.name, data, size, batch_size, steps, warmup, seed)
+    policy = resolve_precision(precision, spec.name)
     keras.utils.set_random_seed(seed)
-    model = build_classifier(spec, num_classes, image_size=size, weights="none")
+    with dtype_policy(policy):
+        model = build_classifier(spec, num_classes, image_size=size, weights="none")
     rng = np.random.default_rng(seed)
     images = rng.uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
     labels = rng.integers(0, num_classes, batch_size)
@@ -62,7 +70,7 @@ def measure(
         "mode": mode,
         "image_size": size,
         "batch_size": batch_size,
-        "precision": keras.config.dtype_policy().name,
+        "precision": policy,
         "images_per_sec": round(batch_size / median, 2),
         "step_seconds_median": round(median, 4),
         "params": int(model.count_params()),
@@ -82,3 +90,33 @@ def _serving_step(model: keras.Model, size: int, num_classes: int, images: np.nd
     serve = tf.saved_model.load(str(path)).signatures["predict_images"]
     batch = tf.constant(images)
     return lambda: serve(images=batch)["probabilities"].numpy()
+
+
+def _input_row(
+    backbone: str, data: str, size: int, batch_size: int, steps: int, warmup: int, seed: int
+) -> dict:
+    """Training-pipeline throughput: decode, resize, shuffle and flip real files, batched.
+
+    Timed over ``steps`` consecutive batches (prefetching makes single batches
+    uneven), so it reads directly against the model's train images/s.
+    """
+    from kerasimg.data import image_dataset, load_data
+
+    split = load_data(data, seed=seed).train
+    dataset = iter(image_dataset(split, size, batch_size, training=True, augment="flip", seed=seed).repeat())
+    for _ in range(warmup):
+        next(dataset)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(dataset)
+    seconds = (time.perf_counter() - start) / steps
+    return {
+        "backbone": backbone,
+        "mode": "input",
+        "image_size": size,
+        "batch_size": batch_size,
+        "precision": "-",
+        "images_per_sec": round(batch_size / seconds, 2),
+        "step_seconds_median": round(seconds, 4),
+        "params": 0,
+    }

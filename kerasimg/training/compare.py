@@ -1,0 +1,149 @@
+"""Run a plan's experiments one after another and tabulate them side by side.
+
+Each experiment is an ordinary ``fit`` run in ``<out>/<experiment>/``. A finished
+experiment (its ``metrics.json`` exists) is skipped and an interrupted one resumes
+from its ``BackupAndRestore`` state, so rerunning the command continues a
+comparison. After each experiment ``results.csv``, ``results.md`` and ``curves.png``
+(validation loss and accuracy of every experiment, overlaid) are rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from kerasimg.files import save_figure, write_json, write_text  # noqa: E402
+from kerasimg.tables import markdown_table, write_csv  # noqa: E402
+from kerasimg.training import reports  # noqa: E402
+from kerasimg.training.driver import fit, load_run_config  # noqa: E402
+from kerasimg.training.plans import Plan  # noqa: E402
+
+COLUMNS = [
+    ("experiment", "experiment", ""),
+    ("backbone", "backbone", ""),
+    ("schedule", "schedule", ""),
+    ("epochs", "epochs", "d"),
+    ("image_size", "size", "d"),
+    ("precision", "precision", ""),
+    ("test_accuracy", "test accuracy", ".4f"),
+    ("best_val_accuracy", "best val accuracy", ".4f"),
+    ("reported", "seed reported", ".4f"),
+    ("params", "parameters", ",d"),
+    ("gflops", "GFLOPs", ".2f"),
+    ("train_seconds", "train s", ".0f"),
+    ("images_per_sec", "train images/s", ".1f"),
+    ("exported", "zoo", ""),
+]
+STATE = "compare.json"
+
+
+def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
+    """One results row from a finished run's config.json, metrics.json and history.csv."""
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    history = reports.read_history(run_dir / "history.csv")
+    epoch_seconds = [r["epoch_seconds"] for r in history if "epoch_seconds" in r]
+    train_size = config.get("data_summary", {}).get("train")
+    return {
+        "experiment": name,
+        "backbone": config["backbone"],
+        "schedule": config["schedule"],
+        "epochs": config["epochs"],
+        "image_size": config["image_size"],
+        "precision": config.get("resolved_precision", "float32"),
+        "test_accuracy": metrics["test_accuracy"],
+        "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in history), default=None),
+        "reported": reported,
+        "params": config["parameters"]["total"],
+        "gflops": config["flops_per_image"] / 1e9 if config.get("flops_per_image") else None,
+        "train_seconds": metrics.get("train_seconds"),
+        # Median epoch (training and validation); cached-feature epochs count their images too.
+        "images_per_sec": train_size / statistics.median(epoch_seconds)
+        if epoch_seconds and train_size
+        else None,
+        "history": history,
+    }
+
+
+def run_plan(
+    plan: Plan,
+    out: str | os.PathLike,
+    *,
+    data: str | None = None,
+    precision: str | None = None,
+    export: bool = False,
+    zoo: str | os.PathLike = "saved_models",
+    log=print,
+) -> list[dict]:
+    """Run (or resume) every experiment of ``plan`` in ``out``; return the results rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / STATE
+    state = (
+        json.loads(state_path.read_text())
+        if state_path.exists()
+        else {"plan": str(plan.path), "exported": {}}
+    )
+    overrides = {"precision": precision} if precision else {}
+    rows = []
+    for number, experiment in enumerate(plan.experiments, 1):
+        run_dir = out / experiment.name
+        banner = f"[{number}/{len(plan.experiments)}] {experiment.name}"
+        if (run_dir / "metrics.json").exists():
+            log(f"{banner}: finished earlier, skipped.")
+        elif (run_dir / "config.json").exists():
+            log(f"{banner}: resuming the interrupted run in {run_dir}.")
+            fit(load_run_config(run_dir), resume=True, log=log)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a start that failed before writing anything
+            log(f"{banner}: {experiment.settings.get('backbone')} ({experiment.settings.get('schedule')}).")
+            fit(experiment.fit_config(run_dir, data, **overrides), log=log)
+        row = summarize(experiment.name, run_dir, experiment.reported)
+        if export:
+            if experiment.name not in state["exported"]:
+                from kerasimg.serving import export_run
+
+                path = export_run(run_dir, f"{plan.name}-{experiment.name}", zoo)
+                state["exported"][experiment.name] = str(path)
+                write_json(state_path, state)
+            row["exported"] = Path(state["exported"][experiment.name]).parent.name
+        rows.append(row)
+        write_results(rows, out, plan)
+    return rows
+
+
+def write_results(rows: list[dict], out: Path, plan: Plan) -> None:
+    write_csv(out / "results.csv", rows, COLUMNS)
+    header = (
+        f"# Plan {plan.name}\n\n{plan.description}\n\n" if plan.description else f"# Plan {plan.name}\n\n"
+    )
+    write_text(out / "results.md", header + markdown_table(rows, COLUMNS))
+    plot_comparison(rows, out / "curves.png", plan.name)
+
+
+def plot_comparison(rows: list[dict], path: Path, title: str) -> Path | None:
+    """Validation loss and accuracy per epoch, one line per experiment."""
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for row in rows:
+        history = [r for r in row["history"] if "val_loss" in r]
+        epochs = [int(r["epoch"]) + 1 for r in history]
+        axes[0].plot(epochs, [r["val_loss"] for r in history], "-o", ms=3, label=row["experiment"])
+        axes[1].plot(epochs, [r["val_accuracy"] for r in history], "-o", ms=3, label=row["experiment"])
+    for ax, name in zip(axes, ("validation loss", "validation accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[1].set_ylim(0, 1.02)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"plan {title}")
+    return save_figure(fig, path)

@@ -1,0 +1,79 @@
+"""``--precision float32 | mixed_bfloat16 | auto``: Keras dtype policies, chosen by hardware.
+
+Under ``mixed_bfloat16`` layers compute in bfloat16 and keep float32 variables; the
+classifier's output layer stays float32 (``build_classifier`` sets it), as the Keras
+mixed-precision guide asks. bfloat16 has float32's exponent range, so no loss
+scaling is needed (``LossScaleOptimizer`` is for float16). ``auto`` picks bfloat16
+where the hardware computes it natively: CPUs with AMX-BF16 or AVX512-BF16 (oneDNN
+then runs AMX/BF16 kernels) and NVIDIA GPUs of compute capability 8.0 or newer, and
+only for backbones where it was measured faster (``FLOAT32_ON_CPU``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import keras
+
+from kerasimg.errors import UserError
+
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+# Backbones that ``auto`` keeps in float32 on a CPU because bfloat16 did not make them
+# faster there (python -m kerasimg.bench --mode train --precision float32
+# --precision mixed_bfloat16, see the README's speed table).
+FLOAT32_ON_CPU: frozenset[str] = frozenset()
+
+
+@functools.cache
+def cpu_bf16_flags() -> frozenset[str]:
+    """The CPU's bfloat16 feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return frozenset(flags & {"amx_bf16", "avx512_bf16"})
+
+
+@functools.cache
+def gpus_support_bf16() -> bool | None:
+    """True when every visible GPU is compute capability >= 8.0, None when there is no GPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    capabilities = [
+        tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus
+    ]
+    return all(tuple(c) >= (8, 0) for c in capabilities)
+
+
+def resolve_precision(precision: str, backbone: str | None = None) -> str:
+    """The Keras dtype policy name for ``--precision``; ``auto`` decided by hardware and backbone."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {PRECISIONS}. Received: precision={precision!r}")
+    if precision != "auto":
+        return precision
+    gpu = gpus_support_bf16()
+    if gpu is not None:
+        return "mixed_bfloat16" if gpu else "float32"
+    if cpu_bf16_flags() and backbone not in FLOAT32_ON_CPU:
+        return "mixed_bfloat16"
+    return "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(policy: str):
+    """Build models under ``policy``, restoring the previous global policy afterwards."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.config.set_dtype_policy(previous)
