@@ -44,7 +44,7 @@ def test_mixed_bfloat16_trains_with_a_float32_output(tmp_path):
 def test_auto_precision_follows_the_hardware_and_the_measured_exceptions(monkeypatch):
     monkeypatch.setattr(precision_module, "gpus_support_bf16", lambda: None)
     monkeypatch.setattr(precision_module, "cpu_bf16_flags", lambda: frozenset({"amx_bf16"}))
-    monkeypatch.setattr(precision_module, "FLOAT32_ON_CPU", frozenset({"small_cnn"}))
+    monkeypatch.setattr(precision_module, "BF16_ON_CPU", frozenset({"resnet50"}))
     assert resolve_precision("auto", "resnet50") == "mixed_bfloat16"
     assert resolve_precision("auto", "small_cnn") == "float32"
     monkeypatch.setattr(precision_module, "cpu_bf16_flags", lambda: frozenset())
