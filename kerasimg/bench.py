@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for backbone in args.backbone:
             for mode in args.mode or ["train"]:
-                for precision in (args.precision or ["float32"]) if mode != "input" else ["-"]:
+                # The input pipeline has no model, so no precision to vary.
+                for precision in ["-"] if mode == "input" else args.precision or ["float32"]:
                     print(f"Measuring {backbone} ({mode}, {precision})...", flush=True)
                     rows.append(
                         measure(
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.batch_size,
                             args.steps,
                             args.warmup,
-                            precision=precision if mode != "input" else "float32",
+                            precision=precision,
                             data=args.data,
                         )
                     )

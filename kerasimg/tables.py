@@ -41,8 +41,3 @@ def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[Column]) 
     for row in rows:
         writer.writerow(["" if row.get(key) is None else row.get(key) for key, _, _ in columns])
     return write_text(path, buffer.getvalue())
-
-
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))

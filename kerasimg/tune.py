@@ -98,27 +98,29 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         search = search_from_args(args)
         triples = search.space.require_feasible()
+        if args.scale is not None and args.scale < 0:
+            raise UserError(f"--scale must be >= 0. Received: scale={args.scale}")
         if args.dry_run:
             print(f"{len(triples)} feasible of {len(search.space.grid())}:")
             for t in triples:
                 print(f"  {t.label()}  cost {t.cost:.3f}  resolution {search.space.resolution(t)}")
             return 0
-        project = Path(search.directory) / search.project
-        if args.workers is not None:
+        project = search.project_dir
+        if args.workers is not None:  # the chief, started with these flags, writes every file
             from kerasimg.tuning.workers import run_local, strip_flag
 
             run_local(strip_flag(argv, "--workers", takes_value=True), args.workers, f"{project}.logs")
-            _print_outputs(project, args.scale is not None)
+            _show(project, "results.md", "scaling.md")
             return 0
         from kerasimg.tuning.search import distributed_role, run_search
 
         rows = run_search(search)
         if distributed_role() == "worker":
             return 0
-        _print_outputs(project, False)
+        _show(project, "results.md")
         if args.scale is not None:
             _scale(rows, args.scale, search.space.base_resolution, project)
-            _print_outputs(project, True, only_scale=True)
+            _show(project, "scaling.md")
         return 0
 
     return run_cli(run, "Rerun the same command to resume the search (completed trials are kept).")
@@ -127,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 def _scale(rows: list[dict], max_phi: int, base_resolution: int, project: Path) -> None:
     from kerasimg.tuning.scaling import scale_rows, write_scale_table
 
-    if max_phi < 0:
-        raise UserError(f"--scale must be >= 0. Received: scale={max_phi}")
     best = next((r for r in rows if r.get("best") == "*"), None)
     if best is None:
         raise UserError(f"No completed trial in {project} to scale; run the search first.")
@@ -137,13 +137,12 @@ def _scale(rows: list[dict], max_phi: int, base_resolution: int, project: Path) 
     write_scale_table(scale_rows(triple, max_phi, base_resolution), triple, project)
 
 
-def _print_outputs(project: Path, scale: bool, only_scale: bool = False) -> None:
-    names = ["scaling.md"] if only_scale else ["results.md"] + (["scaling.md"] if scale else [])
+def _show(project: Path, *names: str) -> None:
+    """Print the Markdown tables that exist, then where the files are."""
     for name in names:
         if (project / name).exists():
             print("\n" + (project / name).read_text())
-    if not only_scale:
-        print(f"Results: {project}/results.csv, results.md, search.png")
+    print(f"Files: {project}/ (results.csv, results.md, search.png, scaling.md/csv with --scale)")
 
 
 if __name__ == "__main__":

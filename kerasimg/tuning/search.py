@@ -63,6 +63,11 @@ class CompoundSearch:
     overwrite: bool = False
     verbose: int | str = "auto"
 
+    @property
+    def project_dir(self) -> Path:
+        """KerasTuner's folder for this search, where the results are written too."""
+        return Path(self.directory) / self.project
+
 
 def run_search(search: CompoundSearch, *, hypermodel: keras_tuner.HyperModel | None = None, log=print):
     """Search, then (unless this process is a worker) write results.csv/md and search.png.
@@ -103,7 +108,3 @@ def run_search(search: CompoundSearch, *, hypermodel: keras_tuner.HyperModel | N
         return []
     write_results(tuner.oracle, tuner.project_dir)
     return trial_rows(tuner.oracle)
-
-
-def project_dir(search: CompoundSearch) -> Path:
-    return Path(search.directory) / search.project
