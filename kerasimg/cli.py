@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
 from kerasimg.errors import UserError
 
+EXIT_OS_ERROR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
 def run_cli(main: Callable[[], int], interrupted_hint: str = "") -> int:
-    """Run ``main``; a ``UserError`` becomes one line on stderr and exit code 2, Ctrl-C exit 130."""
+    """Run ``main``; a ``UserError`` becomes one line on stderr and exit code 2, Ctrl-C exit 130.
+
+    An ``OSError`` (a full disk, a permission, a path that is a file) becomes one line
+    naming the path and the cause, exit 1; every file kerasimg writes is written to a
+    temporary name and renamed, so what was already written stays intact.
+    ``KERASIMG_DEBUG=1`` shows the traceback instead.
+    """
     try:
         return main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as error:
+        if os.environ.get("KERASIMG_DEBUG"):
+            raise
+        print(f"error: {describe_os_error(error)}", file=sys.stderr)
+        return EXIT_OS_ERROR
     except KeyboardInterrupt:
         print(f"\nInterrupted. {interrupted_hint}".rstrip(), file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def describe_os_error(error: OSError) -> str:
+    """``<cause>: <path>`` in one line, e.g. ``No space left on device: runs/x/model.keras``."""
+    cause = error.strerror or str(error) or type(error).__name__
+    paths = [str(p) for p in (error.filename, error.filename2) if p]
+    hint = " Free some space, then --resume the run." if error.errno == 28 else ""
+    return f"{cause}: {' -> '.join(paths)}.{hint}" if paths else f"{cause}.{hint}"

@@ -9,16 +9,57 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kerasimg.errors import UserError
+
 
 def kerasimg_home() -> Path:
     """The cache folder for generated data and verdicts: ``$KERASIMG_HOME`` or ``~/.cache/kerasimg``."""
     return Path(os.environ.get("KERASIMG_HOME", Path.home() / ".cache" / "kerasimg")).expanduser()
 
 
+def umask() -> int:
+    """The process's umask (read by setting it back at once; there is no other way to ask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_user_permissions(path: str | os.PathLike) -> None:
+    """Give a file or folder made by ``mkstemp``/``mkdtemp`` (0600/0700) the mode the umask gives.
+
+    A TF Serving process running as another user must be able to read what kerasimg writes.
+    """
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~umask())
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A fresh folder under ``parent`` (to be renamed into place), with the umask's permissions."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    give_user_permissions(folder)
+    return folder
+
+
+def inside(root: str | os.PathLike, *parts: str) -> Path:
+    """``root/parts...`` resolved, refused unless it lies strictly inside ``root`` resolved.
+
+    Every path that kerasimg deletes or overwrites by a user-given name goes through
+    this, so ``..``, absolute paths and symlinks cannot point it elsewhere.
+    """
+    base = Path(root).resolve()
+    target = base.joinpath(*parts).resolve()
+    if target == base or base not in target.parents:
+        raise UserError(
+            f"Refusing to touch {target}: it is not inside {base}. Received: {'/'.join(parts)!r}"
+        )
+    return target
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)``, then rename the result onto ``path``.
 
     A crash or Ctrl-C mid-write leaves the previous file intact instead of a truncated one.
+    The file gets the permissions the umask gives an ordinary file (``mkstemp`` makes 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +67,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        give_user_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
