@@ -62,6 +62,7 @@ class Zoo:
     def resolve(self, target: str) -> Path:
         """``NAME`` (its newest version) or ``NAME/VERSION`` -> the version folder, inside the zoo."""
         name, _, version = target.partition("/")
+        check_model_name(name)
         if version and not version.isdigit():
             raise UserError(f"A version is a whole number. Received: {target!r}")
         known = self.versions(name)
@@ -84,12 +85,12 @@ class Zoo:
 
     def remove(self, name: str, version: int | None = None) -> list[int]:
         """Delete a model's version (or all versions) from disk and from the index."""
+        folder = self.model_dir(name)  # checked before anything, the lock file included, is written
         with self.locked():
             known = self.versions(name)
             doomed = known if version is None else [v for v in known if v == version]
             if not doomed:
                 raise UserError(f"No model {name}{'' if version is None else f'/{version}'} in {self.root}.")
-            folder = self.model_dir(name)
             for v in doomed:
                 shutil.rmtree(inside(folder, str(v)))
             if not self.versions(name):
