@@ -49,9 +49,7 @@ def inside(root: str | os.PathLike, *parts: str) -> Path:
     base = Path(root).resolve()
     target = base.joinpath(*parts).resolve()
     if target == base or base not in target.parents:
-        raise UserError(
-            f"Refusing to touch {target}: it is not inside {base}. Received: {'/'.join(parts)!r}"
-        )
+        raise UserError(f"Refusing to touch {target}: it is not inside {base}. Received: {'/'.join(parts)!r}")
     return target
 
 
