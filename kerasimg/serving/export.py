@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasimg import selection
 from kerasimg.errors import UserError
 from kerasimg.serving.signatures import BYTES_INPUT, PIXELS_INPUT, decode_batch, serving_functions
 from kerasimg.serving.warmup import write_warmup_requests
@@ -136,6 +137,7 @@ def export_run(run_dir: str | Path, name: str | None = None, zoo: str | Path = D
         saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         metrics = {k: saved[k] for k in ("test_accuracy", "test_loss", "best_epoch") if k in saved}
         metrics["macro_f1"] = float(np.mean([c["f1"] for c in saved.get("per_class", {}).values()] or [0]))
+        metrics[selection.METRICS_KEY] = selection.selected_on_test(saved, config)
     model = load_classifier(run_dir / "model.keras")
     metadata = {
         "backbone": config.get("backbone"),

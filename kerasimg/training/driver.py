@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 import kerasimg
+from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_json, write_text
@@ -285,6 +286,9 @@ def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks,
     metrics = evaluate(final, data, image_size, batch_size, run_dir, title)
     seconds = time.time() - started
     metrics.update({"best_epoch": best_epoch, "train_seconds": round(seconds, 1)})
+    metrics[selection.METRICS_KEY] = selection.validated_on_test(data)
+    if metrics[selection.METRICS_KEY]:
+        log(selection.NOTE)
     write_json(run_dir / "metrics.json", metrics)
     return FitResult(run_dir, metrics["test_accuracy"], metrics["test_loss"], best_epoch, seconds, metrics)
 
