@@ -40,5 +40,5 @@ def describe_os_error(error: OSError) -> str:
     """``<cause>: <path>`` in one line, e.g. ``No space left on device: runs/x/model.keras``."""
     cause = error.strerror or str(error) or type(error).__name__
     paths = [str(p) for p in (error.filename, error.filename2) if p]
-    hint = " Free some space, then --resume the run." if error.errno == 28 else ""
+    hint = " Free some space and run the command again (fit: with --resume)." if error.errno == 28 else ""
     return f"{cause}: {' -> '.join(paths)}.{hint}" if paths else f"{cause}.{hint}"

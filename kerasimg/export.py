@@ -13,12 +13,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", help="a finished kerasimg.fit run directory")
     p.add_argument("--name", help="zoo model name (default: the run's backbone)")
     p.add_argument("--zoo", default="saved_models", help="the zoo folder")
+    p.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help="export a run stopped before its evaluation, marked as unevaluated in the zoo",
+    )
     args = p.parse_args(argv)
 
     def run() -> int:
         from kerasimg.serving import export_run
 
-        path = export_run(args.run_dir, args.name, args.zoo)
+        path = export_run(args.run_dir, args.name, args.zoo, allow_unfinished=args.allow_unfinished)
         print(f"Exported {path} (verified against the Keras model); index: {path.parent.parent / 'zoo.json'}")
         return 0
 

@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=STRATEGIES,
         help="mirrored: MirroredStrategy over all local GPUs (--batch-size per replica); auto: when >1 GPU",
     )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=_DEFAULTS.max_pixels,
+        help="skip images whose header claims more pixels than this (decompression bombs); "
+        "the default is Pillow's limit, so large phone photos pass",
+    )
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
     p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")
     p.add_argument("--zoo", default="saved_models", help="the zoo folder for --export")
@@ -119,9 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN_DIR",
         default=None,
-        help="continue an interrupted run with its saved configuration",
+        help="continue an interrupted run with its saved configuration; a larger --epochs extends "
+        "an interrupted or finished run, other flags that differ from the run are refused",
     )
     return p
+
+
+def given_flags(argv: list[str] | None) -> dict:
+    """The settings the user typed (not defaulted), so --resume can refuse the ones that conflict."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         from kerasimg.training.driver import fit, load_run_config
 
         if args.resume:
-            config = load_run_config(args.resume)
+            given = given_flags(argv)
+            overrides = {k: v for k, v in given.items() if k not in ("resume", "export", "zoo", "help")}
+            config = load_run_config(args.resume, **overrides)
             print(f"Resuming {args.resume}")
         else:
             config = FitConfig(

@@ -13,14 +13,19 @@ import sys
 from pathlib import Path
 
 from kerasimg.cli import run_cli
+from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
 
 
-def resolve_model_dir(path: str) -> Path:
-    """``NAME/VERSION`` as given, or the newest integer version under ``NAME``."""
+def resolve_model_dir(path: str, zoo: str | Path = "saved_models") -> Path:
+    """A SavedModel folder, a model folder (its newest integer version), or ``NAME[/VERSION]`` in ``zoo``."""
     folder = Path(path)
     if (folder / "saved_model.pb").exists():
         return folder
+    if not folder.exists():
+        from kerasimg.serving.zoo import Zoo
+
+        return Zoo(zoo).resolve(path)
     versions = sorted(
         (int(p.name) for p in folder.glob("*") if p.is_dir() and p.name.isdigit()), reverse=True
     )
@@ -44,7 +49,9 @@ def list_images(targets: list[str]) -> list[Path]:
     return files
 
 
-def predict_files(model_dir: Path, files: list[Path], top_k: int = 3) -> list[dict]:
+def predict_files(
+    model_dir: Path, files: list[Path], top_k: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[dict]:
     """One result per file: ``{file, top: [(class, score)...]}`` or ``{file, error}``."""
     import tensorflow as tf
 
@@ -54,7 +61,7 @@ def predict_files(model_dir: Path, files: list[Path], top_k: int = 3) -> list[di
     results = []
     for path in files:
         # The same check training uses, so a bad file gets its reason instead of a graph error.
-        reason = check_image(str(path))
+        reason = check_image(str(path), max_pixels)
         if reason:
             results.append({"file": str(path), "error": reason})
             continue
@@ -67,14 +74,27 @@ def predict_files(model_dir: Path, files: list[Path], top_k: int = 3) -> list[di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kerasimg.predict", description=__doc__)
-    p.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="saved_models/NAME[/VERSION], a SavedModel folder, or NAME[/VERSION] in --zoo",
+    )
+    p.add_argument("--zoo", default="saved_models", help="the zoo that --model NAME is looked up in")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="skip images whose header claims more pixels than this",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
     def run() -> int:
-        results = predict_files(resolve_model_dir(args.model), list_images(args.images), args.top_k)
+        results = predict_files(
+            resolve_model_dir(args.model, args.zoo), list_images(args.images), args.top_k, args.max_pixels
+        )
         if args.json:
             print(json.dumps(results, indent=2))
         else:
@@ -86,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         bad = sum("error" in r for r in results)
         if bad:
             print(f"{bad} of {len(results)} file(s) could not be read.", file=sys.stderr)
+        if bad == len(results):
+            print("error: nothing could be predicted.", file=sys.stderr)
+            return 1
         return 0
 
     return run_cli(run)

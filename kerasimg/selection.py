@@ -10,10 +10,10 @@ with :func:`legend`.
 
 from __future__ import annotations
 
-METRICS_KEY = "val_from_test"
+METRICS_KEY = "selected_on_test"
 NOTE = (
-    "Note: --val-from test chose the best epoch on the test split, so this run's test accuracy is "
-    "optimistic, not a held-out estimate; --val-from train (the default) gives an unbiased one."
+    "Note: --val-from test picks the best epoch on the test split, so the test accuracy reported "
+    "is optimistic (the ported protocol); use --val-from train for an unbiased figure."
 )
 MARK = "val = test"
 _LEGEND = (

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def run() -> int:
-        from kerasimg.serving.zoo import Zoo, models_config, render_table
+        from kerasimg.serving.zoo import Zoo, check_model_name, models_config, render_table
 
         zoo = Zoo(args.zoo)
         entries = zoo.entries()
@@ -30,16 +30,19 @@ def main(argv: list[str] | None = None) -> int:
             if not args.target:
                 raise UserError(f"`zoo {args.command}` needs a model name.")
             name, _, version = args.target.partition("/")
+            check_model_name(name)
+            if version and not version.isdigit():
+                raise UserError(f"A version is a whole number. Received: {args.target!r}")
             if args.command == "show":
-                found = [e for e in entries if e["name"] == name]
+                found = [
+                    e for e in entries if e["name"] == name and (not version or e["version"] == int(version))
+                ]
                 if not found:
                     raise UserError(
-                        f"No model {name!r} in {zoo.root}; `python -m kerasimg.zoo list` shows them."
+                        f"No model {args.target!r} in {zoo.root}; `python -m kerasimg.zoo list` shows them."
                     )
                 print(json.dumps(found, indent=2))
             else:
-                if version and not version.isdigit():
-                    raise UserError(f"A version is an integer. Received: {args.target!r}")
                 removed = zoo.remove(name, int(version) if version else None)
                 print(f"Removed {name} version(s) {', '.join(map(str, removed))}.")
         return 0

@@ -36,7 +36,7 @@ def test_the_cli_prints_one_line_that_the_test_accuracy_is_optimistic(val_on_tes
     _, printed = val_on_test_run
     lines = printed.splitlines()
     assert lines.count(selection.NOTE) == 1
-    assert selection.NOTE.startswith("Note: --val-from test chose the best epoch on the test split")
+    assert selection.NOTE.startswith("Note: --val-from test picks the best epoch on the test split")
     assert "optimistic" in selection.NOTE and "\n" not in selection.NOTE
     assert lines.index(selection.NOTE) < next(
         i for i, line in enumerate(lines) if line.startswith("Test accuracy")
@@ -46,21 +46,21 @@ def test_the_cli_prints_one_line_that_the_test_accuracy_is_optimistic(val_on_tes
 def test_metrics_json_marks_the_run(val_on_test_run):
     run_dir, _ = val_on_test_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["val_from_test"] is True
+    assert metrics["selected_on_test"] is True
 
 
 def test_compare_table_marks_the_run_and_explains_the_mark(val_on_test_run, tmp_path):
     run_dir, _ = val_on_test_run
     marked = summarize("probe", run_dir)
-    plain = {**marked, "experiment": "held-out", "val_from_test": ""}
-    assert marked["val_from_test"] == "yes"
+    plain = {**marked, "experiment": "held-out", "selected_on_test": ""}
+    assert marked["selected_on_test"] == "yes"
     write_results([marked, plain], tmp_path, types.SimpleNamespace(name="p", description=""))
     table = (tmp_path / "results.md").read_text()
     rows = [cells(line) for line in table.splitlines() if line.startswith("| ")]
     column = rows[0].index("val = test")
     assert {row[0]: row[column] for row in rows[1:]} == {"probe": "yes", "held-out": ""}
     assert "`val = test`: the best epoch was chosen on the test split" in table
-    assert "val_from_test" in (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert "selected_on_test" in (tmp_path / "results.csv").read_text().splitlines()[0]
 
 
 def cells(line: str) -> list[str]:
@@ -70,7 +70,7 @@ def cells(line: str) -> list[str]:
 def zoo_entry(name: str, optimistic: bool | None) -> dict:
     metrics = {"test_accuracy": 0.9123}
     if optimistic is not None:
-        metrics["val_from_test"] = optimistic
+        metrics["selected_on_test"] = optimistic
     return {"name": name, "version": 1, "metrics": metrics, "class_names": ["a", "b"], "parameters": 10}
 
 
@@ -86,7 +86,7 @@ def test_zoo_table_marks_optimistic_accuracies_and_explains_only_when_needed():
 def test_runs_from_before_the_flag_fall_back_to_their_config():
     assert selection.selected_on_test({}, {"val_from": "test"}) is True
     assert selection.selected_on_test({}, {"val_from": "train"}) is False
-    assert selection.selected_on_test({"val_from_test": False}, {"val_from": "test"}) is False
+    assert selection.selected_on_test({"selected_on_test": False}, {"val_from": "test"}) is False
 
 
 def test_export_carries_the_mark_into_the_zoo_index(val_on_test_run, monkeypatch):
@@ -94,6 +94,8 @@ def test_export_carries_the_mark_into_the_zoo_index(val_on_test_run, monkeypatch
 
     run_dir, _ = val_on_test_run
     seen = {}
-    monkeypatch.setattr(export_module, "export_model", lambda *args: seen.update(args[-1]) or "exported")
+    monkeypatch.setattr(
+        export_module, "export_model", lambda *args, **kwargs: seen.update(args[5]) or "exported"
+    )
     export_module.export_run(run_dir, "probe", "unused-zoo")
-    assert seen["metrics"]["val_from_test"] is True
+    assert seen["metrics"]["selected_on_test"] is True

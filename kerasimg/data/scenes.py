@@ -20,14 +20,13 @@ from __future__ import annotations
 import colorsys
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from kerasimg.files import kerasimg_home
+from kerasimg.files import kerasimg_home, make_temp_dir
 
 CLASS_NAMES = ("buildings", "forest", "glacier", "mountain", "sea", "street")
 IMAGE_SIZE = 150
@@ -212,7 +211,7 @@ def ensure_scenes(
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = make_temp_dir(target.parent, f".{target.name}.")
     try:
         _write_scenes(tmp, train_per_class, test_per_class, pred, seed)
         try:

@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.splits import FileSplit, stratified_split
 from kerasimg.data.verify import verify_images
 from kerasimg.errors import UserError
@@ -76,8 +77,13 @@ def load_data(
     test_split: float = 0.15,
     seed: int = 0,
     verify: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> LabelledData:
-    """Resolve ``data`` into splits; see the module docstring for what it accepts."""
+    """Resolve ``data`` into splits; see the module docstring for what it accepts.
+
+    Files that cannot be decoded, or whose header claims more than ``max_pixels``, are
+    skipped and listed in ``LabelledData.skipped`` with the reason.
+    """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
     if val_from == "train" and not 0 < val_split < 1:
@@ -91,12 +97,24 @@ def load_data(
     if data == "scenes" or data.startswith("scenes:"):
         root = _scenes_root(data, seed)
         loaded = load_folder(
-            root, val_split=val_split, val_from=val_from, test_split=test_split, seed=seed, verify=verify
+            root,
+            val_split=val_split,
+            val_from=val_from,
+            test_split=test_split,
+            seed=seed,
+            verify=verify,
+            max_pixels=max_pixels,
         )
         loaded.name, loaded.source = "scenes", data
         return loaded
     return load_folder(
-        data, val_split=val_split, val_from=val_from, test_split=test_split, seed=seed, verify=verify
+        data,
+        val_split=val_split,
+        val_from=val_from,
+        test_split=test_split,
+        seed=seed,
+        verify=verify,
+        max_pixels=max_pixels,
     )
 
 
@@ -134,6 +152,7 @@ def load_folder(
     test_split: float = 0.15,
     seed: int = 0,
     verify: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> LabelledData:
     root = Path(path).expanduser()
     if not root.exists():
@@ -171,7 +190,7 @@ def load_folder(
     skipped: dict[str, str] = {}
     if verify:
         every = train.paths + (test.paths if test else []) + (val.paths if val else []) + unlabelled
-        skipped = verify_images(every)
+        skipped = verify_images(every, max_pixels=max_pixels)
         if skipped:
             train = _drop(train, skipped)
             test = _drop(test, skipped) if test else None

@@ -14,6 +14,7 @@ BACKBONE_LAYER = "backbone"
 # The layer whose output is the backbone's pooled features; the head is everything after it.
 FEATURES_LAYER = "pool"
 HEADS = ("linear", "mlp")
+MIN_IMAGE_SIZE = 32
 
 
 def build_classifier(
@@ -38,9 +39,9 @@ def build_classifier(
         raise UserError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
     if head not in HEADS:
         raise UserError(f"--head must be one of {HEADS}. Received: head={head!r}")
-    size = int(image_size or spec.image_size)
-    if size < 32:
-        raise UserError(f"Image size must be at least 32 pixels. Received: image_size={size}")
+    size = int(spec.image_size if image_size is None else image_size)
+    if size < MIN_IMAGE_SIZE:
+        raise UserError(f"Image size must be at least {MIN_IMAGE_SIZE} pixels. Received: image_size={size}")
     weights_path = resolve_weights(spec, weights)
     inputs = keras.Input((size, size, 3), name="image")
     x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
@@ -63,9 +64,22 @@ def backbone_of(model: keras.Model) -> keras.Model:
 
 
 def load_classifier(path) -> keras.Model:
-    """Load a saved classifier; keras-hub is imported first so ViT layers deserialise."""
+    """Load a saved classifier; keras-hub is imported first so ViT layers deserialise.
+
+    Always with Keras's ``safe_mode``: a ``.keras`` file that carries Python code
+    (a ``Lambda`` layer's bytecode) is refused with one line, never run.
+    """
     try:
         import keras_hub  # noqa: F401  (registers its layers for deserialisation)
     except ImportError:
         pass
-    return keras.saving.load_model(path)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" not in str(error):
+            raise
+        raise UserError(
+            f"Keras's safe_mode refused to load {path}: it holds Python code (such as a Lambda layer) "
+            "that would run on loading. kerasimg never loads with safe_mode=False; load only models "
+            "you trust, and rebuild this one without the lambda."
+        ) from None

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
@@ -25,10 +23,12 @@ import numpy as np
 import tensorflow as tf
 
 from kerasimg import selection
+from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
+from kerasimg.files import make_temp_dir
 from kerasimg.serving.signatures import BYTES_INPUT, PIXELS_INPUT, decode_batch, serving_functions
 from kerasimg.serving.warmup import write_warmup_requests
-from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo, check_name
+from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 
 WARMUP_IMAGES = 3
 
@@ -51,19 +51,23 @@ def export_model(
     zoo: str | Path = DEFAULT_ZOO,
     metadata: dict | None = None,
     top_k: int = 3,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Path:
-    """Write ``<zoo>/<name>/<next version>/`` and index it; returns the version folder."""
-    check_name(name)
+    """Write ``<zoo>/<name>/<next version>/`` and index it; returns the version folder.
+
+    ``serving_default`` refuses images whose header claims more than ``max_pixels``
+    pixels before decoding them; the limit is recorded in the index.
+    """
+    zoo = Zoo(zoo)
+    folder = zoo.model_dir(name)
     if model.output_shape[-1] != len(class_names):
         raise UserError(
             f"The model has {model.output_shape[-1]} outputs but {len(class_names)} class names were given."
         )
-    zoo = Zoo(zoo)
-    folder = zoo.root / name
     folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    staging = make_temp_dir(folder, ".export-")
     try:
-        serving_default, predict_images = serving_functions(model, class_names, image_size, top_k)
+        serving_default, predict_images = serving_functions(model, class_names, image_size, top_k, max_pixels)
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint("serving_default", serving_default)
@@ -85,6 +89,7 @@ def export_model(
         "version": version,
         "class_names": list(class_names),
         "image_size": image_size,
+        "max_pixels": max_pixels,
         "path": str(target),
         "exported": datetime.datetime.now().isoformat(timespec="seconds"),
         "signatures": {"serving_default": BYTES_INPUT, "predict_images": PIXELS_INPUT},
@@ -122,33 +127,55 @@ def _move_into_place(staging: Path, zoo: Zoo, name: str) -> int:
                 raise
 
 
-def export_run(run_dir: str | Path, name: str | None = None, zoo: str | Path = DEFAULT_ZOO) -> Path:
-    """Export the best model of a finished ``kerasimg.fit`` run with its metrics in the index."""
-    from kerasimg.models import load_classifier
+def export_run(
+    run_dir: str | Path,
+    name: str | None = None,
+    zoo: str | Path = DEFAULT_ZOO,
+    *,
+    allow_unfinished: bool = False,
+) -> Path:
+    """Export the best model of a finished ``kerasimg.fit`` run with its metrics in the index.
 
-    run_dir = Path(run_dir)
-    for required in ("config.json", "model.keras"):
-        if not (run_dir / required).exists():
-            raise UserError(f"{run_dir} is not a finished kerasimg run: {required} is missing.")
-    config_text = (run_dir / "config.json").read_text(encoding="utf-8")
-    config = json.loads(config_text)
+    A run that was stopped before its evaluation is refused unless ``allow_unfinished``;
+    it then enters the zoo marked as unevaluated.
+    """
+    from kerasimg.models import load_classifier
+    from kerasimg.training.run import Run
+
+    run = Run(run_dir)
+    config = run.read_config()
+    if not run.has_model:
+        raise UserError(f"{run.path} has no trained model yet ({run.model_path.name} is missing).")
+    if not run.finished and not allow_unfinished:
+        raise UserError(
+            f"The run in {run.path} was stopped before its evaluation, so it has no test metrics. "
+            f"Finish it with `python -m kerasimg.fit --resume {run.path}`, or pass --allow-unfinished "
+            "to export it marked as unevaluated."
+        )
     metrics = {}
-    if (run_dir / "metrics.json").exists():
-        saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    if run.finished:
+        saved = run.read_metrics()
         metrics = {k: saved[k] for k in ("test_accuracy", "test_loss", "best_epoch") if k in saved}
         metrics["macro_f1"] = float(np.mean([c["f1"] for c in saved.get("per_class", {}).values()] or [0]))
         metrics[selection.METRICS_KEY] = selection.selected_on_test(saved, config)
-    model = load_classifier(run_dir / "model.keras")
+    model = load_classifier(run.model_path)
     metadata = {
         "backbone": config.get("backbone"),
         "data": config.get("data"),
         "schedule": config.get("schedule"),
         "metrics": metrics,
+        "evaluated": run.finished,
         "parameters": config.get("parameters", {}).get("total"),
         "flops_per_image": config.get("flops_per_image"),
-        "run": str(run_dir.resolve()),
-        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "run": str(run.path.resolve()),
+        "config_sha256": hashlib.sha256(run.config_path.read_bytes()).hexdigest(),
     }
     return export_model(
-        model, config["class_names"], int(config["image_size"]), name or config["backbone"], zoo, metadata
+        model,
+        config["class_names"],
+        int(config["image_size"]),
+        name or config["backbone"],
+        zoo,
+        metadata,
+        max_pixels=int(config.get("max_pixels", DEFAULT_MAX_PIXELS)),
     )

@@ -1,9 +1,11 @@
 """The serving functions: JPEG/PNG bytes or raw pixels in, probabilities and top-k names out.
 
 TF Serving's REST API decodes ``{"b64": ...}`` itself, so the bytes signature takes
-``tf.string`` image bytes and the graph decodes, converts to RGB and resizes them
-exactly as the training pipeline does; the model's first layer applies the
-backbone's own scaling.
+``tf.string`` image bytes and the graph decodes, converts to RGB, turns upright by
+EXIF and resizes them exactly as the training pipeline does; the model's first
+layer applies the backbone's own scaling. An image whose header claims more than
+``max_pixels`` is refused with ``InvalidArgument`` before it is decoded, and an
+empty batch gets empty outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kerasimg.data.decode import DEFAULT_MAX_PIXELS, decode_rgb
 from kerasimg.data.pipeline import resize
 
 BYTES_INPUT, PIXELS_INPUT = "image_bytes", "images"
@@ -21,8 +24,7 @@ def make_outputs(model: keras.Model, class_names: list[str], top_k: int):
     labels = tf.constant(class_names)
     k = min(top_k, len(class_names))
 
-    def outputs(images):
-        probabilities = tf.cast(model(images, training=False), tf.float32)
+    def outputs_of(probabilities):
         scores, indices = tf.math.top_k(probabilities, k=k)
         return {
             "probabilities": probabilities,
@@ -32,29 +34,41 @@ def make_outputs(model: keras.Model, class_names: list[str], top_k: int):
             "top_k_scores": scores,
         }
 
+    def outputs(images):
+        # An empty batch never reaches the model: BatchNorm and friends reject zero-sized inputs.
+        return tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: outputs_of(tf.cast(model(images, training=False), tf.float32)),
+            lambda: outputs_of(tf.zeros([0, len(class_names)], tf.float32)),
+        )
+
     return outputs
 
 
-def decode_batch(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-    """``[N]`` encoded images -> ``[N, size, size, 3]`` float32 pixels in 0-255."""
+def decode_batch(image_bytes: tf.Tensor, image_size: int, max_pixels: int | None = None) -> tf.Tensor:
+    """``[N]`` encoded images -> ``[N, size, size, 3]`` float32 pixels in 0-255, upright."""
 
     def decode(one):
-        image = tf.io.decode_image(one, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return resize(image, image_size)
+        return resize(decode_rgb(one, max_pixels), image_size)
 
     return tf.map_fn(
         decode, image_bytes, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32)
     )
 
 
-def serving_functions(model: keras.Model, class_names: list[str], image_size: int, top_k: int = 3):
+def serving_functions(
+    model: keras.Model,
+    class_names: list[str],
+    image_size: int,
+    top_k: int = 3,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+):
     """``(serving_default, predict_images)`` as ``tf.function``s with named input signatures."""
     outputs = make_outputs(model, class_names, top_k)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
     def serving_default(image_bytes):
-        return outputs(decode_batch(image_bytes, image_size))
+        return outputs(decode_batch(image_bytes, image_size, max_pixels))
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=PIXELS_INPUT)]

@@ -13,27 +13,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import re
 import shutil
 from pathlib import Path
 
 from kerasimg import selection
 from kerasimg.errors import UserError
-from kerasimg.files import write_json, write_text
+from kerasimg.files import inside, write_json, write_text
+from kerasimg.names import check_name
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_ZOO = "saved_models"
 # Where the zoo is mounted inside the TF Serving container in the README's docker line.
 SERVING_BASE = "/models"
 
 
-def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name or ""):
-        raise UserError(
-            "A zoo model name uses letters, digits, '_', '.' and '-' and starts with a letter or digit. "
-            f"Received: name={name!r}"
-        )
-    return name
+def check_model_name(name: object) -> str:
+    """The zoo's name rule (kerasimg's one rule for folder names); all-digit names are versions."""
+    return check_name(name, "zoo model name")
 
 
 class Zoo:
@@ -61,8 +56,22 @@ class Zoo:
         except FileNotFoundError:
             return []
 
+    def model_dir(self, name: str) -> Path:
+        """``<zoo>/<name>`` for a valid name, resolved and checked to lie inside the zoo."""
+        return inside(self.root, check_model_name(name))
+
+    def resolve(self, target: str) -> Path:
+        """``NAME`` (its newest version) or ``NAME/VERSION`` -> the version folder, inside the zoo."""
+        name, _, version = target.partition("/")
+        if version and not version.isdigit():
+            raise UserError(f"A version is a whole number. Received: {target!r}")
+        known = self.versions(name)
+        if not known or (version and int(version) not in known):
+            raise UserError(f"No model {target} in {self.root}; `python -m kerasimg.zoo list` shows them.")
+        return inside(self.model_dir(name), version or str(known[-1]))
+
     def versions(self, name: str) -> list[int]:
-        folder = self.root / name
+        folder = self.model_dir(name)
         if not folder.is_dir():
             return []
         return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
@@ -81,10 +90,11 @@ class Zoo:
             doomed = known if version is None else [v for v in known if v == version]
             if not doomed:
                 raise UserError(f"No model {name}{'' if version is None else f'/{version}'} in {self.root}.")
+            folder = self.model_dir(name)
             for v in doomed:
-                shutil.rmtree(self.root / name / str(v))
+                shutil.rmtree(inside(folder, str(v)))
             if not self.versions(name):
-                shutil.rmtree(self.root / name, ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
             self._write([e for e in self.entries() if not (e["name"] == name and e["version"] in doomed)])
         return doomed
 
@@ -107,11 +117,11 @@ def render_table(entries: list[dict]) -> str:
     ]
     for e in entries:
         accuracy = e.get("metrics", {}).get("test_accuracy")
+        shown = "unevaluated" if accuracy is None else f"{accuracy:.2%}"
         flops = e.get("flops_per_image")
         lines.append(
             f"| {e['name']} | {e['version']} | {e.get('backbone', '')} | {e.get('data', '')} | "
-            f"{'' if accuracy is None else selection.accuracy_cell(f'{accuracy:.2%}', optimistic(e))} | "
-            f"{len(e.get('class_names', []))} | "
+            f"{selection.accuracy_cell(shown, optimistic(e))} | {len(e.get('class_names', []))} | "
             f"{e.get('image_size', '')} | {e.get('parameters', 0):,} | "
             f"{'' if flops is None else f'{flops / 1e9:.2f}'} | {e.get('schedule', '')} | "
             f"{e.get('exported', '')} |"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import platform
 import shutil
 import time
@@ -25,13 +24,16 @@ import numpy as np
 import kerasimg
 from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
+from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
-from kerasimg.files import atomic_write, write_json, write_text
+from kerasimg.files import atomic_write, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
+from kerasimg.models.classifier import MIN_IMAGE_SIZE
 from kerasimg.training import feature_cache, reports
 from kerasimg.training.distribution import STRATEGIES, resolve_strategy
 from kerasimg.training.feature_cache import CACHED_AUGMENTATIONS, split_classifier
 from kerasimg.training.precision import dtype_policy, resolve_precision
+from kerasimg.training.run import Run
 from kerasimg.training.schedules import ALL, HEAD, apply_phase, parse_schedule
 
 
@@ -59,6 +61,7 @@ class FitConfig:
     seed: int = 0
     precision: str = "float32"
     strategy: str = "none"
+    max_pixels: int = DEFAULT_MAX_PIXELS
     out: str | None = None
 
     def validate(self) -> None:
@@ -69,6 +72,13 @@ class FitConfig:
                 raise UserError(
                     f"--{name.replace('_', '-')} must be at least 1. Received: {name}={getattr(self, name)}"
                 )
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
+            raise UserError(
+                f"--image-size must be at least {MIN_IMAGE_SIZE} pixels (or left out for the backbone's own "
+                f"size). Received: image_size={self.image_size}"
+            )
+        if self.max_pixels < 1:
+            raise UserError(f"--max-pixels must be at least 1. Received: max_pixels={self.max_pixels}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive. Received: lr={self.lr}")
         if self.finetune_lr is not None and not self.finetune_lr > 0:
@@ -116,11 +126,26 @@ def package_versions() -> dict[str, str]:
 def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = None, log=print) -> FitResult:
     """Train a classifier as ``config`` says and write its run directory.
 
-    With ``resume=True``, ``config.out`` must be an interrupted run's directory;
-    training continues from its last completed epoch. ``callbacks`` are extra Keras
-    callbacks, run after the driver's own.
+    With ``resume=True``, ``config.out`` must be an earlier run's directory (see
+    ``load_run_config``); training continues from its last completed epoch, or
+    extends a finished run to a larger ``epochs``. ``callbacks`` are extra Keras
+    callbacks, run after the driver's own. The run directory is locked for the whole
+    run: a second process on it is refused.
     """
     config.validate()
+    if config.out:
+        run = Run(config.out)
+        run.check_usable()
+        if not resume and run.exists:
+            raise UserError(
+                f"The run directory {run.path} already holds a run; pass --resume {run.path} "
+                "to continue it or choose another --out."
+            )
+        if not resume and run.holds_other_files:
+            raise UserError(
+                f"The run directory {run.path} holds files that are not a kerasimg run; "
+                "choose an empty or new --out."
+            )
     policy = resolve_precision(config.precision, config.backbone)
     strategy = resolve_strategy(config.strategy)
     if policy != "float32" or strategy.num_replicas_in_sync > 1:
@@ -153,11 +178,18 @@ def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks,
         unfreeze_every=config.unfreeze_every,
     )
     config.epochs = phases[-1].end
-    data = load_data(config.data, val_split=config.val_split, val_from=config.val_from, seed=config.seed)
+    if resume:
+        _check_extension(Run(config.out), phases)
+    data = load_data(
+        config.data,
+        val_split=config.val_split,
+        val_from=config.val_from,
+        seed=config.seed,
+        max_pixels=config.max_pixels,
+    )
     for note in data.notes:
         log(note)
-    image_size = int(config.image_size or spec.image_size)
-    use_cache = config.feature_cache and config.augment in CACHED_AUGMENTATIONS
+    image_size = int(spec.image_size if config.image_size is None else config.image_size)
 
     # Built before the run directory exists, so a failed weights fetch leaves nothing behind.
     model = build_classifier(
@@ -168,24 +200,52 @@ def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks,
         dropout=config.dropout,
         head=config.head,
     )
-    run_dir = Path(config.out) if config.out else default_run_dir(config, data.name)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"The run directory {run_dir} already holds a run; pass --resume {run_dir} "
-            "to continue it or choose another --out."
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.out = str(run_dir)
-    _write_skipped(run_dir, data)
+    run = Run(config.out) if config.out else Run(default_run_dir(config, data.name))
+    with run.lock():
+        if not resume and run.exists:  # another process started it while we read the data
+            raise UserError(f"The run directory {run.path} already holds a run; choose another --out.")
+        config.out = str(run.path)
+        settings = _Settings(spec, data, model, phases, image_size, batch_size, policy, replicas, train_bn)
+        best_epoch, metrics = _train(config, run, settings, finetune_lr, resume, callbacks, log)
+    seconds = time.time() - started
+    return FitResult(run.path, metrics["test_accuracy"], metrics["test_loss"], best_epoch, seconds, metrics)
+
+
+@dataclass
+class _Settings:
+    """What ``_fit`` resolved before the run directory was taken."""
+
+    spec: object
+    data: LabelledData
+    model: keras.Model
+    phases: list
+    image_size: int
+    batch_size: int
+    policy: str
+    replicas: int
+    train_bn: bool
+
+
+def _train(config: FitConfig, run: Run, s: _Settings, finetune_lr, resume, callbacks, log):
+    started = time.time()
+    spec, data, model, phases = s.spec, s.data, s.model, s.phases
+    run.path.mkdir(parents=True, exist_ok=True)
+    check_free_space(run.path, model)
+    if resume and run.finished:
+        log(f"Extending the finished run to {config.epochs} epochs; it is evaluated again at the end.")
+        run.clear_evaluation()
+    _write_skipped(run, data)
     if data.skipped:
-        log(f"Skipped {len(data.skipped)} unreadable file(s); listed in {run_dir / 'skipped_files.txt'}.")
+        log(f"Skipped {len(data.skipped)} unreadable file(s); listed in {run.skipped_path}.")
+    if selection.validated_on_test(data):
+        log(selection.NOTE)
     resolved = {
         **dataclasses.asdict(config),
-        "image_size": image_size,
+        "image_size": s.image_size,
         "resolved_finetune_lr": finetune_lr,
-        "resolved_train_bn": train_bn,
-        "resolved_precision": policy,
-        "replicas": replicas,
+        "resolved_train_bn": s.train_bn,
+        "resolved_precision": s.policy,
+        "replicas": s.replicas,
         "phases": [p.to_json() for p in phases],
         "class_names": data.class_names,
         "data_summary": data.summary(),
@@ -200,18 +260,21 @@ def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks,
         "versions": package_versions(),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    write_json(run_dir / "config.json", resolved)
-    log(f"Run directory: {run_dir}")
+    if resume:
+        resolved["created"] = run.read_config().get("created", resolved["created"])
+    run.write_config(resolved)
+    log(f"Run directory: {run.path}")
 
+    use_cache = config.feature_cache and config.augment in CACHED_AUGMENTATIONS
     title = f"{spec.name} on {data.name} ({config.schedule})"
     boundaries = [p.start for p in phases[1:]]
     images = None  # the image pipelines, built when a phase first trains on images
     cached = None  # (head, train features, val features), built when a phase first needs them
-    best = None  # best validation accuracy so far, carried across phases
+    best = _best_so_far(run) if resume else None  # best validation accuracy, carried across phases
     for index, phase in enumerate(phases):
-        if any(_backup_dir(run_dir, j).exists() for j in range(index + 1, len(phases))):
+        if any(run.backup_dir(j).exists() for j in range(index + 1, len(phases))):
             continue  # a resumed run is already past this phase
-        trainable = apply_phase(model, spec, phase, train_bn)
+        trainable = apply_phase(model, spec, phase, s.train_bn)
         from_cache = use_cache and not phase.trains_backbone
         log(
             f"Phase {index + 1}/{len(phases)}: epochs {phase.start + 1}-{phase.end}, "
@@ -220,24 +283,24 @@ def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks,
         )
         if from_cache:
             if cached is None:
-                cached = _cached_features(model, data, config, image_size, batch_size, policy, run_dir)
+                cached = _cached_features(model, data, config, s.image_size, s.batch_size, s.policy, run)
             trained, train_data, val_data = cached
-            checkpoint_path = run_dir / "head-best.weights.h5"
+            checkpoint_path = run.head_weights_path
         else:
             if images is None:
                 images = (
                     image_dataset(
                         data.train,
-                        image_size,
-                        batch_size,
+                        s.image_size,
+                        s.batch_size,
                         training=True,
                         augment=config.augment,
                         seed=config.seed,
                     ),
-                    image_dataset(data.val, image_size, batch_size, training=False),
+                    image_dataset(data.val, s.image_size, s.batch_size, training=False),
                 )
             trained, (train_data, val_data) = model, images
-            checkpoint_path = run_dir / "model.keras"
+            checkpoint_path = run.model_path
         trained.compile(
             optimizer=keras.optimizers.Adam(phase.lr),
             loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -257,12 +320,13 @@ def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks,
             initial_epoch=phase.start,
             epochs=phase.end,
             callbacks=[
-                keras.callbacks.BackupAndRestore(str(_backup_dir(run_dir, index)), delete_checkpoint=False),
+                FreeSpaceGuard(run.path, model),  # first: refuse an epoch's writes on a full disk
+                keras.callbacks.BackupAndRestore(str(run.backup_dir(index)), delete_checkpoint=False),
                 checkpoint,
                 EpochTimer(),  # before the CSV logger, which writes the logs it adds
-                keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-                CurvesCallback(run_dir, title, boundaries),
+                keras.callbacks.CSVLogger(str(run.history_path), append=True),
+                keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
+                CurvesCallback(run, title, boundaries),
                 *(callbacks or []),
             ],
             shuffle=False,  # the pipelines shuffle, seeded
@@ -274,27 +338,76 @@ def _fit(config: FitConfig, policy: str, replicas: int, resume: bool, callbacks,
             trained._initial_epoch = None
         improved = checkpoint.best is not None and (best is None or checkpoint.best > best)
         if from_cache and improved and checkpoint_path.exists():
-            _save_classifier_with_best_head(model, trained, checkpoint_path, run_dir / "model.keras")
+            _save_classifier_with_best_head(model, trained, checkpoint_path, run.model_path)
         best = checkpoint.best if improved else best
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    # The last phase's state stays, so a larger --epochs can extend the finished run.
+    run.clear_backups_except(len(phases) - 1)
 
-    rows = reports.read_history(run_dir / "history.csv")
-    reports.write_history(run_dir / "history.csv", rows)
-    reports.plot_curves(rows, run_dir / "curves.png", title, boundaries)
+    rows = reports.read_history(run.history_path)
+    reports.write_history(run.history_path, rows)
+    reports.plot_curves(rows, run.curves_path, title, boundaries)
     best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
-    final = load_classifier(run_dir / "model.keras") if (run_dir / "model.keras").exists() else model
-    metrics = evaluate(final, data, image_size, batch_size, run_dir, title)
-    seconds = time.time() - started
-    metrics.update({"best_epoch": best_epoch, "train_seconds": round(seconds, 1)})
-    metrics[selection.METRICS_KEY] = selection.validated_on_test(data)
-    if metrics[selection.METRICS_KEY]:
-        log(selection.NOTE)
-    write_json(run_dir / "metrics.json", metrics)
-    return FitResult(run_dir, metrics["test_accuracy"], metrics["test_loss"], best_epoch, seconds, metrics)
+    final = load_classifier(run.model_path) if run.has_model else model
+    metrics = evaluate(final, data, s.image_size, s.batch_size, run, title)
+    metrics.update(
+        {
+            "best_epoch": best_epoch,
+            "train_seconds": round(time.time() - started, 1),
+            # Model selection saw the test split: the test accuracy is optimistic.
+            selection.METRICS_KEY: selection.validated_on_test(data),
+        }
+    )
+    run.write_metrics(metrics)
+    return best_epoch, metrics
 
 
-def _backup_dir(run_dir: Path, phase_index: int) -> Path:
-    return run_dir / "backup" / f"phase-{phase_index}"
+def _best_so_far(run: Run) -> float | None:
+    """The best validation accuracy an interrupted or extended run reached, so no worse epoch replaces it."""
+    if not run.history_path.exists():
+        return None
+    scores = [r["val_accuracy"] for r in reports.read_history(run.history_path) if "val_accuracy" in r]
+    return max(scores, default=None)
+
+
+def _check_extension(run: Run, phases) -> None:
+    """An extended run keeps every phase it had; only the last one may grow."""
+    saved = run.read_config().get("phases")
+    if not saved:
+        return
+    new = [p.to_json() for p in phases]
+    if len(new) != len(saved) or new[:-1] != saved[:-1] or new[-1]["start"] != saved[-1]["start"]:
+        raise UserError(
+            f"With --epochs {phases[-1].end} the schedule's phases would no longer match the run's "
+            f"({saved}); only the last phase can be extended. Start a new run instead."
+        )
+
+
+def check_free_space(folder: Path, model: keras.Model) -> None:
+    """Refuse to start an epoch that cannot write its checkpoints (a full disk crashes TensorFlow)."""
+    needed = _checkpoint_bytes(model)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise UserError(
+            f"Only {free / 2**20:.1f} MB free on the disk of {folder}; an epoch's checkpoints need about "
+            f"{needed / 2**20:.1f} MB. Free some space, then continue with --resume {folder}."
+        )
+
+
+def _checkpoint_bytes(model: keras.Model) -> int:
+    # The best model, the backup (weights and Adam's two moments) and their temporary copies.
+    return int(model.count_params() * 4 * 6) + 8 * 2**20
+
+
+class FreeSpaceGuard(keras.callbacks.Callback):
+    """Checks the disk before every epoch's writes, so a full disk ends a run with one line."""
+
+    def __init__(self, folder: Path, model: keras.Model):
+        super().__init__()
+        self.folder = folder
+        self.needed_model = model
+
+    def on_epoch_end(self, epoch, logs=None):
+        check_free_space(self.folder, self.needed_model)
 
 
 def _describe(phase) -> str:
@@ -305,9 +418,7 @@ def _describe(phase) -> str:
     return f"backbone unfrozen from {phase.unfrozen} up"
 
 
-def _cached_features(
-    model, data, config: FitConfig, image_size: int, batch_size: int, policy: str, run_dir: Path
-):
+def _cached_features(model, data, config: FitConfig, image_size: int, batch_size: int, policy: str, run: Run):
     """The shared head and its train/val feature datasets (computed once, kept in the run)."""
     extractor, head = split_classifier(model)
     identity = {
@@ -317,7 +428,7 @@ def _cached_features(
         "precision": policy,
     }
     views = CACHED_AUGMENTATIONS[config.augment]
-    cache_dir = run_dir / "features"
+    cache_dir = run.features_dir
     train_f, train_y = feature_cache.extract(
         extractor, data.train, image_size, batch_size, views, cache_dir, "train", identity
     )
@@ -341,7 +452,7 @@ def _save_classifier_with_best_head(model, head, head_weights: Path, target: Pat
 
 
 def evaluate(
-    model: keras.Model, data: LabelledData, image_size: int, batch_size: int, run_dir: Path, title: str
+    model: keras.Model, data: LabelledData, image_size: int, batch_size: int, run: Run, title: str
 ) -> dict:
     """Test loss and accuracy, per-class precision/recall/F1, and ``confusion.png``."""
     test_ds = image_dataset(data.test, image_size, batch_size, training=False)
@@ -353,7 +464,7 @@ def evaluate(
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1))))
     matrix = reports.confusion_matrix(labels, predictions, data.num_classes)
-    reports.plot_confusion(matrix, data.class_names, run_dir / "confusion.png", f"{title}: test")
+    reports.plot_confusion(matrix, data.class_names, run.confusion_path, f"{title}: test")
     return {
         "test_loss": loss,
         "test_accuracy": float(np.mean(predictions == labels)),
@@ -364,9 +475,9 @@ def evaluate(
     }
 
 
-def _write_skipped(run_dir: Path, data: LabelledData) -> None:
+def _write_skipped(run: Run, data: LabelledData) -> None:
     lines = [f"{path}\t{reason}" for path, reason in sorted(data.skipped.items())]
-    write_text(run_dir / "skipped_files.txt", "\n".join(lines) + ("\n" if lines else ""))
+    write_text(run.skipped_path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -383,26 +494,53 @@ class EpochTimer(keras.callbacks.Callback):
 class CurvesCallback(keras.callbacks.Callback):
     """Redraw ``curves.png`` after every epoch, so an interrupted run still has its plot."""
 
-    def __init__(self, run_dir: Path, title: str, boundaries: list[int] | None = None):
+    def __init__(self, run: Run, title: str, boundaries: list[int] | None = None):
         super().__init__()
-        self.run_dir = Path(run_dir)
+        self.run = run
         self.title = title
         self.boundaries = boundaries or []
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = reports.read_history(self.run_dir / "history.csv")
-        reports.plot_curves(rows, self.run_dir / "curves.png", self.title, self.boundaries)
+        rows = reports.read_history(self.run.history_path)
+        reports.plot_curves(rows, self.run.curves_path, self.title, self.boundaries)
 
 
-def load_run_config(run_dir: str | Path) -> FitConfig:
-    """The ``FitConfig`` an earlier run was started with, for ``--resume``."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
+def load_run_config(run_dir: str | Path, **overrides) -> FitConfig:
+    """The ``FitConfig`` an earlier run was started with, for ``--resume``.
+
+    ``overrides`` are the arguments the caller gave beside the run: any that differs
+    from the saved run is refused by name, except a larger ``epochs``, which extends
+    an interrupted or finished run. A finished run needs one to be resumed.
+    """
+    run = Run(run_dir)
+    if not run.exists:
         raise UserError(f"No config.json in {run_dir}: --resume takes the directory of an earlier run.")
-    if (Path(run_dir) / "metrics.json").exists():
-        raise UserError(f"The run in {run_dir} already finished (metrics.json exists); nothing to resume.")
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = run.read_config()
     names = {f.name for f in dataclasses.fields(FitConfig)}
     config = FitConfig(**{k: v for k, v in saved.items() if k in names})
     config.out = str(run_dir)
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UserError(f"Unknown settings for a resumed run: {', '.join(unknown)}.")
+    epochs = overrides.pop("epochs", None)
+    conflicts = [
+        f"--{key.replace('_', '-')} {value} (the run has {getattr(config, key)})"
+        for key, value in sorted(overrides.items())
+        if key != "out" and value != getattr(config, key)
+    ]
+    if epochs is not None and epochs < config.epochs:
+        conflicts.append(f"--epochs {epochs} (the run has {config.epochs}; it can only grow)")
+    if conflicts:
+        raise UserError(
+            f"--resume continues {run_dir} with its saved settings; these differ: {'; '.join(conflicts)}. "
+            "Drop them, or start a new run with another --out."
+        )
+    extends = epochs is not None and epochs > config.epochs
+    if run.finished and not extends:
+        raise UserError(
+            f"The run in {run_dir} already finished (metrics.json exists); nothing to resume. "
+            f"Pass a larger --epochs (it has {config.epochs}) to train it further."
+        )
+    if extends:
+        config.epochs = epochs
     return config

@@ -1,0 +1,149 @@
+"""A run directory: the one class that knows its layout, its config schema and its state.
+
+``runs/<name>/`` holds ``config.json`` (the resolved configuration), ``history.csv``,
+``curves.png``, ``confusion.png``, ``metrics.json``, ``model.keras``, ``features/``,
+``backup/`` (Keras's ``BackupAndRestore`` state), ``tensorboard/``,
+``skipped_files.txt`` and ``.lock``. Everything else asks this class for a path or a
+fact ("finished?", "resumable?") instead of spelling a file name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from kerasimg.errors import UserError
+from kerasimg.files import write_json
+from kerasimg.locks import exclusive
+
+
+class Run:
+    """The run directory at ``path`` (which need not exist yet)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    # The layout.
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def curves_path(self) -> Path:
+        return self.path / "curves.png"
+
+    @property
+    def confusion_path(self) -> Path:
+        return self.path / "confusion.png"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def head_weights_path(self) -> Path:
+        """The best head of a cached-feature phase, before it is put back on the classifier."""
+        return self.path / "head-best.weights.h5"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.path / "features"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def skipped_path(self) -> Path:
+        return self.path / "skipped_files.txt"
+
+    def backup_dir(self, phase_index: int) -> Path:
+        return self.path / "backup" / f"phase-{phase_index}"
+
+    # State.
+    @property
+    def exists(self) -> bool:
+        """Whether a run was started here (its config was written)."""
+        return self.config_path.exists()
+
+    @property
+    def finished(self) -> bool:
+        """Whether training and evaluation completed (``metrics.json`` is written last)."""
+        return self.metrics_path.exists()
+
+    @property
+    def has_model(self) -> bool:
+        return self.model_path.exists()
+
+    def check_usable(self) -> None:
+        """Refuse a ``path`` that is a file, or a folder that holds something other than a run."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"The run directory {self.path} is a file; choose another --out.")
+
+    @property
+    def holds_other_files(self) -> bool:
+        """A folder that is not empty (but for our lock) and holds no run: not ours to write into."""
+        if not self.path.is_dir() or self.exists:
+            return False
+        return any(p.name != ".lock" for p in self.path.iterdir())
+
+    def lock(self):
+        """Hold the run for this process's life: a second ``fit`` on it is refused with our PID."""
+        self.check_usable()
+        return exclusive(self.path / ".lock", f"The run directory {self.path}")
+
+    # The config schema.
+    def read_config(self) -> dict:
+        """``config.json`` as a dict; one clear line when it is missing or not JSON."""
+        return _read_json(self.config_path, f"{self.path} is not a kerasimg run directory")
+
+    def write_config(self, config: dict) -> None:
+        write_json(self.config_path, config)
+
+    def read_metrics(self) -> dict:
+        return _read_json(self.metrics_path, f"The run in {self.path} has not been evaluated")
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.metrics_path, metrics)
+
+    def clear_evaluation(self) -> None:
+        """Forget the evaluation, so an extended run is unfinished until it is evaluated again."""
+        self.metrics_path.unlink(missing_ok=True)
+
+    def clear_backups_except(self, keep: int) -> None:
+        """Delete finished phases' backups; the last one stays so ``--epochs`` can extend the run."""
+        backup = self.path / "backup"
+        if backup.is_dir():
+            for folder in backup.iterdir():
+                if folder != self.backup_dir(keep):
+                    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_json(path: Path, missing: str) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{missing}: {path.name} is missing.") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            "restore it or start a new run."
+        ) from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} should hold a JSON object. Received: {type(value).__name__}")
+    return value
