@@ -28,16 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS.data,
         help="scenes[:TRAIN,TEST] (built-in demo), a folder, the Intel layout, or tfds:NAME",
     )
-    p.add_argument("--weights", default=_DEFAULTS.weights, help="imagenet | none | PATH to a weights file")
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument(
+        "--weights",
+        default=_DEFAULTS.weights,
+        help="imagenet (fetched by Keras into $KERAS_HOME/models) | none | PATH to a weights file",
+    )
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="epochs in all, over every phase")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="images per step")
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="Adam learning rate")
     p.add_argument("--image-size", type=int, default=None, help="default: the backbone's own size")
     p.add_argument(
         "--schedule",
         default=_DEFAULTS.schedule,
         help="linear-probe | last-block | gradual | full | probe-then-last:N,M | a spec such as "
-        "'0:head,5:conv5,8:conv4' (epoch:deepest unfrozen stage)",
+        "'0:head,5:conv5,8:conv4' (epoch:deepest unfrozen stage); with --weights none, "
+        "linear-probe becomes full",
     )
     p.add_argument(
         "--unfreeze-every",
@@ -55,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--train-bn",
         action="store_true",
-        help="let BatchNorm layers of unfrozen stages train (default: inference mode)",
+        help="let BatchNorm layers of unfrozen stages train (default: inference mode; on with "
+        "--weights none)",
     )
     p.add_argument(
         "--no-feature-cache",
@@ -63,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="train frozen-backbone phases on images instead of cached features",
     )
-    p.add_argument("--augment", default=_DEFAULTS.augment, choices=AUGMENTATIONS)
-    p.add_argument("--dropout", type=float, default=_DEFAULTS.dropout)
+    p.add_argument(
+        "--augment", default=_DEFAULTS.augment, choices=AUGMENTATIONS, help="flip: random horizontal flip"
+    )
+    p.add_argument(
+        "--dropout", type=float, default=_DEFAULTS.dropout, help="dropout rate before the output layer"
+    )
     p.add_argument(
         "--head",
         default=_DEFAULTS.head,
@@ -83,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=VAL_FROM,
         help="'test' validates on the test split, as the ported work did",
     )
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=_DEFAULTS.seed,
+        help="seeds splits, shuffling, augmentation and initialisation",
+    )
     p.add_argument(
         "--precision",
         default=_DEFAULTS.precision,

@@ -81,6 +81,7 @@ def test_fit_cli_writes_a_complete_run_directory(tiny_scenes, tmp_path, capsys):
     assert keras.saving.load_model(out / "model.keras").output_shape == (None, 6)
     assert f"Test accuracy {metrics['test_accuracy']:.2%}" in printed
     assert "linear probe would train a head on random features" in printed
+    assert metrics["selected_on_test"] is False and "--val-from test" not in printed, "validated on train"
 
 
 def make_separable(root, per_class=12):

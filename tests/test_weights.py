@@ -69,3 +69,83 @@ def test_a_missing_weights_file_is_a_clear_error(tmp_path):
 def test_a_backbone_without_imagenet_weights_says_so():
     with pytest.raises(UserError, match="small_cnn.*has no ImageNet weights"):
         resolve_weights(get_backbone("small_cnn"), "imagenet")
+
+
+def place_cached_file(spec, content: bytes, monkeypatch, tmp_path):
+    """A file where keras.utils.get_file looks, as a user copying weights by hand would leave it.
+
+    ``$KERAS_HOME`` is this test's own, so no other test finds the file.
+    """
+    from kerasimg.models.weights import keras_models_dir
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    path = keras_models_dir() / spec.pretrained.file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def network_must_not_be_used(*args, **kwargs):
+    raise AssertionError("get_file was called although the cached file was already judged")
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "sha256"])
+def test_a_cached_file_with_the_wrong_checksum_is_reported_as_found_not_missing(
+    monkeypatch, tmp_path, algorithm
+):
+    import dataclasses
+    import hashlib
+
+    spec = get_backbone("resnet50")
+    good = b"the complete weights file"
+    expected = hashlib.new(algorithm, good).hexdigest()
+    spec = dataclasses.replace(spec, pretrained=dataclasses.replace(spec.pretrained, file_hash=expected))
+    path = place_cached_file(spec, good[:7], monkeypatch, tmp_path)  # a truncated copy
+    actual = hashlib.new(algorithm, good[:7]).hexdigest()
+    monkeypatch.setattr(keras.utils, "get_file", network_must_not_be_used)
+    name = {"md5": "MD5", "sha256": "SHA-256"}[algorithm]
+    with pytest.raises(
+        WeightsUnavailableError,
+        match=rf"found .*{spec.pretrained.file_name} \(7 bytes\) but its checksum differs "
+        rf"\(expected {name} {expected[:12]}\.\.\., actual {actual[:12]}\.\.\.\).*Delete it.*"
+        r"complete copy of https://.*--weights none",
+    ) as caught:
+        resolve_weights(spec, "imagenet")
+    assert "is not in" not in str(caught.value)
+    assert path.read_bytes() == good[:7], "the user's file is left in place"
+
+
+def test_a_cached_file_with_the_right_checksum_is_handed_to_get_file(monkeypatch, tmp_path):
+    import dataclasses
+    import hashlib
+
+    spec = get_backbone("resnet50")
+    content = b"complete"
+    spec = dataclasses.replace(
+        spec, pretrained=dataclasses.replace(spec.pretrained, file_hash=hashlib.md5(content).hexdigest())
+    )
+    path = place_cached_file(spec, content, monkeypatch, tmp_path)
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: str(path))
+    assert resolve_weights(spec, "imagenet") == str(path)
+
+
+def test_fit_cli_prints_the_checksum_error_as_one_line(monkeypatch, capsys, tiny_scenes, tmp_path):
+    spec = get_backbone("resnet50")
+    place_cached_file(spec, b"truncated", monkeypatch, tmp_path)
+    monkeypatch.setattr(keras.utils, "get_file", network_must_not_be_used)
+    code = fit_cli.main(
+        [
+            "--backbone",
+            "resnet50",
+            "--data",
+            str(tiny_scenes),
+            "--image-size",
+            "32",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: Could not use ImageNet weights for resnet50: found ")
+    assert "(expected MD5 4d473c1dd8be..., actual " in err

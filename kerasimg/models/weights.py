@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import keras
 
 from kerasimg.errors import UserError, WeightsUnavailableError
-from kerasimg.models.registry import BackboneSpec
+from kerasimg.models.registry import BackboneSpec, PretrainedWeights
 from kerasimg.models.vit import is_preset
 
 
@@ -21,7 +22,9 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
     """Map ``imagenet`` | ``none`` | PATH to ``None`` or an existing local weights file.
 
     ``imagenet`` is fetched with ``keras.utils.get_file`` into ``$KERAS_HOME/models``
-    (a cached copy is used without touching the network).
+    (a cached copy is used without touching the network). A cached copy whose checksum
+    differs is reported as such and left in place: ``get_file`` would otherwise try to
+    download over it, and offline it deletes the file and blames the network.
     """
     if weights is None or str(weights).lower() == "none":
         return None
@@ -45,6 +48,7 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
                 f"or --weights PATH{hint}. Received: weights='imagenet'"
             )
         wanted = spec.pretrained
+        check_cached_file(spec.name, wanted)
         try:
             return keras.utils.get_file(
                 wanted.file_name, wanted.origin, cache_subdir="models", file_hash=wanted.file_hash
@@ -63,6 +67,44 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
             f"weights file. Received: weights={str(weights)!r}"
         )
     return str(path)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """The hex digest of a file, read in 1 MiB blocks (weights files run to hundreds of MB)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_algorithm(file_hash: str) -> str:
+    """The algorithm ``keras.utils.get_file(hash_algorithm="auto")`` picks: 64 hex digits are SHA-256."""
+    return "sha256" if len(file_hash) == 64 else "md5"
+
+
+def check_cached_file(backbone: str, wanted: PretrainedWeights) -> None:
+    """Raise ``WeightsUnavailableError`` if the cached weights file exists but its checksum differs.
+
+    A truncated or wrong file placed by hand is the common case offline; naming it and
+    both checksums tells the user what to replace, where ``get_file`` would report a
+    failed download (and delete the file).
+    """
+    path = keras_models_dir() / wanted.file_name
+    if wanted.file_hash is None or not path.is_file():
+        return
+    algorithm = hash_algorithm(wanted.file_hash)
+    actual = file_digest(path, algorithm)
+    if actual == wanted.file_hash.lower():
+        return
+    name = "SHA-256" if algorithm == "sha256" else "MD5"
+    raise WeightsUnavailableError(
+        f"Could not use ImageNet weights for {backbone}: found {path} ({path.stat().st_size:,} bytes) "
+        f"but its checksum differs (expected {name} {wanted.file_hash[:12]}..., actual {actual[:12]}...), "
+        f"so it is incomplete or a different file. Delete it and rerun with network access to "
+        f"download it again, or replace it with a complete copy of {wanted.origin}; or pass "
+        f"--weights PATH for another weights file or --weights none to train from scratch."
+    )
 
 
 def _first_line(error: Exception) -> str:

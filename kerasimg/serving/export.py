@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasimg import selection
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
 from kerasimg.files import make_temp_dir
@@ -156,6 +157,7 @@ def export_run(
         saved = run.read_metrics()
         metrics = {k: saved[k] for k in ("test_accuracy", "test_loss", "best_epoch") if k in saved}
         metrics["macro_f1"] = float(np.mean([c["f1"] for c in saved.get("per_class", {}).values()] or [0]))
+        metrics[selection.METRICS_KEY] = selection.selected_on_test(saved, config)
     model = load_classifier(run.model_path)
     metadata = {
         "backbone": config.get("backbone"),

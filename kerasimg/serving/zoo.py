@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from kerasimg import selection
 from kerasimg.errors import UserError
 from kerasimg.files import inside, write_json, write_text
 from kerasimg.names import check_name
@@ -121,12 +122,17 @@ def render_table(entries: list[dict]) -> str:
         flops = e.get("flops_per_image")
         lines.append(
             f"| {e['name']} | {e['version']} | {e.get('backbone', '')} | {e.get('data', '')} | "
-            f"{shown} | {len(e.get('class_names', []))} | "
+            f"{selection.accuracy_cell(shown, optimistic(e))} | {len(e.get('class_names', []))} | "
             f"{e.get('image_size', '')} | {e.get('parameters', 0):,} | "
             f"{'' if flops is None else f'{flops / 1e9:.2f}'} | {e.get('schedule', '')} | "
             f"{e.get('exported', '')} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + selection.legend(any(optimistic(e) for e in entries))
+
+
+def optimistic(entry: dict) -> bool:
+    """Whether a zoo entry's test accuracy was measured on the split that chose its best epoch."""
+    return selection.selected_on_test(entry.get("metrics", {}))
 
 
 def models_config(names: list[str], base: str = SERVING_BASE) -> str:

@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from kerasimg import selection  # noqa: E402
 from kerasimg.files import save_figure, write_json, write_text  # noqa: E402
 from kerasimg.tables import markdown_table, write_csv  # noqa: E402
 from kerasimg.training import reports  # noqa: E402
@@ -36,6 +37,7 @@ COLUMNS = [
     ("test_accuracy", "test accuracy", ".4f"),
     ("best_val_accuracy", "best val accuracy", ".4f"),
     ("reported", "seed reported", ".4f"),
+    (selection.METRICS_KEY, selection.MARK, ""),
     ("params", "parameters", ",d"),
     ("gflops", "GFLOPs", ".2f"),
     ("train_seconds", "train s", ".0f"),
@@ -62,6 +64,7 @@ def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
         "test_accuracy": metrics["test_accuracy"],
         "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in history), default=None),
         "reported": reported,
+        selection.METRICS_KEY: "yes" if selection.selected_on_test(metrics, config) else "",
         "params": config["parameters"]["total"],
         "gflops": config["flops_per_image"] / 1e9 if config.get("flops_per_image") else None,
         "train_seconds": metrics.get("train_seconds"),
@@ -125,7 +128,8 @@ def write_results(rows: list[dict], out: Path, plan: Plan) -> None:
     header = (
         f"# Plan {plan.name}\n\n{plan.description}\n\n" if plan.description else f"# Plan {plan.name}\n\n"
     )
-    write_text(out / "results.md", header + markdown_table(rows, COLUMNS))
+    optimistic = any(r.get(selection.METRICS_KEY) for r in rows)
+    write_text(out / "results.md", header + markdown_table(rows, COLUMNS) + selection.legend(optimistic))
     plot_comparison(rows, out / "curves.png", plan.name)
 
 

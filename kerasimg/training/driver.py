@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 import kerasimg
+from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
@@ -236,8 +237,8 @@ def _train(config: FitConfig, run: Run, s: _Settings, finetune_lr, resume, callb
     _write_skipped(run, data)
     if data.skipped:
         log(f"Skipped {len(data.skipped)} unreadable file(s); listed in {run.skipped_path}.")
-    if config.val_from == "test":
-        log(VAL_FROM_TEST_NOTE)
+    if selection.validated_on_test(data):
+        log(selection.NOTE)
     resolved = {
         **dataclasses.asdict(config),
         "image_size": s.image_size,
@@ -353,17 +354,11 @@ def _train(config: FitConfig, run: Run, s: _Settings, finetune_lr, resume, callb
             "best_epoch": best_epoch,
             "train_seconds": round(time.time() - started, 1),
             # Model selection saw the test split: the test accuracy is optimistic.
-            "selected_on_test": config.val_from == "test",
+            selection.METRICS_KEY: selection.validated_on_test(data),
         }
     )
     run.write_metrics(metrics)
     return best_epoch, metrics
-
-
-VAL_FROM_TEST_NOTE = (
-    "Note: --val-from test picks the best epoch on the test split, so the test accuracy reported "
-    "is optimistic (the ported protocol); use --val-from train for an unbiased figure."
-)
 
 
 def _best_so_far(run: Run) -> float | None:

@@ -1,0 +1,75 @@
+"""``kerasimg COMMAND [ARGS...]``: one entry point for every ``python -m kerasimg.*`` command.
+
+``kerasimg fit --backbone small_cnn`` runs ``python -m kerasimg.fit --backbone small_cnn``:
+the rest of the command line goes to that module's ``main`` unchanged, and its exit code
+is the command's. pip installs it as a console script (``[project.scripts]`` in
+pyproject.toml); ``python -m kerasimg COMMAND`` is the same without the script.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+
+import kerasimg
+from kerasimg.cli import EXIT_USER_ERROR
+from kerasimg.errors import UserError
+
+# name -> (module whose main(argv) runs it, one line for the command list)
+COMMANDS = {
+    "fit": ("kerasimg.fit", "fine-tune a backbone on your images or the built-in demo set"),
+    "predict": ("kerasimg.predict", "classify images with an exported model, in plain TensorFlow"),
+    "export": ("kerasimg.export", "export a finished run into the model zoo"),
+    "zoo": ("kerasimg.zoo", "list, show or remove zoo models; print TF Serving's config"),
+    "tune": ("kerasimg.tune", "search EfficientNet's compound-scaling coefficients"),
+    "compare": ("kerasimg.compare", "run a plan of experiments into one results table"),
+    "bench": ("kerasimg.bench", "measure images/s per backbone, mode and precision"),
+    "models": ("kerasimg.models.__main__", "list the registered backbones"),
+}
+PROG = "kerasimg"
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        f"usage: {PROG} COMMAND [ARGS...]   ({PROG} COMMAND --help for a command's options)",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()),
+        "",
+        f"{PROG} COMMAND ... is python -m kerasimg.COMMAND ... (models: python -m kerasimg.models).",
+    ]
+    return "\n".join(lines)
+
+
+def resolve_command(name: str):
+    """The ``main(argv)`` function of command ``name``; an unknown name lists the close ones."""
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=3)
+        hint = f"Did you mean {' or '.join(close)}? " if close else ""
+        raise UserError(
+            f"Unknown command {name!r}: expected one of {', '.join(COMMANDS)}. {hint}"
+            f"`{PROG} --help` lists them. Received: command={name!r}"
+        )
+    return importlib.import_module(COMMANDS[name][0]).main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``kerasimg COMMAND ARGS...``; return the command's exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(usage(), file=sys.stderr)
+        return EXIT_USER_ERROR
+    if argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"{PROG} {kerasimg.__version__}")
+        return 0
+    try:
+        command = resolve_command(argv[0])
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return command(argv[1:])  # each command turns its own errors into one line and an exit code

@@ -1,0 +1,86 @@
+"""The README says what the code does: the Python it needs, its option tables, its commands."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from kerasimg.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_readme_states_the_python_version_pyproject_requires():
+    required = PYPROJECT["project"]["requires-python"]
+    assert re.fullmatch(r">=\s*3\.\d+", required), f"a floor such as '>=3.11' is expected, got {required!r}"
+    stated = re.findall(r"Python\s*>=\s*(3\.\d+)", README)
+    assert stated, "the README's quick start names the minimum Python version"
+    assert set(stated) == {required.removeprefix(">=").strip()}, (stated, required)
+
+
+def test_readme_option_tables_are_what_the_parsers_say():
+    from kerasimg import docs
+
+    marked = [" ".join(filter(None, (m["module"], m["command"]))) for m in docs.BLOCK.finditer(README)]
+    assert marked == ["kerasimg.fit", "kerasimg.tune compound", "kerasimg.compare", "kerasimg.bench"]
+    assert docs.stale_tables(README) == [], "run: python -m kerasimg.docs"
+
+
+def test_every_fit_flag_is_a_row_of_the_readme_table():
+    from kerasimg import docs
+    from kerasimg.fit import build_parser
+
+    table = next(m["table"] for m in docs.BLOCK.finditer(README) if m["module"] == "kerasimg.fit")
+    flags = [s for a in build_parser()._actions for s in a.option_strings if s not in ("-h", "--help")]
+    assert "--dropout" in flags
+    for flag in flags:
+        assert f"| `{flag}" in table, flag
+    assert "| `--dropout` | `0.2` | dropout rate before the output layer |" in table
+
+
+def with_new_fit_flag(monkeypatch):
+    import kerasimg.fit
+
+    original = kerasimg.fit.build_parser
+
+    def build_parser():
+        parser = original()
+        parser.add_argument("--label-smoothing", type=float, default=0.1, help="from another branch | a pipe")
+        return parser
+
+    monkeypatch.setattr(kerasimg.fit, "build_parser", build_parser)
+
+
+def test_a_flag_added_to_a_parser_makes_the_readme_stale_until_regenerated(monkeypatch, tmp_path, capsys):
+    from kerasimg import docs
+
+    with_new_fit_flag(monkeypatch)
+    assert docs.stale_tables(README) == ["kerasimg.fit"]
+    readme = tmp_path / "README.md"
+    readme.write_text(README, encoding="utf-8")
+    assert docs.main(["--check", str(readme)]) == 1
+    assert "options table of kerasimg.fit differs from its parser; run python -m kerasimg.docs" in (
+        capsys.readouterr().out
+    )
+    assert readme.read_text(encoding="utf-8") == README, "--check changes nothing"
+    assert docs.main([str(readme)]) == 0
+    updated = readme.read_text(encoding="utf-8")
+    assert "| `--label-smoothing` | `0.1` | from another branch \\| a pipe |" in updated
+    assert docs.main(["--check", str(readme)]) == 0
+    assert updated.replace("| `--label-smoothing` | `0.1` | from another branch \\| a pipe |\n", "") == README
+
+
+def test_a_table_marker_naming_no_parser_is_a_clear_error(tmp_path, capsys):
+    from kerasimg import docs
+
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- options: kerasimg.errors -->\n<!-- end options -->\n", encoding="utf-8")
+    assert docs.main(["--check", str(readme)]) == 2
+    assert "names a module without build_parser()" in capsys.readouterr().err
+    with pytest.raises(UserError, match="kerasimg.tune has no subcommand 'nope'"):
+        docs.parser_for("kerasimg.tune", "nope")
