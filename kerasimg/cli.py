@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from kerasimg.errors import UserError
+from kerasimg.errors import ArgumentError, UserError
 
 EXIT_OS_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -24,7 +24,8 @@ def run_cli(main: Callable[[], int], interrupted_hint: str = "") -> int:
     try:
         return main()
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = error.for_cli() if isinstance(error, ArgumentError) else str(error)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as error:
         if os.environ.get("KERASIMG_DEBUG"):

@@ -11,3 +11,19 @@ class UserError(Exception):
 
 class WeightsUnavailableError(UserError):
     """Pretrained weights were asked for but could not be found or fetched."""
+
+
+class ArgumentError(UserError):
+    """A bad value of one named argument.
+
+    The library's message names the keyword argument (``epochs must be at least 1.
+    Received: epochs=0``); a CLI prints ``for_cli()``, which names the flag instead.
+    """
+
+    def __init__(self, argument: str, problem: str, received: object):
+        self.argument, self.problem, self.received = argument, problem, received
+        super().__init__(f"{argument} {problem}. Received: {argument}={received!r}")
+
+    def for_cli(self) -> str:
+        flag = "--" + self.argument.replace("_", "-")
+        return f"{flag} {self.problem}. Received: {flag} {self.received}"

@@ -9,8 +9,8 @@ from kerasimg.cli import run_cli
 from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.data.sources import VAL_FROM
 from kerasimg.models.classifier import HEADS
+from kerasimg.training.config import FitConfig
 from kerasimg.training.distribution import STRATEGIES
-from kerasimg.training.driver import FitConfig
 from kerasimg.training.precision import PRECISIONS
 
 _DEFAULTS = FitConfig()

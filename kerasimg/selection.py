@@ -31,14 +31,14 @@ def validated_on_test(data) -> bool:
     return data.val is data.test
 
 
-def selected_on_test(metrics: dict, config: dict | None = None) -> bool:
+def selected_on_test(metrics: dict, arguments: dict | None = None) -> bool:
     """Whether a finished run's test accuracy is optimistic, from its ``metrics.json``.
 
-    Runs written before the key existed fall back to their ``config.json``'s ``val_from``.
+    Runs written before the key existed fall back to their arguments' ``val_from``.
     """
     if METRICS_KEY in metrics:
         return bool(metrics[METRICS_KEY])
-    return bool(config) and config.get("val_from") == "test"
+    return bool(arguments) and arguments.get("val_from") == "test"
 
 
 def accuracy_cell(text: str, optimistic: bool) -> str:

@@ -67,11 +67,12 @@ def test_fit_cli_writes_a_complete_run_directory(tiny_scenes, tmp_path, capsys):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))
     config = json.loads((out / "config.json").read_text())
-    assert config["schedule"] == "full", "--weights none switches a linear probe to full"
+    assert config["resolved"]["schedule"] == "full", "--weights none switches a linear probe to full"
+    assert config["arguments"]["schedule"] == "linear-probe", "the arguments are kept as given"
     assert config["class_names"] == ["buildings", "forest", "glacier", "mountain", "sea", "street"]
-    assert config["seed"] == 0 and "tensorflow" in config["versions"]
-    assert config["image_size"] == 32 and config["parameters"]["total"] > 0
-    assert [(p["start"], p["end"], p["unfrozen"]) for p in config["phases"]] == [(0, 2, "all")]
+    assert config["arguments"]["seed"] == 0 and "tensorflow" in config["versions"]
+    assert config["resolved"]["image_size"] == 32 and config["parameters"]["total"] > 0
+    assert [(p["start"], p["end"], p["unfrozen"]) for p in config["resolved"]["phases"]] == [(0, 2, "all")]
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -24,7 +24,7 @@ from kerasimg.errors import UserError
 from kerasimg.files import write_text
 from kerasimg.models import build_classifier
 from kerasimg.serving import Zoo, export_model, export_run
-from kerasimg.training import driver, fit, load_run_config
+from kerasimg.training import FitConfig, callbacks, fit, load_run_config
 from kerasimg.training.reports import read_history
 from kerasimg.training.run import Run
 
@@ -53,7 +53,7 @@ def fit_args(data, out, *extra):
 
 def tiny_config(data, out, **overrides):
     settings = dict(backbone="small_cnn", data=str(data), weights="none", epochs=1, batch_size=8)
-    return driver.FitConfig(**{**settings, "image_size": 32, "out": str(out), **overrides})
+    return FitConfig(**{**settings, "image_size": 32, "out": str(out), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -218,13 +218,13 @@ def test_running_out_of_space_mid_run_stops_cleanly_and_resumes(tiny_scenes, tmp
         usage = real(path)
         return usage._replace(free=1024) if len(calls) > 2 else usage
 
-    monkeypatch.setattr(driver.shutil, "disk_usage", shrinking)
+    monkeypatch.setattr(callbacks.shutil, "disk_usage", shrinking)
     config = tiny_config(tiny_scenes, out)
     config.epochs = 3
     with pytest.raises(UserError, match=r"MB free on the disk of .*--resume"):
         fit(config, log=quiet)
     assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [0]
-    monkeypatch.setattr(driver.shutil, "disk_usage", real)
+    monkeypatch.setattr(callbacks.shutil, "disk_usage", real)
     fit(load_run_config(out), resume=True, log=quiet)
     assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [0, 1, 2]
 
@@ -294,7 +294,7 @@ def test_a_larger_epochs_extends_a_finished_run(finished_run, tmp_path):
     shutil.copytree(finished_run, run)
     assert fit_cli.main(["--resume", str(run), "--epochs", "2"]) == 0
     assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == [0, 1]
-    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    assert json.loads((run / "config.json").read_text())["resolved"]["epochs"] == 2
     assert (run / "metrics.json").exists()
 
 

@@ -30,7 +30,8 @@ def test_mixed_bfloat16_trains_with_a_float32_output(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in rows)
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert (
-        json.loads((tmp_path / "run" / "config.json").read_text())["resolved_precision"] == "mixed_bfloat16"
+        json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["precision"]
+        == "mixed_bfloat16"
     )
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert model.get_layer("predictions").compute_dtype == "float32"
@@ -82,7 +83,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
         config_json = json.load(open(f"{out}/{strategy}/config.json"))
         model = load_classifier(f"{out}/{strategy}/model.keras")
         np.savez(f"{out}/{strategy}.npz", *[np.asarray(w) for w in model.get_weights()])
-        results[strategy] = config_json["replicas"]
+        results[strategy] = config_json["resolved"]["replicas"]
     print(json.dumps(results))
     """
 )

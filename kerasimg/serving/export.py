@@ -157,12 +157,13 @@ def export_run(
         saved = run.read_metrics()
         metrics = {k: saved[k] for k in ("test_accuracy", "test_loss", "best_epoch") if k in saved}
         metrics["macro_f1"] = float(np.mean([c["f1"] for c in saved.get("per_class", {}).values()] or [0]))
-        metrics[selection.METRICS_KEY] = selection.selected_on_test(saved, config)
+        metrics[selection.METRICS_KEY] = selection.selected_on_test(saved, config["arguments"])
     model = load_classifier(run.model_path)
+    arguments, resolved = config["arguments"], config["resolved"]
     metadata = {
-        "backbone": config.get("backbone"),
-        "data": config.get("data"),
-        "schedule": config.get("schedule"),
+        "backbone": arguments.get("backbone"),
+        "data": arguments.get("data"),
+        "schedule": resolved.get("schedule"),
         "metrics": metrics,
         "evaluated": run.finished,
         "parameters": config.get("parameters", {}).get("total"),
@@ -173,9 +174,9 @@ def export_run(
     return export_model(
         model,
         config["class_names"],
-        int(config["image_size"]),
-        name or config["backbone"],
+        int(resolved["image_size"]),
+        name or arguments["backbone"],
         zoo,
         metadata,
-        max_pixels=int(config.get("max_pixels", DEFAULT_MAX_PIXELS)),
+        max_pixels=int(arguments.get("max_pixels", DEFAULT_MAX_PIXELS)),
     )

@@ -1,5 +1,7 @@
-"""Training: the fit driver and the reports it writes."""
+"""Training: the arguments and their resolution, the fit driver, the run directory and its reports."""
 
-from kerasimg.training.driver import FitConfig, FitResult, fit, load_run_config
+from kerasimg.training.config import FitConfig, ResolvedFit
+from kerasimg.training.driver import FitResult, fit, load_run_config
+from kerasimg.training.run import Run
 
-__all__ = ["FitConfig", "FitResult", "fit", "load_run_config"]
+__all__ = ["FitConfig", "FitResult", "ResolvedFit", "Run", "fit", "load_run_config"]

@@ -105,10 +105,13 @@ class Run:
         self.check_usable()
         return exclusive(self.path / ".lock", f"The run directory {self.path}")
 
-    # The config schema.
+    # The config schema: {"format": 2, "arguments": the FitConfig as given, "resolved": what it
+    # resolved to (schedule, epochs, phases, image_size, finetune_lr, train_bn, precision, replicas),
+    # and facts about the run: class_names, data_summary, backbone_spec, parameters,
+    # flops_per_image, versions, created}.
     def read_config(self) -> dict:
-        """``config.json`` as a dict; one clear line when it is missing or not JSON."""
-        return _read_json(self.config_path, f"{self.path} is not a kerasimg run directory")
+        """``config.json`` in the current format; one clear line when it is missing or not JSON."""
+        return _current_format(_read_json(self.config_path, f"{self.path} is not a kerasimg run directory"))
 
     def write_config(self, config: dict) -> None:
         write_json(self.config_path, config)
@@ -147,3 +150,46 @@ def _read_json(path: Path, missing: str) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"{path} should hold a JSON object. Received: {type(value).__name__}")
     return value
+
+
+CONFIG_FORMAT = 2
+# The first format kept the arguments at the top level, some rewritten to their resolved
+# values, and the other resolved values under these names.
+_FIRST_FORMAT_RESOLVED = {
+    "schedule": "schedule",
+    "epochs": "epochs",
+    "phases": "phases",
+    "image_size": "image_size",
+    "finetune_lr": "resolved_finetune_lr",
+    "train_bn": "resolved_train_bn",
+    "precision": "resolved_precision",
+    "replicas": "replicas",
+}
+_FACTS = (
+    "class_names",
+    "data_summary",
+    "backbone_spec",
+    "parameters",
+    "flops_per_image",
+    "versions",
+    "created",
+)
+
+
+def _current_format(saved: dict) -> dict:
+    """A config of either format, in the current one (runs of the first format still resume)."""
+    if saved.get("format") == CONFIG_FORMAT:
+        return saved
+    if "format" in saved:
+        raise UserError(
+            f"This run's config.json has format {saved['format']!r}, which this kerasimg does not know "
+            f"(it writes format {CONFIG_FORMAT}); use the kerasimg version that wrote it."
+        )
+    resolved = {new: saved[old] for new, old in _FIRST_FORMAT_RESOLVED.items() if old in saved}
+    arguments = {
+        k: v for k, v in saved.items() if k not in _FACTS and k not in _FIRST_FORMAT_RESOLVED.values()
+    }
+    for name in ("schedule", "epochs", "image_size"):  # arguments the first format kept only resolved
+        arguments.setdefault(name, saved.get(name))
+    facts = {k: saved[k] for k in _FACTS if k in saved}
+    return {"format": CONFIG_FORMAT, "arguments": arguments, "resolved": resolved, **facts}

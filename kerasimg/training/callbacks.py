@@ -1,0 +1,77 @@
+"""The driver's own Keras callbacks: epoch timing, live curves, a free-space check, the epoch reset."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import keras
+
+from kerasimg.errors import UserError
+from kerasimg.training import reports
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (training and validation) to each epoch's logs and history.csv."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._started
+
+
+class CurvesCallback(keras.callbacks.Callback):
+    """Redraw ``curves.png`` after every epoch, so an interrupted run still has its plot."""
+
+    def __init__(
+        self, history_path: Path, curves_path: Path, title: str, boundaries: list[int] | None = None
+    ):
+        super().__init__()
+        self.history_path, self.curves_path = Path(history_path), Path(curves_path)
+        self.title = title
+        self.boundaries = boundaries or []
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = reports.read_history(self.history_path)
+        reports.plot_curves(rows, self.curves_path, self.title, self.boundaries)
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Stop when ``folder``'s disk cannot take ``needed`` bytes: a full disk crashes TensorFlow."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise UserError(
+            f"Only {free / 2**20:.1f} MB free on the disk of {folder}; an epoch's checkpoints need about "
+            f"{needed / 2**20:.1f} MB. Free some space, then continue with --resume {folder}."
+        )
+
+
+def checkpoint_bytes(model: keras.Model) -> int:
+    """What one epoch may write: the best model, the backup (weights and Adam's two moments), temp copies."""
+    return int(model.count_params() * 4 * 6) + 8 * 2**20
+
+
+class FreeSpaceGuard(keras.callbacks.Callback):
+    """Checks the disk before every epoch's writes, so a full disk ends a run with one line."""
+
+    def __init__(self, folder: Path, needed: int):
+        super().__init__()
+        self.folder, self.needed = Path(folder), needed
+
+    def on_epoch_end(self, epoch, logs=None):
+        check_free_space(self.folder, self.needed)
+
+
+def forget_restored_epoch(model: keras.Model) -> None:
+    """Let the next ``fit`` start at its own ``initial_epoch``.
+
+    ``BackupAndRestore`` leaves the epoch it restored on the model (``_initial_epoch``,
+    private in Keras 3.15, with no public way to clear it) and ``fit`` prefers that to
+    its ``initial_epoch`` argument, so after one phase the next would start at the
+    restored epoch instead of its boundary.
+    """
+    if getattr(model, "_initial_epoch", None) is not None:
+        model._initial_epoch = None

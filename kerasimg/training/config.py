@@ -1,0 +1,159 @@
+"""A fit's arguments (``FitConfig``) and what they resolve to (``ResolvedFit``), checked up front.
+
+``FitConfig`` holds the arguments exactly as given (the CLI flags, the keyword
+arguments of ``kerasimg.fit``); it is never rewritten. ``FitConfig.resolve()``
+checks every one of them and fills in what they imply (the image size, the phases
+of the schedule, the learning rates, BatchNorm, the precision policy) into a frozen
+``ResolvedFit``, so a bad value fails in milliseconds rather than after thousands of
+files were decoded, and nothing downstream re-derives a value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.pipeline import AUGMENTATIONS
+from kerasimg.data.sources import VAL_FROM
+from kerasimg.errors import ArgumentError
+from kerasimg.models import get_backbone
+from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
+from kerasimg.training.distribution import STRATEGIES
+from kerasimg.training.precision import resolve_precision
+from kerasimg.training.schedules import Phase, parse_schedule
+
+
+@dataclass
+class FitConfig:
+    """Every argument of a run, as given; saved in ``config.json`` and read back by ``--resume``."""
+
+    backbone: str = "resnet50"
+    data: str = "scenes"
+    weights: str = "imagenet"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    image_size: int | None = None
+    schedule: str = "linear-probe"
+    unfreeze_every: int = 2
+    finetune_lr: float | None = None
+    train_bn: bool = False
+    feature_cache: bool = True
+    augment: str = "flip"
+    dropout: float = 0.2
+    head: str = "linear"
+    val_split: float = 0.1
+    val_from: str = "train"
+    seed: int = 0
+    precision: str = "float32"
+    strategy: str = "none"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    out: str | None = None
+
+    def validate(self) -> None:
+        """Check every argument (``resolve`` without keeping its result)."""
+        self.resolve()
+
+    def resolve(self) -> ResolvedFit:
+        """Check every argument and fill in what it implies; raises ``ArgumentError`` naming the value."""
+        spec = get_backbone(self.backbone)
+        for name in ("epochs", "batch_size", "unfreeze_every", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ArgumentError(name, "must be at least 1", getattr(self, name))
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
+            raise ArgumentError(
+                "image_size",
+                f"must be at least {MIN_IMAGE_SIZE} pixels (or left out for the backbone's own size)",
+                self.image_size,
+            )
+        if not self.lr > 0:
+            raise ArgumentError("lr", "must be positive", self.lr)
+        if self.finetune_lr is not None and not self.finetune_lr > 0:
+            raise ArgumentError("finetune_lr", "must be positive", self.finetune_lr)
+        if not 0 <= self.dropout < 1:
+            raise ArgumentError("dropout", "must be in [0, 1)", self.dropout)
+        if self.val_from == "train" and not 0 < self.val_split < 1:
+            raise ArgumentError("val_split", "must be between 0 and 1", self.val_split)
+        for name, choices in (
+            ("augment", AUGMENTATIONS),
+            ("head", HEADS),
+            ("val_from", VAL_FROM),
+            ("strategy", STRATEGIES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ArgumentError(name, f"must be one of {', '.join(choices)}", getattr(self, name))
+        pretrained = self.weights != "none"
+        notes = []
+        schedule = self.schedule
+        if not pretrained and schedule == "linear-probe":
+            notes.append(
+                "--weights none: a linear probe would train a head on random features; using --schedule full."
+            )
+            schedule = "full"
+        # With random weights there are no pretrained features or BatchNorm statistics to protect.
+        finetune_lr = self.finetune_lr or (self.lr / 10 if pretrained else self.lr)
+        phases = parse_schedule(
+            schedule,
+            spec.stage_names,
+            self.epochs,
+            lr=self.lr,
+            finetune_lr=finetune_lr,
+            unfreeze_every=self.unfreeze_every,
+        )
+        return ResolvedFit(
+            arguments=self,
+            schedule=schedule,
+            epochs=phases[-1].end,
+            phases=tuple(phases),
+            image_size=int(spec.image_size if self.image_size is None else self.image_size),
+            finetune_lr=finetune_lr,
+            train_bn=self.train_bn or not pretrained,
+            precision=resolve_precision(self.precision, self.backbone),
+            notes=tuple(notes),
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedFit:
+    """What a ``FitConfig`` means, fixed before the run starts; ``config.json``'s ``resolved`` part."""
+
+    arguments: FitConfig
+    schedule: str
+    epochs: int
+    phases: tuple[Phase, ...]
+    image_size: int
+    finetune_lr: float
+    train_bn: bool
+    precision: str
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "schedule": self.schedule,
+            "epochs": self.epochs,
+            "phases": [p.to_json() for p in self.phases],
+            "image_size": self.image_size,
+            "finetune_lr": self.finetune_lr,
+            "train_bn": self.train_bn,
+            "precision": self.precision,
+        }
+
+    def run_dir(self, data_name: str, root: str | Path = "runs") -> Path:
+        """``--out``, or ``runs/<date>-<backbone>-<data>/`` with ``-2``, ``-3``... when taken."""
+        if self.arguments.out:
+            return Path(self.arguments.out)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(root) / f"{stamp}-{self.arguments.backbone}-{data_name}"
+        candidate, n = base, 2
+        while candidate.exists():
+            candidate, n = Path(f"{base}-{n}"), n + 1
+        return candidate
+
+
+def arguments_of(saved: dict) -> FitConfig:
+    """The ``FitConfig`` a ``config.json`` records (both its current and its first format)."""
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    return FitConfig(**{k: v for k, v in saved.get("arguments", saved).items() if k in names})

@@ -1,0 +1,40 @@
+"""The test-split evaluation every run ends with: loss, accuracy, per-class metrics, the confusion plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kerasimg.data import LabelledData, image_dataset
+from kerasimg.training import reports
+
+
+def evaluate(
+    model: keras.Model,
+    data: LabelledData,
+    image_size: int,
+    batch_size: int,
+    confusion_path: Path,
+    title: str,
+) -> dict:
+    """Test loss and accuracy, per-class precision/recall/F1, and the confusion matrix plot."""
+    test_ds = image_dataset(data.test, image_size, batch_size, training=False)
+    # predict() rather than predict_on_batch(): under MirroredStrategy the latter returns every
+    # replica's copy of the batch. The test pipeline is ordered, so labels line up.
+    probabilities = model.predict(test_ds.map(lambda images, _: images), verbose=0)
+    labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test_ds])
+    predictions = probabilities.argmax(axis=1)
+    eps = 1e-7
+    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1))))
+    matrix = reports.confusion_matrix(labels, predictions, data.num_classes)
+    reports.plot_confusion(matrix, data.class_names, confusion_path, f"{title}: test")
+    return {
+        "test_loss": loss,
+        "test_accuracy": float(np.mean(predictions == labels)),
+        "test_examples": int(len(labels)),
+        "per_class": reports.per_class_metrics(matrix, data.class_names),
+        "confusion_matrix": matrix.tolist(),
+        "class_names": data.class_names,
+    }
