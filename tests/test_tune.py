@@ -396,3 +396,34 @@ def test_workers_end_with_their_parent(tmp_path, signum):
         for pid in [parent.pid, *children]:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('phi = "one"', "'phi' must be a number"),
+        ('tolerance = "0.1"', "'tolerance' must be a number"),
+        ("target = [2.0]", "'target' must be a number"),
+        ('base_resolution = "224"', "'base_resolution' must be an integer"),
+        ("base_resolution = 32.7", "'base_resolution' must be an integer"),
+        ('epochs = "3"', "'epochs' must be an integer"),
+        ('alpha = "12"', "'alpha' must be a number or a list of numbers"),
+        ("beta = [1.0, true]", "'beta' must be a number or a list of numbers"),
+    ],
+)
+def test_space_file_values_are_typed_with_file_line_and_key(tmp_path, text, message):
+    path = tmp_path / "space.toml"
+    path.write_text(f"# a search space\n\n{text}\n")
+    with pytest.raises(UserError, match=message) as error:
+        read_space_file(path)
+    assert f"{path}, line 3:" in str(error.value)
+
+
+def test_space_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, capsys):
+    assert main(["compound", "--space", str(tmp_path), "--dry-run"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes("# caf\xe9\nphi = 1\n".encode("latin-1"))
+    assert main(["compound", "--space", str(latin), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from kerasimg.errors import UserError
+from kerasimg.tomlfile import kind_of, read_toml
 
 # Tolerance for float rounding at the constraint's edge (1.1 * 1.2**2 * ... is not exact).
 _EPSILON = 1e-9
@@ -54,6 +54,8 @@ class CompoundSpace:
             values = getattr(self, name)
             if isinstance(values, (int, float)):
                 values = (values,)
+            if isinstance(values, str):  # a string is iterable: "12" would read as {1, 2}
+                raise UserError(f"--{name} must be numbers, not a string. Received: {name}={values!r}")
             try:
                 values = tuple(sorted({float(v) for v in values}))
             except (TypeError, ValueError):
@@ -70,12 +72,21 @@ class CompoundSpace:
                     f"--{name} values must be finite and >= 1 (a coefficient below 1 shrinks the "
                     f"network). Received: {name}={','.join(f'{v:g}' for v in values)}"
                 )
+        for name in ("phi", "target", "tolerance"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise UserError(f"--{name} must be a number. Received: {name}={value!r}")
         if not self.phi > 0:
             raise UserError(f"--phi must be positive. Received: phi={self.phi}")
         if not self.target >= 1:
             raise UserError(f"--target must be at least 1. Received: target={self.target}")
         if not self.tolerance >= 0:
             raise UserError(f"--tolerance must be >= 0. Received: tolerance={self.tolerance}")
+        if not isinstance(self.base_resolution, int) or isinstance(self.base_resolution, bool):
+            raise UserError(
+                "--base-resolution must be a whole number of pixels. "
+                f"Received: base_resolution={self.base_resolution!r}"
+            )
         if self.base_resolution < 32:
             raise UserError(
                 "--base-resolution must be at least 32 pixels. "
@@ -110,21 +121,20 @@ class CompoundSpace:
 
 
 def read_space_file(path: str | Path) -> dict:
-    """The keys of a search-space TOML file, checked against ``CompoundSpace`` and training keys."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            values = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"Search-space file not found: {path}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path} is not valid TOML: {error}") from None
-    allowed = {f.name for f in dataclasses.fields(CompoundSpace)} | set(TRAINING_KEYS)
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise UserError(
-            f"{path}: unknown key(s) {', '.join(unknown)}. Known keys: {', '.join(sorted(allowed))}"
-        )
+    """The keys of a search-space TOML file, each checked for its name and type.
+
+    The schema follows ``CompoundSpace`` and ``TrialTraining``; a mistake is one
+    ``UserError`` naming the file, the line and the key.
+    """
+    from kerasimg.tuning.hypermodel import TrialTraining
+
+    file = read_toml(path, "search-space file")
+    schema = {f.name: kind_of(f.type) for f in dataclasses.fields(CompoundSpace)}
+    schema |= {f.name: kind_of(f.type) for f in dataclasses.fields(TrialTraining) if f.name in TRAINING_KEYS}
+    values = file.check(file.data, schema)
+    for name in ("alpha", "beta", "gamma"):
+        if isinstance(values.get(name), list) and not values[name]:
+            raise file.error(f"{name!r} needs at least one value. Received: {name}=[]", name)
     return values
 
 
