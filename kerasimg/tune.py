@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.scale is not None and args.scale < 0:
             raise UserError(f"--scale must be >= 0. Received: scale={args.scale}")
         if args.dry_run:
-            print(f"{len(triples)} feasible of {len(search.space.grid())}:")
+            print(f"{len(triples)} feasible of {search.space.grid_size}:")
             for t in triples:
                 print(f"  {t.label()}  cost {t.cost:.3f}  resolution {search.space.resolution(t)}")
             return 0

@@ -427,3 +427,60 @@ def test_space_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, capsys):
     assert main(["compound", "--space", str(latin), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "is not UTF-8 text" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def no_full_grid(monkeypatch):
+    """Fail if anything builds the full Cartesian product (a 400-per-axis grid has 64 million points)."""
+
+    def refuse(self):
+        raise AssertionError("the full grid was built")
+
+    monkeypatch.setattr(CompoundSpace, "grid", refuse)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_feasible_triples_without_the_full_grid_match_the_brute_force(seed, no_full_grid):
+    import random
+
+    rng = random.Random(seed)
+    axes = [
+        tuple(round(1 + rng.random() * 0.5, rng.choice([1, 2])) for _ in range(rng.randint(1, 8)))
+        for _ in "abg"
+    ]
+    target, tolerance = (
+        rng.choice([1.5, 2.0, 1.21]),
+        rng.choice([0.0, 0.01, 0.1, 0.3]),
+    )  # 1.21 = 1.1^2: exact edges
+    space = CompoundSpace(*axes, target=target, tolerance=tolerance)
+    ordered = [
+        Triple(a, b, g)
+        for a, b, g in itertools.product(space.alpha, space.beta, space.gamma)
+        if abs(a * b * b * g * g - target) <= tolerance + 1e-9
+    ]
+    assert space.feasible() == ordered  # the same triples, in grid order
+    assert space.count_feasible() == len(ordered)
+
+
+def test_a_100_per_axis_dry_run_never_builds_the_grid(no_full_grid, capsys):
+    values = ",".join(f"{1 + i / 100:g}" for i in range(100))
+    assert main(["compound", "--alpha", values, "--beta", values, "--gamma", values, "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("10280 feasible of 1000000:")
+
+
+@pytest.mark.parametrize(
+    "per_axis, message",
+    [
+        (400, "622,670 triples of the grid meet the constraint; .* at most 100,000"),
+        (1001, r"The grid has 1,003,003,001 points \(1001 x 1001 x 1001\); at most 1,000,000,000"),
+    ],
+)
+def test_too_big_a_grid_is_refused_with_its_size(no_full_grid, per_axis, message):
+    values = tuple(1 + i / per_axis for i in range(per_axis))
+    with pytest.raises(UserError, match=message):
+        CompoundSpace(values, values, values).require_feasible()
+
+
+def test_nearest_cost_is_named_without_the_full_grid(no_full_grid):
+    with pytest.raises(UserError, match="nearest is a1 b1 g1.2 with 1.440"):
+        CompoundSpace(alpha=(1.0,), beta=(1.0,), gamma=(1.0, 1.2)).require_feasible()

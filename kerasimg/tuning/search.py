@@ -167,7 +167,7 @@ def _run_search(search, triples, project_dir, role, hypermodel, log):
         overwrite = False
     if overwrite:
         search.clear()
-    grid = len(search.space.grid())
+    grid = search.space.grid_size
     log(
         f"Compound search: {len(triples)} of {grid} grid triples meet |alpha*beta^2*gamma^2 - "
         f"{search.space.target:g}| <= {search.space.tolerance:g} (phi={search.space.phi:g}, "

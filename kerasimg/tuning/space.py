@@ -9,6 +9,7 @@ A space can be read from a TOML file (``tuning/compound.toml`` ships the default
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import math
@@ -20,6 +21,9 @@ from kerasimg.tomlfile import kind_of, read_toml
 
 # Tolerance for float rounding at the constraint's edge (1.1 * 1.2**2 * ... is not exact).
 _EPSILON = 1e-9
+# Refused above these: 1000 values per axis, and more trials than any search could train.
+MAX_GRID_POINTS = 1000**3
+MAX_TRIALS = 100_000
 
 
 @dataclass(frozen=True)
@@ -94,21 +98,79 @@ class CompoundSpace:
             )
 
     def grid(self) -> list[Triple]:
+        """Every point of the grid (small grids and tests only: the search never builds it)."""
         return [Triple(a, b, g) for a, b, g in itertools.product(self.alpha, self.beta, self.gamma)]
+
+    @property
+    def grid_size(self) -> int:
+        return len(self.alpha) * len(self.beta) * len(self.gamma)
+
+    def _fits(self, triple: Triple) -> bool:
+        return abs(triple.cost - self.target) <= self.tolerance + _EPSILON
+
+    def _gamma_ranges(self):
+        """(alpha, beta, first, stop): the feasible gammas of each pair are gamma[first:stop].
+
+        alpha * beta^2 * gamma^2 grows with gamma, so the constraint bounds gamma to one
+        interval per (alpha, beta), found by bisection: the work is |alpha| * |beta| *
+        log |gamma|, never the size of the full product. The ends are checked with the
+        exact test, so float rounding at the edge gives the same set as the brute force.
+        """
+        gammas, low, high = self.gamma, self.target - self.tolerance, self.target + self.tolerance
+        for a in self.alpha:
+            for b in self.beta:
+                scale = a * b * b
+                first = bisect.bisect_left(gammas, math.sqrt(max(low, 0.0) / scale) * (1 - 1e-9))
+                stop = bisect.bisect_right(gammas, math.sqrt(max(high, 0.0) / scale) * (1 + 1e-9))
+                while first < stop and not self._fits(Triple(a, b, gammas[first])):
+                    first += 1
+                while stop > first and not self._fits(Triple(a, b, gammas[stop - 1])):
+                    stop -= 1
+                yield a, b, first, stop
+
+    def count_feasible(self) -> int:
+        return sum(stop - first for _, _, first, stop in self._gamma_ranges())
 
     def feasible(self) -> list[Triple]:
         """The grid's triples with |alpha * beta^2 * gamma^2 - target| <= tolerance, in grid order."""
-        return [t for t in self.grid() if abs(t.cost - self.target) <= self.tolerance + _EPSILON]
+        return [Triple(a, b, g) for a, b, first, stop in self._gamma_ranges() for g in self.gamma[first:stop]]
+
+    def nearest(self) -> Triple:
+        """The grid's triple whose cost is closest to the target (next to where target's gamma would be)."""
+        best = None
+        for a in self.alpha:
+            for b in self.beta:
+                i = bisect.bisect_left(self.gamma, math.sqrt(self.target / (a * b * b)))
+                for g in self.gamma[max(i - 1, 0) : i + 1]:
+                    t = Triple(a, b, g)
+                    if best is None or abs(t.cost - self.target) < abs(best.cost - self.target):
+                        best = t
+        return best
 
     def resolution(self, triple: Triple) -> int:
         return round(self.base_resolution * triple.gamma**self.phi)
 
     def require_feasible(self) -> list[Triple]:
-        """The feasible triples, or an error that names the nearest cost the grid can reach."""
+        """The feasible triples, or an error that names the nearest cost the grid can reach.
+
+        Grids above ``MAX_GRID_POINTS`` points, or with more than ``MAX_TRIALS``
+        feasible triples (each one a training run), are refused with their size.
+        """
         self.validate()
+        if self.grid_size > MAX_GRID_POINTS:
+            raise UserError(
+                f"The grid has {self.grid_size:,} points ({len(self.alpha)} x {len(self.beta)} x "
+                f"{len(self.gamma)}); at most {MAX_GRID_POINTS:,} are searched. Use fewer values per axis."
+            )
+        count = self.count_feasible()
+        if count > MAX_TRIALS:
+            raise UserError(
+                f"{count:,} triples of the grid meet the constraint; a search trains each one, and at most "
+                f"{MAX_TRIALS:,} are allowed. Use fewer values per axis or a smaller --tolerance."
+            )
         triples = self.feasible()
         if not triples:
-            nearest = min(self.grid(), key=lambda t: abs(t.cost - self.target))
+            nearest = self.nearest()
             raise UserError(
                 f"No triple of the grid has alpha*beta^2*gamma^2 within {self.tolerance:g} of "
                 f"{self.target:g}; the nearest is {nearest.label()} with {nearest.cost:.3f}. "
