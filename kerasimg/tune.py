@@ -83,12 +83,10 @@ def search_from_args(args: argparse.Namespace):
     space_keys = {f.name for f in dataclasses.fields(CompoundSpace)}
     space = CompoundSpace(**{k: v for k, v in values.items() if k in space_keys})
     training = TrialTraining(**{k: v for k, v in values.items() if k not in space_keys})
-    if training.epochs < 1 or training.batch_size < 1:
-        raise UserError(
-            "--epochs and --batch-size must be at least 1. "
-            f"Received: epochs={training.epochs}, batch_size={training.batch_size}"
-        )
-    return CompoundSearch(space, training, args.directory, args.project, args.overwrite)
+    training.validate()
+    search = CompoundSearch(space, training, args.directory, args.project, args.overwrite)
+    _ = search.project_dir  # the project name and --directory are checked before anything runs
+    return search
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,23 +99,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.scale is not None and args.scale < 0:
             raise UserError(f"--scale must be >= 0. Received: scale={args.scale}")
         if args.dry_run:
-            print(f"{len(triples)} feasible of {len(search.space.grid())}:")
+            print(f"{len(triples)} feasible of {search.space.grid_size}:")
             for t in triples:
                 print(f"  {t.label()}  cost {t.cost:.3f}  resolution {search.space.resolution(t)}")
             return 0
         project = search.project_dir
-        if args.workers is not None:  # the chief, started with these flags, writes every file
-            from kerasimg.tuning.workers import run_local, strip_flag
+        if args.workers is not None:
+            from kerasimg.tuning.workers import run_local, strip_flag, worker_count
 
-            run_local(strip_flag(argv, "--workers", takes_value=True), args.workers, f"{project}.logs")
-            _show(project, "results.md", "scaling.md")
-            return 0
-        from kerasimg.tuning.search import distributed_role, run_search
+            workers = worker_count(args.workers, search.remaining(triples))
+            if workers:  # the chief, started with these flags, writes every file
+                with search.lock():
+                    run_local(strip_flag(argv, "--workers", takes_value=True), workers, f"{project}.logs")
+                _show(project, "results.md", "scaling.md")
+                return 0
+        from kerasimg.tuning.search import distributed_role, failed_rows, run_search
 
         rows = run_search(search)
         if distributed_role() == "worker":
             return 0
         _show(project, "results.md")
+        failed = failed_rows(rows)
+        if failed:
+            print(
+                f"error: {len(failed)} trial(s) failed ({', '.join(r['trial'] for r in failed)}); their "
+                f"tracebacks are in {project}/trial_*/trial.json. Rerun the same command to retry those "
+                "that did not fail for their triple's own sake.",
+                file=sys.stderr,
+            )
+            return 1
         if args.scale is not None:
             _scale(rows, args.scale, search.space.base_resolution, project)
             _show(project, "scaling.md")

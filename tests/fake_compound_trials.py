@@ -27,10 +27,15 @@ class FakeHyperModel(keras_tuner.HyperModel):
     """Scores a triple without building anything; records every call."""
 
     def __init__(
-        self, record_dir: Path | None = None, crash_on_call: int | None = None, seconds: float = 0.0
+        self,
+        record_dir: Path | None = None,
+        crash_on_call: int | None = None,
+        seconds: float = 0.0,
+        fail: dict | None = None,
     ):
         super().__init__()
         self.built, self.record_dir, self.crash_on_call, self.seconds = [], record_dir, crash_on_call, seconds
+        self.fail = fail or {}  # triple -> the exception its trial raises
 
     def build(self, hp):
         triple = (hp.get("alpha"), hp.get("beta"), hp.get("gamma"))
@@ -42,6 +47,8 @@ class FakeHyperModel(keras_tuner.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         time.sleep(self.seconds)
         alpha, beta, gamma = model
+        if model in self.fail:
+            raise self.fail[model]
         if self.record_dir is not None:
             tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "single")
             (self.record_dir / f"{alpha:g}-{beta:g}-{gamma:g}.{tuner_id}.{os.getpid()}").touch()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,130 @@ def test_tiny_plan_runs_end_to_end_and_resumes_skipping_finished_experiments(
     text = (out / "results.md").read_text()
     assert text.startswith("# Plan tiny") and text.count("| small_cnn |") == 2
     assert (out / "curves.png").stat().st_size > 5_000
+
+
+@pytest.fixture
+def fake_fit(monkeypatch):
+    """``fit`` replaced by one that writes a finished run directory at once; records each start."""
+    started = []
+
+    def fit(config, resume=False, log=print, **kwargs):
+        started.append(Path(config.out).name)
+        run = Path(config.out)
+        run.mkdir(parents=True, exist_ok=True)
+        config_json = {**dataclasses.asdict(config), "image_size": config.image_size or 32}
+        config_json.update(parameters={"total": 10}, flops_per_image=1e6)
+        (run / "config.json").write_text(json.dumps(config_json))
+        (run / "history.csv").write_text("epoch,val_loss,val_accuracy,epoch_seconds\n0,1.0,0.5,1.0\n")
+        (run / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5}))
+
+    monkeypatch.setattr(compare_module, "fit", fit)
+    return started
+
+
+def test_changed_experiment_is_trained_again_and_the_console_says_why(tmp_path, fake_fit):
+    out, notes = tmp_path / "compare", []
+    run_plan(load_plan(str(write_plan(tmp_path, TINY_PLAN))), out, log=notes.append)
+    assert fake_fit == ["full", "last-block"]
+
+    fake_fit.clear()
+    changed = TINY_PLAN.replace("epochs = 2", "epochs = 3").replace('name = "tiny"', 'name = "tiny"\n')
+    rows = run_plan(load_plan(str(write_plan(tmp_path, changed))), out, log=notes.append)
+    assert fake_fit == ["full"]  # last-block is unchanged and kept
+    assert any("full: settings changed since it ran (epochs: 2 then, 3 now)" in n for n in notes)
+    assert [r["epochs"] for r in rows] == [3, 1]
+
+    fake_fit.clear()
+    run_plan(load_plan(str(write_plan(tmp_path, changed))), out, data="scenes:5,2", log=notes.append)
+    assert fake_fit == ["full", "last-block"]  # --data changes every experiment
+
+
+def test_a_second_comparison_on_one_out_is_refused_with_the_holders_pid(tmp_path, fake_fit, monkeypatch):
+    plan = load_plan(str(write_plan(tmp_path, TINY_PLAN)))
+    out, refused = tmp_path / "compare", []
+    inner = compare_module.fit
+
+    def fit_while_another_starts(config, **kwargs):
+        with pytest.raises(UserError, match=f"in use by another kerasimg process \\(PID {os.getpid()}\\)"):
+            run_plan(plan, out, log=lambda *a: None)
+        refused.append(Path(config.out).name)
+        return inner(config, **kwargs)
+
+    monkeypatch.setattr(compare_module, "fit", fit_while_another_starts)
+    run_plan(plan, out, log=lambda *a: None)
+    assert refused == ["full", "last-block"]
+
+
+def test_out_that_is_a_file_is_one_clear_error(tmp_path, fake_fit):
+    out = tmp_path / "compare"
+    out.write_text("not a folder")
+    with pytest.raises(UserError, match="--out must be a folder.*is a file"):
+        run_plan(load_plan(str(write_plan(tmp_path, TINY_PLAN))), out, log=lambda *a: None)
+    assert fake_fit == []
+
+
+def test_an_experiment_named_like_a_results_file_is_refused_before_training(tmp_path, fake_fit):
+    path = write_plan(tmp_path, TINY_PLAN.replace('name = "last-block"', 'name = "results.md"'))
+    with pytest.raises(UserError, match=f"{path}, line 18: the experiment name 'results.md' is taken"):
+        run_plan(load_plan(str(path)), tmp_path / "compare", log=lambda *a: None)
+    assert fake_fit == []
+
+
+@pytest.mark.parametrize(
+    "old, new, line, message",
+    [
+        ('experiments."\n', 'experiments."\nquick = 5\n', 3, "'quick' must be a table"),
+        ("[defaults]\n", "defaults = 3\n[quick]\n", 4, "'defaults' must be a table"),
+        (
+            'backbone = "small_cnn"\nschedule = "full"',
+            'backbone = 7\nschedule = "full"',
+            12,
+            "'backbone' must be a string",
+        ),
+        ("epochs = 2\n", 'epochs = "2"\n', 14, "'epochs' must be an integer"),
+        ("reported = 0.5", 'reported = "92%"', 15, "'reported' must be a number"),
+        ("reported = 0.5", "reported = 92", 15, r"accuracy in \[0, 1\]"),
+        (
+            'name = "last-block"',
+            'name = "full"',
+            18,
+            r"duplicate experiment name 'full' \(first at line 11\)",
+        ),
+        ('name = "last-block"', 'name = "../up"', 18, "name='../up'"),
+    ],
+)
+def test_plan_values_are_typed_with_file_line_and_key(tmp_path, old, new, line, message):
+    path = write_plan(tmp_path, TINY_PLAN.replace(old, new, 1))
+    with pytest.raises(UserError, match=message) as error:
+        load_plan(str(path))
+    assert f"{path}, line {line}:" in str(error.value)
+
+
+def test_a_single_experiment_table_is_named_at_its_header(tmp_path):
+    one = TINY_PLAN.split('\n\n[[experiment]]\nname = "last-block"')[0].replace(
+        "[[experiment]]", "[experiment]"
+    )
+    path = write_plan(tmp_path, one)
+    with pytest.raises(UserError, match=r"line 10: write each experiment as an \[\[experiment\]\] table"):
+        load_plan(str(path))
+
+
+def test_a_bad_quick_schedule_is_blamed_on_the_quick_line(tmp_path):
+    path = write_plan(
+        tmp_path,
+        TINY_PLAN.replace('augment = "none"\n', 'augment = "none"\n\n[quick]\nschedule = "last-blok"\n'),
+    )
+    assert load_plan(str(path))  # without --quick the plan is fine
+    with pytest.raises(UserError, match=f"{path}, line 11: experiment 'full': .*last-blok"):
+        load_plan(str(path), quick=True)
+
+
+@pytest.mark.parametrize("content", [None, "name = 'caf\xe9'\n".encode("latin-1")])
+def test_plan_that_is_a_folder_or_not_utf8_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "plan.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match="is a folder|is not UTF-8 text"):
+        load_plan(str(path))

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import itertools
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import keras_tuner
 import pytest
 from fake_compound_trials import FakeHyperModel, fake_score
 
+import kerasimg.tuning.search as search_module
+import kerasimg.tuning.workers as workers_module
 from kerasimg.errors import UserError
 from kerasimg.tune import main
 from kerasimg.tuning.hypermodel import CompoundHyperModel, TrialTraining
-from kerasimg.tuning.search import CompoundSearch, run_search
+from kerasimg.tuning.search import CompoundSearch, failed_rows, run_search
 from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = dict(alpha=(1.0, 1.1, 1.2, 1.3, 1.4), beta=(1.0, 1.1, 1.2), gamma=(1.0, 1.1, 1.2))
+GRID_FLAGS = ["--alpha", "1,1.1,1.2,1.3,1.4", "--beta", "1,1.1,1.2", "--gamma", "1,1.1,1.2"]
+QUIET = dict(log=lambda *a: None)
 
 
 def brute_force_feasible(alpha, beta, gamma, target, tolerance):
@@ -121,8 +131,7 @@ def test_resuming_with_another_grid_is_refused(tmp_path):
 
 
 def test_a_worker_never_clears_the_shared_directory(tmp_path, monkeypatch):
-    import kerasimg.tuning.search as search_module
-
+    run_search(_search(tmp_path), hypermodel=FakeHyperModel(), **QUIET)
     seen = {}
 
     class Recorder:
@@ -139,6 +148,7 @@ def test_a_worker_never_clears_the_shared_directory(tmp_path, monkeypatch):
         run_search(_search(tmp_path, overwrite=True), hypermodel=FakeHyperModel(), log=notes.append)
     assert seen["overwrite"] is False
     assert any("--overwrite ignored on a worker" in n for n in notes)
+    assert (tmp_path / "tuning" / "p" / "oracle.json").is_file()
 
 
 def test_tiny_real_search_writes_results_table_and_plot(tiny_scenes, tmp_path):
@@ -214,3 +224,263 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path, monkeypatc
     assert len({m.split(".")[-2] for m in markers}) == 2  # both workers took trials
     rows = read_rows(directory / "dist" / "results.csv")
     assert len(rows) == len(expected) and all(r["status"] == "COMPLETED" for r in rows)
+
+
+# Hardening (issue 21): paths, failed trials, stale settings, locks, worker processes.
+
+
+@pytest.mark.parametrize("project", ["", ".", "..", "../outside", "a/b", str(Path("/tmp/kerasimg-abs"))])
+def test_project_must_be_one_folder_name_inside_the_directory(tmp_path, project):
+    search = _search(tmp_path)
+    search.project = project
+    with pytest.raises(UserError, match="project_name="):
+        run_search(search, hypermodel=FakeHyperModel(), **QUIET)
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "tuning" / "untitled_project").exists()
+    assert not Path("/tmp/kerasimg-abs").exists()
+
+
+def test_cli_refuses_an_empty_project_before_anything_runs(tmp_path, capsys):
+    assert main(["compound", "--directory", str(tmp_path), "--project", "", "--dry-run"]) == 2
+    assert "project_name=''" in capsys.readouterr().err
+
+
+def test_overwrite_deletes_only_a_folder_that_holds_a_search(tmp_path):
+    mine = tmp_path / "tuning" / "notes"
+    mine.mkdir(parents=True)
+    (mine / "README.md").write_text("keep me")
+    search = _search(tmp_path, overwrite=True)
+    search.project = "notes"
+    with pytest.raises(UserError, match=r"has none, so it was left alone.*project='notes'"):
+        run_search(search, hypermodel=FakeHyperModel(), **QUIET)
+    assert (mine / "README.md").read_text() == "keep me"
+
+
+def test_directory_that_is_a_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "tuning"
+    path.write_text("not a folder")
+    search = CompoundSearch(CompoundSpace(**GRID), TrialTraining(), str(path), "p", verbose=0)
+    with pytest.raises(UserError, match="--directory must be a folder.*is a file"):
+        run_search(search, hypermodel=FakeHyperModel(), **QUIET)
+
+
+@pytest.mark.parametrize(
+    "flags, space, message",
+    [
+        (["--data", "{tmp}/missing"], "", "missing"),
+        ([], 'augment = "rotate"\n', "augment="),
+        (["--lr", "0"], "", "--lr must be positive"),
+    ],
+)
+def test_a_user_error_stops_the_search_before_any_trial(tmp_path, capsys, flags, space, message):
+    directory = tmp_path / "tuning"
+    argv = ["compound", "--alpha", "1,1.4", "--beta", "1.2", "--gamma", "1,1.2", "--base-resolution", "32"]
+    argv += ["--epochs", "1", "--directory", str(directory), "--project", "p"]
+    argv += [f.format(tmp=tmp_path) for f in flags]
+    if space:
+        (tmp_path / "space.toml").write_text(space)
+        argv += ["--space", str(tmp_path / "space.toml")]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not list(directory.glob("p/trial_*"))
+
+
+def test_a_failed_trial_is_retried_next_run_unless_its_triple_failed_it(tmp_path):
+    expected = sorted(brute_force_feasible(*GRID.values(), 2.0, 0.1))
+    broken, infeasible = expected[0], expected[1]
+    fails = {broken: OSError("disk full"), infeasible: keras_tuner.errors.FailedTrialError("too big")}
+    rows = run_search(_search(tmp_path), hypermodel=FakeHyperModel(fail=fails), **QUIET)
+    assert sorted((r["alpha"], r["beta"], r["gamma"]) for r in failed_rows(rows)) == [broken, infeasible]
+
+    again = FakeHyperModel()
+    rows = run_search(_search(tmp_path), hypermodel=again, **QUIET)
+    assert again.built == [broken]  # the disk was full; the triple that was too big stays failed
+    status = {(r["alpha"], r["beta"], r["gamma"]): r["status"] for r in rows}
+    assert status[broken] == "COMPLETED" and status[infeasible] == "FAILED"
+    assert len(rows) == len(expected)
+
+
+def test_cli_exits_1_and_lists_every_failure_when_trials_fail(tmp_path, monkeypatch, capsys):
+    expected = sorted(brute_force_feasible(*GRID.values(), 2.0, 0.1))
+    fails = {t: RuntimeError("out of memory") for t in expected[:3]}  # KerasTuner stops after 3 in a row
+    real = search_module.run_search
+    monkeypatch.setattr(
+        search_module, "run_search", functools.partial(real, hypermodel=FakeHyperModel(fail=fails))
+    )
+    assert main(["compound", *GRID_FLAGS, "--directory", str(tmp_path), "--project", "p"]) == 1
+    assert "error: 3 trial(s) failed" in capsys.readouterr().err
+    statuses = [r["status"] for r in read_rows(tmp_path / "p" / "results.csv")]
+    assert statuses.count("FAILED") == 3
+
+
+def test_a_second_runner_on_one_project_is_refused_with_the_holders_pid(tmp_path):
+    holder = _search(tmp_path)
+    with holder.lock():
+        with pytest.raises(UserError, match=f"in use by another kerasimg process \\(PID {os.getpid()}\\)"):
+            run_search(_search(tmp_path), hypermodel=FakeHyperModel(), **QUIET)
+    assert not (tmp_path / "tuning" / "p" / "oracle.json").exists()
+    run_search(_search(tmp_path), hypermodel=FakeHyperModel(), **QUIET)  # released at the end
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (dict(epochs=1), "epochs"),
+        (dict(lr=0.01), "lr"),
+        (dict(data="scenes:5,2"), "data"),
+        (dict(base_resolution=64), "base_resolution"),
+    ],
+)
+def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, change, key):
+    run_search(_search(tmp_path), hypermodel=FakeHyperModel(), **QUIET)
+    search = _search(tmp_path)
+    if key == "base_resolution":
+        search.space = CompoundSpace(**GRID, **change)
+    else:
+        search.training = dataclasses.replace(search.training, **change)
+    again = FakeHyperModel()
+    with pytest.raises(UserError, match=f"other settings \\({key}: .*--overwrite"):
+        run_search(search, hypermodel=again, **QUIET)
+    assert again.built == []
+
+
+def test_workers_are_capped_at_the_trials_left(tmp_path, monkeypatch, capsys):
+    expected = brute_force_feasible(*GRID.values(), 2.0, 0.1)
+    search = CompoundSearch(CompoundSpace(**GRID), TrialTraining(), str(tmp_path), "p", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(search, hypermodel=FakeHyperModel(crash_on_call=3), **QUIET)
+    started = []
+    monkeypatch.setattr(workers_module, "run_local", lambda argv, n, *a, **k: started.append(n) or 0)
+    argv = ["compound", *GRID_FLAGS, "--directory", str(tmp_path), "--project", "p", "--workers", "64"]
+    assert main(argv) == 0
+    assert started == [len(expected) - 2]
+    assert f"--workers 64 capped at {len(expected) - 2}" in capsys.readouterr().out
+
+    run_search(search, hypermodel=FakeHyperModel(), **QUIET)
+    started.clear()
+    assert main(argv) == 0
+    assert started == []  # nothing left: no process is started
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_workers_end_with_their_parent(tmp_path, signum):
+    tests, pids = Path(__file__).parent, tmp_path / "pids"
+    pids.mkdir()
+    code = (
+        "from kerasimg.tuning.workers import run_local; "
+        f"run_local([{str(pids)!r}], 2, {str(tmp_path / 'logs')!r}, module='sleeping_tuner', log=print)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests), str(REPO)]))
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env)
+    children = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(pids.glob("*.pid"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        children = [int(p.read_text()) for p in pids.glob("*.pid")]
+        assert len(children) == 3 and all(_alive(pid) for pid in children)
+        parent.send_signal(signum)
+        parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        for pid in [parent.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('phi = "one"', "'phi' must be a number"),
+        ('tolerance = "0.1"', "'tolerance' must be a number"),
+        ("target = [2.0]", "'target' must be a number"),
+        ('base_resolution = "224"', "'base_resolution' must be an integer"),
+        ("base_resolution = 32.7", "'base_resolution' must be an integer"),
+        ('epochs = "3"', "'epochs' must be an integer"),
+        ('alpha = "12"', "'alpha' must be a number or a list of numbers"),
+        ("beta = [1.0, true]", "'beta' must be a number or a list of numbers"),
+    ],
+)
+def test_space_file_values_are_typed_with_file_line_and_key(tmp_path, text, message):
+    path = tmp_path / "space.toml"
+    path.write_text(f"# a search space\n\n{text}\n")
+    with pytest.raises(UserError, match=message) as error:
+        read_space_file(path)
+    assert f"{path}, line 3:" in str(error.value)
+
+
+def test_space_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, capsys):
+    assert main(["compound", "--space", str(tmp_path), "--dry-run"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes("# caf\xe9\nphi = 1\n".encode("latin-1"))
+    assert main(["compound", "--space", str(latin), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def no_full_grid(monkeypatch):
+    """Fail if anything builds the full Cartesian product (a 400-per-axis grid has 64 million points)."""
+
+    def refuse(self):
+        raise AssertionError("the full grid was built")
+
+    monkeypatch.setattr(CompoundSpace, "grid", refuse)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_feasible_triples_without_the_full_grid_match_the_brute_force(seed, no_full_grid):
+    import random
+
+    rng = random.Random(seed)
+    axes = [
+        tuple(round(1 + rng.random() * 0.5, rng.choice([1, 2])) for _ in range(rng.randint(1, 8)))
+        for _ in "abg"
+    ]
+    target, tolerance = (
+        rng.choice([1.5, 2.0, 1.21]),
+        rng.choice([0.0, 0.01, 0.1, 0.3]),
+    )  # 1.21 = 1.1^2: exact edges
+    space = CompoundSpace(*axes, target=target, tolerance=tolerance)
+    ordered = [
+        Triple(a, b, g)
+        for a, b, g in itertools.product(space.alpha, space.beta, space.gamma)
+        if abs(a * b * b * g * g - target) <= tolerance + 1e-9
+    ]
+    assert space.feasible() == ordered  # the same triples, in grid order
+    assert space.count_feasible() == len(ordered)
+
+
+def test_a_100_per_axis_dry_run_never_builds_the_grid(no_full_grid, capsys):
+    values = ",".join(f"{1 + i / 100:g}" for i in range(100))
+    assert main(["compound", "--alpha", values, "--beta", values, "--gamma", values, "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("10280 feasible of 1000000:")
+
+
+@pytest.mark.parametrize(
+    "per_axis, message",
+    [
+        (400, "622,670 triples of the grid meet the constraint; .* at most 100,000"),
+        (1001, r"The grid has 1,003,003,001 points \(1001 x 1001 x 1001\); at most 1,000,000,000"),
+    ],
+)
+def test_too_big_a_grid_is_refused_with_its_size(no_full_grid, per_axis, message):
+    values = tuple(1 + i / per_axis for i in range(per_axis))
+    with pytest.raises(UserError, match=message):
+        CompoundSpace(values, values, values).require_feasible()
+
+
+def test_nearest_cost_is_named_without_the_full_grid(no_full_grid):
+    with pytest.raises(UserError, match="nearest is a1 b1 g1.2 with 1.440"):
+        CompoundSpace(alpha=(1.0,), beta=(1.0,), gamma=(1.0, 1.2)).require_feasible()

@@ -3,12 +3,17 @@
 Each experiment is an ordinary ``fit`` run in ``<out>/<experiment>/``. A finished
 experiment (its ``metrics.json`` exists) is skipped and an interrupted one resumes
 from its ``BackupAndRestore`` state, so rerunning the command continues a
-comparison. After each experiment ``results.csv``, ``results.md`` and ``curves.png``
-(validation loss and accuracy of every experiment, overlaid) are rewritten.
+comparison. ``compare.json`` keeps the settings each experiment was started with:
+an experiment whose settings changed in the plan (or by ``--data``/``--precision``)
+is trained again, and the console says which settings changed. One process at a
+time runs a comparison in ``out`` (a lock, ``.compare.lock``). After each experiment
+``results.csv``, ``results.md`` and ``curves.png`` (validation loss and accuracy of
+every experiment, overlaid) are rewritten.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,11 +26,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from kerasimg import selection  # noqa: E402
-from kerasimg.files import save_figure, write_json, write_text  # noqa: E402
+from kerasimg.errors import UserError  # noqa: E402
+from kerasimg.files import inside, save_figure, write_json, write_text  # noqa: E402
+from kerasimg.locks import exclusive  # noqa: E402
 from kerasimg.tables import markdown_table, write_csv  # noqa: E402
 from kerasimg.training import reports  # noqa: E402
 from kerasimg.training.driver import fit, load_run_config  # noqa: E402
 from kerasimg.training.plans import Plan  # noqa: E402
+from kerasimg.training.run import Run  # noqa: E402
 
 COLUMNS = [
     ("experiment", "experiment", ""),
@@ -45,26 +53,30 @@ COLUMNS = [
     ("exported", "zoo", ""),
 ]
 STATE = "compare.json"
+LOCK = ".compare.lock"
+RESULTS = ("results.md", "results.csv", "curves.png")
+OWN_FILES = (STATE, LOCK, *RESULTS)  # no experiment may be named like one of these
 
 
 def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
-    """One results row from a finished run's config.json, metrics.json and history.csv."""
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    history = reports.read_history(run_dir / "history.csv")
+    """One results row from a finished run's config, metrics and history."""
+    run = Run(run_dir)
+    config, metrics = run.read_config(), run.read_metrics()
+    arguments, resolved = config["arguments"], config["resolved"]
+    history = reports.read_history(run.history_path)
     epoch_seconds = [r["epoch_seconds"] for r in history if "epoch_seconds" in r]
     train_size = config.get("data_summary", {}).get("train")
     return {
         "experiment": name,
-        "backbone": config["backbone"],
-        "schedule": config["schedule"],
-        "epochs": config["epochs"],
-        "image_size": config["image_size"],
-        "precision": config.get("resolved_precision", "float32"),
+        "backbone": arguments["backbone"],
+        "schedule": resolved["schedule"],
+        "epochs": resolved["epochs"],
+        "image_size": resolved["image_size"],
+        "precision": resolved.get("precision", "float32"),
         "test_accuracy": metrics["test_accuracy"],
         "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in history), default=None),
         "reported": reported,
-        selection.METRICS_KEY: "yes" if selection.selected_on_test(metrics, config) else "",
+        selection.METRICS_KEY: "yes" if selection.selected_on_test(metrics, arguments) else "",
         "params": config["parameters"]["total"],
         "gflops": config["flops_per_image"] / 1e9 if config.get("flops_per_image") else None,
         "train_seconds": metrics.get("train_seconds"),
@@ -88,21 +100,61 @@ def run_plan(
 ) -> list[dict]:
     """Run (or resume) every experiment of ``plan`` in ``out``; return the results rows."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(
+            f"--out must be a folder (one run directory per experiment goes in it); {out} is a file. "
+            f"Give another --out. Received: out={str(out)!r}"
+        )
+    for experiment in plan.experiments:
+        if experiment.name.lower() in OWN_FILES:
+            raise UserError(
+                f"{plan.path}, line {experiment.line}: the experiment name {experiment.name!r} is taken by "
+                f"the comparison's own files ({', '.join(OWN_FILES)}); rename the experiment. "
+                f"Received: name={experiment.name!r}"
+            )
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out / LOCK, f"The comparison in {out}"):
+        return _run_plan(plan, out, data, precision, export, zoo, log)
+
+
+def fingerprint(config) -> dict:
+    """The settings of a ``FitConfig`` that change its result (all but where it is written)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
+    if settings.get("data") and Path(settings["data"]).exists():  # a folder: where it is
+        settings["data"] = str(Path(settings["data"]).resolve())
+    return settings
+
+
+def _run_plan(plan: Plan, out: Path, data, precision, export, zoo, log) -> list[dict]:
     state_path = out / STATE
     state = (
-        json.loads(state_path.read_text())
+        json.loads(state_path.read_text(encoding="utf-8"))
         if state_path.exists()
         else {"plan": str(plan.path), "exported": {}}
     )
+    state.setdefault("settings", {})
     overrides = {"precision": precision} if precision else {}
     rows = []
     for number, experiment in enumerate(plan.experiments, 1):
-        run_dir = out / experiment.name
+        run_dir = inside(out, experiment.name)
         banner = f"[{number}/{len(plan.experiments)}] {experiment.name}"
-        if (run_dir / "metrics.json").exists():
+        settings = fingerprint(experiment.fit_config(run_dir, data, **overrides))
+        recorded = state["settings"].get(experiment.name)
+        if recorded is not None and recorded != settings and run_dir.exists():
+            changed = "; ".join(
+                f"{k}: {recorded.get(k)!r} then, {settings.get(k)!r} now"
+                for k in sorted(set(recorded) | set(settings))
+                if recorded.get(k) != settings.get(k)
+            )
+            log(f"{banner}: settings changed since it ran ({changed}); training it again.")
+            shutil.rmtree(run_dir)
+            state["exported"].pop(experiment.name, None)
+        if recorded != settings:
+            state["settings"][experiment.name] = settings
+            write_json(state_path, state)
+        if Run(run_dir).finished:
             log(f"{banner}: finished earlier, skipped.")
-        elif (run_dir / "config.json").exists():
+        elif Run(run_dir).exists:
             log(f"{banner}: resuming the interrupted run in {run_dir}.")
             fit(load_run_config(run_dir), resume=True, log=log)
         else:

@@ -166,6 +166,7 @@ class _Trainer:
 
     def run(self, resume: bool) -> tuple[int, dict]:
         run = self.run_dir
+        self.started = time.time()
         run.path.mkdir(parents=True, exist_ok=True)
         check_free_space(run.path, checkpoint_bytes(self.model))
         if resume and run.finished:
@@ -316,6 +317,7 @@ class _Trainer:
             final, self.data, self.resolved.image_size, self.batch_size, run.confusion_path, self.title
         )
         metrics["best_epoch"] = best_epoch
+        metrics["train_seconds"] = round(time.time() - self.started, 1)
         # Model selection saw the test split: the test accuracy is optimistic.
         metrics[selection.METRICS_KEY] = selection.validated_on_test(self.data)
         run.write_metrics(metrics)

@@ -13,20 +13,33 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kerasimg.errors import UserError
 from kerasimg.models import get_backbone
+from kerasimg.names import check_name
+from kerasimg.tomlfile import KINDS, kind_of, read_toml
 from kerasimg.training.driver import FitConfig
 from kerasimg.training.schedules import parse_schedule
 
 PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"
-_FIT_KEYS = {f.name for f in dataclasses.fields(FitConfig)} - {"data", "out"}
-_EXPERIMENT_KEYS = _FIT_KEYS | {"name", "reported", "quick"}
-_PLAN_KEYS = _FIT_KEYS | {"data"}  # [defaults] and [quick] may also name the default data
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_FIT_KINDS = {f.name: kind_of(f.type) for f in dataclasses.fields(FitConfig) if f.name != "out"}
+_FIT_KEYS = set(_FIT_KINDS) - {"data"}
+# [defaults] and [quick] may also name the default data.
+_PLAN_SCHEMA = _FIT_KINDS
+_EXPERIMENT_SCHEMA = {k: _FIT_KINDS[k] for k in _FIT_KEYS} | {
+    "name": "string",
+    "reported": "number",
+    "quick": "table",
+}
+_TOP_SCHEMA = {
+    "name": "string",
+    "description": "string",
+    "defaults": "table",
+    "quick": "table",
+    "experiment": "tables",
+}
 
 
 @dataclass
@@ -60,9 +73,7 @@ def plan_path(plan: str) -> Path:
     """A shipped plan's name or a path to a TOML file."""
     path = Path(plan)
     if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise UserError(f"Plan file not found: {path}")
-        return path
+        return path  # read_toml says if it is missing, a folder or not UTF-8
     shipped = PLANS_DIR / f"{plan}.toml"
     if not shipped.is_file():
         raise UserError(
@@ -71,77 +82,86 @@ def plan_path(plan: str) -> Path:
     return shipped
 
 
-def _experiment_lines(text: str) -> list[int]:
-    return [i for i, line in enumerate(text.splitlines(), 1) if line.strip().startswith("[[experiment]]")]
+_RECEIVED = re.compile(r"Received: (\w+)=")
 
 
-def _key_line(text: str, start: int, key: str) -> int:
-    """The line of ``key = ...`` in the experiment table starting at line ``start``."""
-    lines = text.splitlines()
-    pattern = re.compile(rf"(^|[{{,\s]){re.escape(key)}\s*=")
-    for number in range(start + 1, len(lines) + 1):
-        line = lines[number - 1].strip()
-        if line.startswith("["):
-            break
-        if pattern.search(line.split("#", 1)[0]):
-            return number
-    return start
+def _blame(file, error: UserError, origin: dict, index: int, name: str, default: str) -> UserError:
+    """``error`` at the line the faulty setting came from (the ``Received: key=`` it names)."""
+    match = _RECEIVED.search(str(error))
+    key = match.group(1) if match and match.group(1) in origin else None
+    if key is None and "schedule" in str(error) and "schedule" in origin:
+        key = "schedule"
+    table, at, line_key = origin.get(key or default, ("experiment", index, "name"))
+    return file.error(f"experiment {name!r}: {error}", line_key, table, at)
 
 
 def load_plan(plan: str, quick: bool = False) -> Plan:
-    """Read and check a plan; with ``quick`` the ``[quick]`` overrides are applied."""
-    path = plan_path(plan)
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path} is not valid TOML: {error}") from None
-    unknown = sorted(set(raw) - {"name", "description", "defaults", "quick", "experiment"})
-    if unknown:
-        raise UserError(f"{path}: unknown top-level key(s) {', '.join(unknown)}.")
+    """Read and check a plan; with ``quick`` the ``[quick]`` overrides are applied.
+
+    Every key is checked for its name and type (the schema follows ``FitConfig``),
+    every name with the zoo's rule and for duplicates, and every experiment's
+    resolved settings with ``FitConfig.validate`` and its schedule, before anything
+    trains. A message names the file and the line of the key at fault: the
+    experiment's own, or the ``[defaults]``/``[quick]`` line the value came from.
+    """
+    file = read_toml(plan_path(plan), "plan file")
+    path, raw = file.path, file.data
+    if isinstance(raw.get("experiment"), dict):
+        raise file.error(
+            "write each experiment as an [[experiment]] table (two brackets); [experiment] makes a "
+            "single table, not a list. Received: [experiment]",
+            "experiment",
+        )
+    file.check(raw, _TOP_SCHEMA)
     for table in ("defaults", "quick"):
-        bad = sorted(set(raw.get(table, {})) - _PLAN_KEYS)
-        if bad:
-            raise UserError(
-                f"{path}: [{table}] has unknown key(s) {', '.join(bad)}. "
-                f"Known: {', '.join(sorted(_PLAN_KEYS))}"
-            )
+        file.check(raw.get(table, {}), _PLAN_SCHEMA, table)
     experiments_raw = raw.get("experiment", [])
     if not experiments_raw:
         raise UserError(f"{path}: a plan needs at least one [[experiment]] table.")
-    starts = _experiment_lines(text)
-    experiments, seen = [], set()
+    experiments, seen = [], {}
     for index, entry in enumerate(experiments_raw):
-        start = starts[index] if index < len(starts) else 0
+        file.check(entry, _EXPERIMENT_SCHEMA, "experiment", index)
+        name_line = file.line("name", "experiment", index)
 
-        def fail(key: str, message: str) -> UserError:
-            return UserError(f"{path}, line {_key_line(text, start, key)}: {message}")  # noqa: B023
+        def fail(message: str, key: str = "name") -> UserError:
+            return file.error(message, key, "experiment", index)  # noqa: B023
 
-        bad = sorted(set(entry) - _EXPERIMENT_KEYS)
-        if bad:
-            raise fail(bad[0], f"unknown key {bad[0]!r} in experiment {index + 1}.")
         name = entry.get("name")
-        if not isinstance(name, str) or not _NAME.match(name) or name in seen:
-            raise fail(
-                "name",
-                "each experiment needs a unique name of letters, digits, '-', '_' or '.'. "
-                f"Received: name={name!r}",
-            )
-        seen.add(name)
+        try:
+            check_name(name, "experiment name")
+        except UserError as error:
+            raise fail(str(error)) from None
+        if name in seen:
+            raise fail(f"duplicate experiment name {name!r} (first at line {seen[name]}); names must differ.")
+        seen[name] = name_line
+        reported = entry.get("reported")
+        if reported is not None and not 0 <= reported <= 1:
+            raise fail(f"'reported' is an accuracy in [0, 1]. Received: reported={reported!r}", "reported")
         quick_overrides = entry.get("quick", {})
         bad = sorted(set(quick_overrides) - _FIT_KEYS)
         if bad:
-            raise fail("quick", f"unknown key {bad[0]!r} in the quick overrides of {name!r}.")
-        settings = {k: v for k, v in entry.items() if k in _FIT_KEYS}
-        settings = {**raw.get("defaults", {}), **settings}
+            raise fail(f"unknown key {bad[0]!r} in the quick overrides of {name!r}.", "quick")
+        for key, value in quick_overrides.items():
+            accepts, expected = KINDS[_PLAN_SCHEMA[key]]
+            if not accepts(value):
+                raise fail(f"quick {key!r} must be {expected}. Received: {key}={value!r}", "quick")
+        # Where each setting came from, to blame the right line.
+        origin = {k: ("defaults", None, k) for k in raw.get("defaults", {})}
+        origin |= {k: ("experiment", index, k) for k in entry if k in _FIT_KEYS}
+        settings = {**raw.get("defaults", {}), **{k: v for k, v in entry.items() if k in _FIT_KEYS}}
         if quick:
             settings.update(raw.get("quick", {}))
             settings.update(quick_overrides)
-        key = "backbone" if "backbone" in entry else "name"
+            origin |= {k: ("quick", None, k) for k in raw.get("quick", {})}
+            origin |= {k: ("experiment", index, "quick") for k in quick_overrides}
+
+        def blame(error: UserError, default: str = "name") -> UserError:
+            return _blame(file, error, origin, index, name, default)  # noqa: B023
+
         try:
             spec = get_backbone(settings.get("backbone", FitConfig.backbone))
         except UserError as error:
-            raise fail(key, f"experiment {name!r}: {error}") from None
+            raise blame(error, "backbone") from None
         try:
             config = FitConfig(**{k: v for k, v in settings.items() if k != "data"})
             parse_schedule(
@@ -154,10 +174,6 @@ def load_plan(plan: str, quick: bool = False) -> Plan:
             )
             config.validate()
         except UserError as error:
-            raise fail(
-                "schedule" if "schedule" in str(error) else key, f"experiment {name!r}: {error}"
-            ) from None
-        except TypeError as error:
-            raise fail(key, f"experiment {name!r}: {error}") from None
-        experiments.append(Experiment(name, settings, entry.get("reported"), start))
+            raise blame(error) from None
+        experiments.append(Experiment(name, settings, reported, name_line))
     return Plan(raw.get("name", path.stem), path, raw.get("description", ""), experiments)

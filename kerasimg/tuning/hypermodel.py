@@ -17,8 +17,11 @@ import keras
 import keras_tuner
 
 from kerasimg.data import image_dataset, load_data
+from kerasimg.data.pipeline import make_augmenter
+from kerasimg.errors import UserError
 from kerasimg.models import backbone_of, build_classifier, count_flops
 from kerasimg.models.efficientnet import compound, register_scaled
+from kerasimg.training.driver import FitConfig
 from kerasimg.tuning.oracle import OBJECTIVE
 
 # A trial lasts a few hundred steps: with Keras's 0.99 the BatchNorm moving statistics would
@@ -39,6 +42,27 @@ class TrialTraining:
     val_split: float = 0.1
     seed: int = 0
 
+    def validate(self) -> None:
+        """The checks ``fit`` makes, run before the first trial.
+
+        A trial that raises is recorded by KerasTuner as failed and never offered
+        again, so a wrong setting must stop the search before any trial starts.
+        """
+        if not isinstance(self.data, str) or not self.data:
+            raise UserError(f"--data must name a data set. Received: data={self.data!r}")
+        FitConfig(
+            backbone="efficientnet_b0",
+            data=self.data,
+            weights="none",
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            augment=self.augment,
+            val_split=self.val_split,
+            seed=self.seed,
+        ).validate()
+        make_augmenter(self.augment, self.seed)
+
 
 class CompoundHyperModel(keras_tuner.HyperModel):
     """Builds ``EfficientNet`` from the trial's alpha, beta, gamma and phi; trains it on ``training.data``."""
@@ -57,6 +81,11 @@ class CompoundHyperModel(keras_tuner.HyperModel):
         # Tracing a train graph costs ~45 s per EfficientNet on 2 cores; tiny test searches skip it.
         self.run_eagerly = run_eagerly
         self._data = None
+
+    def prepare(self) -> None:
+        """Check the settings and load the data before the first trial (see ``TrialTraining.validate``)."""
+        self.training.validate()
+        _ = self.data
 
     @property
     def data(self):

@@ -9,17 +9,26 @@ the chief serves the oracle and writes the results, workers train trials.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras_tuner
 
 from kerasimg.errors import UserError
+from kerasimg.files import inside
+from kerasimg.locks import exclusive
+from kerasimg.names import check_name
 from kerasimg.tuning.hypermodel import CompoundHyperModel, TrialTraining
-from kerasimg.tuning.oracle import CompoundGridOracle
+from kerasimg.tuning.oracle import CompoundGridOracle, triple_key
 from kerasimg.tuning.results import trial_rows, write_results
-from kerasimg.tuning.space import CompoundSpace
+from kerasimg.tuning.space import CompoundSpace, Triple
+
+ORACLE_FILE = "oracle.json"  # KerasTuner's own state file: its presence marks a search project
 
 
 def distributed_role() -> str:
@@ -65,8 +74,65 @@ class CompoundSearch:
 
     @property
     def project_dir(self) -> Path:
-        """KerasTuner's folder for this search, where the results are written too."""
-        return Path(self.directory) / self.project
+        """KerasTuner's folder for this search, where the results are written too.
+
+        The project is one plain folder name (the zoo's rule), resolved strictly inside
+        ``directory``: no ``..``, absolute path, ``.`` or empty name can point elsewhere.
+        """
+        directory = Path(self.directory)
+        if directory.exists() and not directory.is_dir():
+            raise UserError(
+                f"--directory must be a folder (KerasTuner keeps its projects in it); {directory} is a "
+                f"file. Give another --directory. Received: directory={self.directory!r}"
+            )
+        return inside(directory, check_name(self.project, "project name"))
+
+    def fingerprint(self) -> dict:
+        """Every setting that changes a trial's result, kept with the project to refuse stale reuse.
+
+        The grid, the constraint and phi are kept by the oracle as its list of triples.
+        """
+        training = dataclasses.asdict(self.training)
+        if Path(training["data"]).exists():  # a folder: where it is, not how it was spelled
+            training["data"] = str(Path(training["data"]).resolve())
+        return {"base_resolution": self.space.base_resolution, **training}
+
+    @property
+    def lock_path(self) -> Path:
+        """Beside the project, not in it: ``--overwrite`` deletes the project while holding the lock."""
+        project_dir = self.project_dir
+        return project_dir.parent / f".{project_dir.name}.lock"
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        """Hold the project for this process; a second runner is refused with this one's PID."""
+        return exclusive(self.lock_path, f"The search project {self.project_dir}")
+
+    def remaining(self, triples: list[Triple]) -> int:
+        """How many of ``triples`` have no completed trial in the project yet."""
+        if self.overwrite or not self.project_dir.is_dir():
+            return len(triples)
+        done = set()
+        for path in self.project_dir.glob("trial_*/trial.json"):
+            try:
+                trial = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if trial.get("status") == "COMPLETED":
+                done.add(triple_key(trial["hyperparameters"]["values"]))
+        return sum(triple_key(vars(t)) not in done for t in triples)
+
+    def clear(self) -> None:
+        """``--overwrite``: delete the project, only if KerasTuner's own state marks it as one."""
+        project_dir = self.project_dir
+        if not project_dir.exists():
+            return
+        if not (project_dir / ORACLE_FILE).is_file():
+            raise UserError(
+                f"--overwrite deletes only a search project (a folder holding KerasTuner's "
+                f"{ORACLE_FILE}); {project_dir} has none, so it was left alone. Give another "
+                f"--project or remove the folder yourself. Received: project={self.project!r}"
+            )
+        shutil.rmtree(project_dir)
 
 
 def run_search(search: CompoundSearch, *, hypermodel: keras_tuner.HyperModel | None = None, log=print):
@@ -76,7 +142,22 @@ def run_search(search: CompoundSearch, *, hypermodel: keras_tuner.HyperModel | N
     the real one (tests use one with a made-up score).
     """
     triples = search.space.require_feasible()
+    project_dir = search.project_dir
     role = distributed_role()
+    if role != "single":  # the process that started the chief and workers holds the lock
+        return _run_search(search, triples, project_dir, role, hypermodel, log)
+    with search.lock():
+        return _run_search(search, triples, project_dir, role, hypermodel, log)
+
+
+def _run_search(search, triples, project_dir, role, hypermodel, log):
+    # Every setting is checked (and the data read) before the first trial: KerasTuner
+    # records a trial that raises as failed, and a user's mistake is no trial's fault.
+    search.training.validate()
+    if hypermodel is None:
+        hypermodel = CompoundHyperModel(search.training, search.space.base_resolution, verbose=search.verbose)
+    if role != "chief" and isinstance(hypermodel, CompoundHyperModel):
+        hypermodel.prepare()
     overwrite = search.overwrite
     if overwrite and role == "worker":
         log(
@@ -84,27 +165,38 @@ def run_search(search: CompoundSearch, *, hypermodel: keras_tuner.HyperModel | N
             "may clear a shared directory."
         )
         overwrite = False
-    grid = len(search.space.grid())
+    if overwrite:
+        search.clear()
+    grid = search.space.grid_size
     log(
         f"Compound search: {len(triples)} of {grid} grid triples meet |alpha*beta^2*gamma^2 - "
         f"{search.space.target:g}| <= {search.space.tolerance:g} (phi={search.space.phi:g}, "
         f"base resolution {search.space.base_resolution})."
     )
-    oracle = CompoundGridOracle(triples, search.space.phi)
+    oracle = CompoundGridOracle(triples, search.space.phi, search.fingerprint())
     tuner = CompoundTuner(
         oracle,
-        hypermodel
-        or CompoundHyperModel(search.training, search.space.base_resolution, verbose=search.verbose),
-        directory=search.directory,
-        project_name=search.project,
-        overwrite=overwrite,
+        hypermodel,
+        directory=str(project_dir.parent),
+        project_name=project_dir.name,
+        overwrite=False,  # cleared above, only if it is a search project
     )
     tuner.write_after_trial = role == "single"
     done = sum(t.status == "COMPLETED" for t in oracle.trials.values())
     if done and role != "worker":
         log(f"Resuming {tuner.project_dir}: {done} trial(s) already done, {len(triples) - done} to train.")
-    tuner.search(verbose=search.verbose)
+    try:
+        tuner.search(verbose=search.verbose)
+    except RuntimeError as error:  # KerasTuner stops after consecutive failed trials
+        if "consecutive failures" not in str(error):
+            raise
+        log(f"KerasTuner stopped the search: {str(error).splitlines()[0]}")
     if role == "worker":
         return []
     write_results(tuner.oracle, tuner.project_dir)
     return trial_rows(tuner.oracle)
+
+
+def failed_rows(rows: list[dict]) -> list[dict]:
+    """The rows of trials that failed (rerunning the search retries those not failed by their triple)."""
+    return [r for r in rows if r["status"] in ("FAILED", "INVALID")]

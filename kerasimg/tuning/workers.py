@@ -5,11 +5,18 @@ serves the oracle on a free 127.0.0.1 port; workers start once that port answers
 run the same command without ``--overwrite``, and each trains the trials it is
 given. Output of each process goes to ``<directory>/<project>.logs/<id>.log``. If any
 process fails the others are stopped; rerunning the command resumes the search.
+
+The children stay in this process's group and are ended by their PIDs on every way
+out of ``run_local``: a return, an error, Ctrl-C and SIGTERM (turned into an
+exception so the cleanup runs). Should this process be killed outright, Linux's
+parent-death signal ends each child too.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +36,37 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def worker_count(requested: int, remaining: int, cpus: int | None = None, log=print) -> int:
+    """``requested`` capped at the trials left; a warning when more than the CPUs."""
+    if requested < 1:
+        raise UserError(f"--workers must be at least 1. Received: workers={requested}")
+    cpus = cpus or os.cpu_count() or 1
+    count = min(requested, remaining)
+    if count < requested:
+        log(f"--workers {requested} capped at {count}: {remaining} trial(s) left to train.")
+    if count > cpus:
+        log(
+            f"Warning: {count} workers on {cpus} CPU(s); they share the cores, so each trial trains "
+            "slower and memory grows with every worker. Consider --workers "
+            f"{cpus}."
+        )
+    return count
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the cleanup in run_local still applies
+        pass
+
+
+class _Terminated(Exception):
+    """SIGTERM, raised so that ``run_local``'s cleanup ends the children before it exits."""
 
 
 def strip_flag(argv: list[str], flag: str, takes_value: bool) -> list[str]:
@@ -76,6 +114,7 @@ def run_local(
                 env=dict(base_env, KERASTUNER_TUNER_ID=tuner_id),
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # same process group as this one (no new session)
             )
 
     def stop_all() -> None:
@@ -88,6 +127,13 @@ def run_local(
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    def on_sigterm(signum, frame):
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = None
     try:
         start("chief", argv)
         deadline = time.monotonic() + start_timeout
@@ -115,5 +161,14 @@ def run_local(
             if all(p.poll() == 0 for p in procs.values()):
                 return 0
             time.sleep(0.5)
+    except _Terminated:
+        raise SystemExit(128 + signal.SIGTERM) from None
     finally:
-        stop_all()
+        if previous is None:
+            stop_all()
+        else:  # SIGTERM again while stopping the children must not cut the cleanup short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                stop_all()
+            finally:
+                signal.signal(signal.SIGTERM, previous)
