@@ -163,16 +163,14 @@ def EfficientNet(
     input_shape: tuple[int, int, int] | None = None,
     include_top: bool = False,
     classes: int = 1000,
-    imagenet_rescaling: bool = False,
     name: str = "backbone",
 ) -> keras.Model:
     """EfficientNet scaled by ``width`` (channels), ``depth`` (repeats) and ``resolution``.
 
     Like Keras Applications, the model rescales 0-255 pixels itself (``Rescaling`` then
-    a ``Normalization`` whose statistics come with the weights); ``imagenet_rescaling``
-    adds the extra per-channel rescaling Keras inserts for its ImageNet weights.
-    ``dropout`` applies before the top classifier, ``drop_connect`` is the final
-    stochastic-depth rate, growing linearly with block index.
+    a ``Normalization`` whose statistics come with the weights). ``dropout`` applies
+    before the top classifier, ``drop_connect`` is the final stochastic-depth rate,
+    growing linearly with block index.
     """
     if width <= 0 or depth <= 0 or resolution < 32:
         raise ValueError(
@@ -181,8 +179,6 @@ def EfficientNet(
     inputs = keras.Input(input_shape or (resolution, resolution, 3))
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
     x = keras.layers.Normalization(axis=-1, name="normalization")(x)
-    if imagenet_rescaling:
-        x = keras.layers.Rescaling([1.0 / math.sqrt(s) for s in (0.229, 0.224, 0.225)], name="rescaling_1")(x)
     x = keras.layers.ZeroPadding2D(_stride2_padding(x, 3), name="stem_conv_pad")(x)
     x = keras.layers.Conv2D(
         round_filters(STEM_CHANNELS, width),
@@ -244,7 +240,7 @@ def scaled_name(width: float, depth: float, resolution: int) -> str:
     return f"efficientnet_w{width:.4g}_d{depth:.4g}_r{int(resolution)}"
 
 
-def register_scaled(width: float, depth: float, resolution: int, dropout: float = 0.2):
+def register_scaled(width: float, depth: float, resolution: int) -> str:
     """Register (once) and return the registry name for these coefficients."""
     from kerasimg.models.registry import _REGISTRY
 
@@ -252,7 +248,7 @@ def register_scaled(width: float, depth: float, resolution: int, dropout: float 
     if name not in _REGISTRY:
 
         def factory(input_shape, weights=None):
-            model = EfficientNet(width, depth, resolution, dropout=dropout, input_shape=input_shape)
+            model = EfficientNet(width, depth, resolution, input_shape=input_shape)
             if weights is not None:
                 model.load_weights(weights)
             return model
