@@ -25,7 +25,13 @@ from dataclasses import dataclass
 
 import keras
 
-from kerasimg.models.registry import PretrainedWeights, register_backbone, register_resolver
+from kerasimg.models.pretrained import (
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    PretrainedConfig,
+    PretrainedWeights,
+)
+from kerasimg.models.registry import is_registered, register_backbone, register_resolver
 
 # The B0 table: (kernel, repeats, channels in, channels out, expansion, stride, SE ratio) per stage.
 B0_BLOCKS = (
@@ -262,6 +268,20 @@ def _keras_weights(weights: str | None, pretrained_file: str) -> str | None:
     return weights
 
 
+def _pretrained_cfg(resolution: int, imagenet: bool) -> dict[str, PretrainedConfig]:
+    """The network scales 0-255 pixels itself, so every config is ``in_model``.
+
+    Its ``Normalization`` holds ImageNet's statistics only once ImageNet weights are
+    loaded; until then it is the identity.
+    """
+    configs = {"default": PretrainedConfig(resolution, scale=1 / 255.0, in_model=True)}
+    if imagenet:
+        configs["imagenet"] = PretrainedConfig(
+            resolution, scale=1 / 255.0, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB, in_model=True
+        )
+    return configs
+
+
 def _keras_factory(variant: str):
     application = getattr(keras.applications, f"EfficientNet{variant.upper()}")
 
@@ -281,6 +301,7 @@ for _variant, (_width, _depth, _resolution, _dropout) in KERAS_COEFFICIENTS.item
         feature_dim=round_filters(TOP_CHANNELS, _width),
         family="efficientnet",
         stages=STAGES,
+        pretrained_cfg=_pretrained_cfg(_resolution, imagenet=True),
         pretrained=PretrainedWeights(
             f"efficientnet{_variant}_notop.h5",
             f"https://storage.googleapis.com/keras-applications/efficientnet{_variant}_notop.h5",
@@ -296,10 +317,8 @@ def scaled_name(width: float, depth: float, resolution: int) -> str:
 
 def register_scaled(width: float, depth: float, resolution: int) -> str:
     """Register (once) and return the registry name for these coefficients."""
-    from kerasimg.models.registry import _REGISTRY
-
     name = scaled_name(width, depth, resolution)
-    if name not in _REGISTRY:
+    if not is_registered(name):
 
         def factory(input_shape, weights=None):
             model = EfficientNet(width, depth, resolution, input_shape=input_shape)
@@ -314,6 +333,7 @@ def register_scaled(width: float, depth: float, resolution: int) -> str:
             feature_dim=round_filters(TOP_CHANNELS, width),
             family="efficientnet_builder",
             stages=STAGES,
+            pretrained_cfg=_pretrained_cfg(int(resolution), imagenet=False),
         )(factory)
     return name
 
