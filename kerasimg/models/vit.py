@@ -11,6 +11,10 @@ Weights: ``none``; ``preset:NAME`` or ``hf://...``/``kaggle://...`` (a keras-hub
 preset, fetched by keras-hub); or a local preset folder written by
 ``save_to_preset``. Remote presets are checked for reachability first, so an
 offline machine fails in seconds instead of after keras-hub's retries.
+
+What generic code needs from this family it gets from the registry entry: class-token
+pooling, the preset weights source (``KERAS_HUB_PRESET``), the default scaling as a
+pretrained config, and a load hook that imports keras-hub before a saved model loads.
 """
 
 from __future__ import annotations
