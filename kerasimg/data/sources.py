@@ -95,7 +95,7 @@ def load_data(
             data[len("tfds:") :], val_split=val_split, val_from=val_from, test_split=test_split, seed=seed
         )
     if data == "scenes" or data.startswith("scenes:"):
-        root = _scenes_root(data, seed)
+        root = _scenes_root(data)
         loaded = load_folder(
             root,
             val_split=val_split,
@@ -118,7 +118,7 @@ def load_data(
     )
 
 
-def _scenes_root(data: str, seed: int) -> Path:
+def _scenes_root(data: str) -> Path:
     from kerasimg.data.scenes import ensure_scenes
 
     counts = {}

@@ -2,12 +2,13 @@
 
 from kerasimg.models.registry import (  # noqa: I001  (the registry must exist before families register)
     BackboneSpec,
-    PretrainedWeights,
     get_backbone,
     list_backbones,
     register_backbone,
+    register_load_hook,
     register_resolver,
 )
+from kerasimg.models.pretrained import PretrainedConfig, PretrainedWeights, WeightsSource
 from kerasimg.models import applications, efficientnet, resnext, small_cnn, vit  # noqa: F401  (they register)
 from kerasimg.models.classifier import backbone_of, build_classifier, load_classifier
 from kerasimg.models.flops import count_flops
@@ -15,7 +16,9 @@ from kerasimg.models.stages import stage_layers
 
 __all__ = [
     "BackboneSpec",
+    "PretrainedConfig",
     "PretrainedWeights",
+    "WeightsSource",
     "backbone_of",
     "build_classifier",
     "count_flops",
@@ -23,6 +26,7 @@ __all__ = [
     "get_backbone",
     "list_backbones",
     "register_backbone",
+    "register_load_hook",
     "register_resolver",
     "stage_layers",
 ]

@@ -27,6 +27,10 @@ def describe(name: str) -> dict:
         "feature_dim": spec.feature_dim,
         "preprocessing": spec.preprocessing,
         "output": spec.output,
+        "pooling": spec.pooling
+        if isinstance(spec.pooling, str)
+        else getattr(spec.pooling, "__name__", "custom"),
+        "weights_sources": [source.name for source in spec.weights_sources],
         "stages": spec.stage_names,
         "pretrained": spec.pretrained.origin if spec.pretrained else None,
     }

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 
 from kerasimg.errors import UserError
+from kerasimg.models.pooling import pooling_layer
 from kerasimg.models.preprocessing import Preprocess
-from kerasimg.models.registry import BackboneSpec, get_backbone
-from kerasimg.models.vit import ClassToken
+from kerasimg.models.registry import BackboneSpec, get_backbone, run_load_hooks
 from kerasimg.models.weights import resolve_weights
 
 BACKBONE_LAYER = "backbone"
@@ -28,10 +28,11 @@ def build_classifier(
     """Raw 0-255 RGB images in, class probabilities out.
 
     The graph is ``Preprocess`` -> backbone (a nested model named "backbone", so
-    freezing schedules can reach its stages) -> global average pooling -> dropout
-    -> ``Dense(num_classes, softmax)``; token backbones (ViT) pool by taking the class
-    token. ``head="mlp"`` puts Dense-GELU before the dropout, the ported work's "MLP on
-    top of ViT". The output layer computes in float32 whatever the dtype policy, as
+    freezing schedules can reach its stages) -> the spec's pooling (global average, or
+    the class token for ViT) -> dropout -> ``Dense(num_classes, softmax)``; the spec
+    says which pooling and how ``weights`` resolve, so this code knows no family.
+    ``head="mlp"`` puts Dense-GELU before the dropout, the ported work's "MLP on top
+    of ViT". The output layer computes in float32 whatever the dtype policy, as
     Keras's mixed-precision guide asks.
     """
     spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
@@ -47,10 +48,7 @@ def build_classifier(
     x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
     features = spec.build(input_shape=(size, size, 3), weights=weights_path)
     x = features(x)
-    if spec.output == "feature_map":
-        x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
-    else:
-        x = ClassToken(name=FEATURES_LAYER)(x)
+    x = pooling_layer(spec.pooling, FEATURES_LAYER)(x)
     if head == "mlp":
         x = keras.layers.Dense(spec.feature_dim, activation="gelu", name="head_hidden")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
@@ -64,15 +62,12 @@ def backbone_of(model: keras.Model) -> keras.Model:
 
 
 def load_classifier(path) -> keras.Model:
-    """Load a saved classifier; keras-hub is imported first so ViT layers deserialise.
+    """Load a saved classifier; the families' load hooks run first (keras-hub's ViT layers).
 
     Always with Keras's ``safe_mode``: a ``.keras`` file that carries Python code
     (a ``Lambda`` layer's bytecode) is refused with one line, never run.
     """
-    try:
-        import keras_hub  # noqa: F401  (registers its layers for deserialisation)
-    except ImportError:
-        pass
+    run_load_hooks()
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as error:

@@ -1,4 +1,4 @@
-"""A compound-scalable EfficientNet built from the B0 stage table (Tan & Le, 2019).
+"""EfficientNet (Tan & Le, 2019): Keras's B0-B7 and a compound-scalable builder, from one table.
 
 ``keras.applications`` exports only the eight fixed B0-B7 models (its general
 builder is private), so searching the compound coefficients needs a builder of our
@@ -10,19 +10,28 @@ of 8 and repeats rounded up as the reference does. ``compound(phi, alpha, beta,
 gamma)`` turns the scaling rule into coefficients:
 depth = alpha^phi, width = beta^phi, resolution = base * gamma^phi.
 
-Any coefficients can be used as a backbone name, ``efficientnet_w1.2_d1.4_r300``;
+Both come from the tables below: ``efficientnet_b0`` .. ``efficientnet_b7`` are
+Keras Applications' models (with their ImageNet weights) at ``KERAS_COEFFICIENTS``,
+and any coefficients can be used as a backbone name, ``efficientnet_w1.2_d1.4_r300``;
 the registry builds the entry on first use.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 
 import keras
 
-from kerasimg.models.registry import register_backbone, register_resolver
+from kerasimg.models.pretrained import (
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    PretrainedConfig,
+    PretrainedWeights,
+)
+from kerasimg.models.registry import is_registered, register_backbone, register_resolver
 
 # The B0 table: (kernel, repeats, channels in, channels out, expansion, stride, SE ratio) per stage.
 B0_BLOCKS = (
@@ -46,6 +55,19 @@ KERAS_COEFFICIENTS = {
     "b6": (1.8, 2.6, 528, 0.5),
     "b7": (2.0, 3.1, 600, 0.5),
 }
+# MD5 of Keras's notop ImageNet weights for each variant above.
+KERAS_NOTOP_MD5 = {
+    "b0": "50bc09e76180e00e4465e1a485ddc09d",
+    "b1": "74c4e6b3e1f6a1eea24c589628592432",
+    "b2": "111f8e2ac8aa800a7a99e3239f7bfb39",
+    "b3": "af6d107764bb5b1abb91932881670226",
+    "b4": "ebc24e6d6c33eaebbd558eafbeedf1ba",
+    "b5": "38879255a25d3c92d5e44e04ae6cec6f",
+    "b6": "9ecce42647a20130c1f39a5d4cb75743",
+    "b7": "cbcfe4450ddf6f3ad90b1b398090fe4a",
+}
+# The stem, the seven MBConv block groups, and the 1x1 top convolution with the rest.
+STAGES = (("stem", "stem_"),) + tuple((f"block{i}", f"block{i}") for i in range(1, 8)) + (("top", "top_"),)
 # He-style init scaled by fan-out, as the reference uses for convolutions.
 _CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
 
@@ -163,16 +185,14 @@ def EfficientNet(
     input_shape: tuple[int, int, int] | None = None,
     include_top: bool = False,
     classes: int = 1000,
-    imagenet_rescaling: bool = False,
     name: str = "backbone",
 ) -> keras.Model:
     """EfficientNet scaled by ``width`` (channels), ``depth`` (repeats) and ``resolution``.
 
     Like Keras Applications, the model rescales 0-255 pixels itself (``Rescaling`` then
-    a ``Normalization`` whose statistics come with the weights); ``imagenet_rescaling``
-    adds the extra per-channel rescaling Keras inserts for its ImageNet weights.
-    ``dropout`` applies before the top classifier, ``drop_connect`` is the final
-    stochastic-depth rate, growing linearly with block index.
+    a ``Normalization`` whose statistics come with the weights). ``dropout`` applies
+    before the top classifier, ``drop_connect`` is the final stochastic-depth rate,
+    growing linearly with block index.
     """
     if width <= 0 or depth <= 0 or resolution < 32:
         raise ValueError(
@@ -181,8 +201,6 @@ def EfficientNet(
     inputs = keras.Input(input_shape or (resolution, resolution, 3))
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
     x = keras.layers.Normalization(axis=-1, name="normalization")(x)
-    if imagenet_rescaling:
-        x = keras.layers.Rescaling([1.0 / math.sqrt(s) for s in (0.229, 0.224, 0.225)], name="rescaling_1")(x)
     x = keras.layers.ZeroPadding2D(_stride2_padding(x, 3), name="stem_conv_pad")(x)
     x = keras.layers.Conv2D(
         round_filters(STEM_CHANNELS, width),
@@ -235,8 +253,61 @@ def EfficientNet(
     return keras.Model(inputs, x, name=name)
 
 
-STAGES = (("stem", "stem_"),) + tuple((f"block{i}", f"block{i}") for i in range(1, 8)) + (("top", "top_"),)
 _SCALED_NAME = re.compile(r"^efficientnet_w(\d+(?:\.\d+)?)_d(\d+(?:\.\d+)?)_r(\d+)$")
+
+
+def _keras_weights(weights: str | None, pretrained_file: str) -> str | None:
+    """``"imagenet"`` when ``weights`` is the fetched ImageNet file, else ``weights``.
+
+    Keras builds its EfficientNet differently for its ImageNet weights (it adds a
+    rescaling layer), so the fetched file must reach Keras as "imagenet"; Keras then
+    finds it in its cache without touching the network.
+    """
+    if weights is not None and os.path.basename(weights) == pretrained_file:
+        return "imagenet"
+    return weights
+
+
+def _pretrained_cfg(resolution: int, imagenet: bool) -> dict[str, PretrainedConfig]:
+    """The network scales 0-255 pixels itself, so every config is ``in_model``.
+
+    Its ``Normalization`` holds ImageNet's statistics only once ImageNet weights are
+    loaded; until then it is the identity.
+    """
+    configs = {"default": PretrainedConfig(resolution, scale=1 / 255.0, in_model=True)}
+    if imagenet:
+        configs["imagenet"] = PretrainedConfig(
+            resolution, scale=1 / 255.0, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB, in_model=True
+        )
+    return configs
+
+
+def _keras_factory(variant: str):
+    application = getattr(keras.applications, f"EfficientNet{variant.upper()}")
+
+    def factory(input_shape, weights=None):
+        weights = _keras_weights(weights, f"efficientnet{variant}_notop.h5")
+        return application(include_top=False, weights=weights, input_shape=input_shape, name="backbone")
+
+    return factory
+
+
+for _variant, (_width, _depth, _resolution, _dropout) in KERAS_COEFFICIENTS.items():
+    register_backbone(
+        name=f"efficientnet_{_variant}",
+        image_size=_resolution,
+        # Keras's EfficientNet rescales and normalises inside the model.
+        preprocessing="none",
+        feature_dim=round_filters(TOP_CHANNELS, _width),
+        family="efficientnet",
+        stages=STAGES,
+        pretrained_cfg=_pretrained_cfg(_resolution, imagenet=True),
+        pretrained=PretrainedWeights(
+            f"efficientnet{_variant}_notop.h5",
+            f"https://storage.googleapis.com/keras-applications/efficientnet{_variant}_notop.h5",
+            KERAS_NOTOP_MD5[_variant],
+        ),
+    )(_keras_factory(_variant))
 
 
 def scaled_name(width: float, depth: float, resolution: int) -> str:
@@ -244,15 +315,13 @@ def scaled_name(width: float, depth: float, resolution: int) -> str:
     return f"efficientnet_w{width:.4g}_d{depth:.4g}_r{int(resolution)}"
 
 
-def register_scaled(width: float, depth: float, resolution: int, dropout: float = 0.2):
+def register_scaled(width: float, depth: float, resolution: int) -> str:
     """Register (once) and return the registry name for these coefficients."""
-    from kerasimg.models.registry import _REGISTRY
-
     name = scaled_name(width, depth, resolution)
-    if name not in _REGISTRY:
+    if not is_registered(name):
 
         def factory(input_shape, weights=None):
-            model = EfficientNet(width, depth, resolution, dropout=dropout, input_shape=input_shape)
+            model = EfficientNet(width, depth, resolution, input_shape=input_shape)
             if weights is not None:
                 model.load_weights(weights)
             return model
@@ -264,6 +333,7 @@ def register_scaled(width: float, depth: float, resolution: int, dropout: float 
             feature_dim=round_filters(TOP_CHANNELS, width),
             family="efficientnet_builder",
             stages=STAGES,
+            pretrained_cfg=_pretrained_cfg(int(resolution), imagenet=False),
         )(factory)
     return name
 

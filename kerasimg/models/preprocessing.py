@@ -5,12 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kerasimg.models.pretrained import CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from kerasimg.models.registry import PREPROCESSING_MODES
-
-_IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-# Caffe mode: BGR order, ImageNet mean in 0-255 units, no scaling.
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 @keras.saving.register_keras_serializable(package="kerasimg")
@@ -31,10 +27,10 @@ class Preprocess(keras.layers.Layer):
     def call(self, images):
         images = ops.cast(images, self.compute_dtype)
         if self.mode == "caffe":
-            return ops.flip(images, axis=-1) - ops.array(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+            return ops.flip(images, axis=-1) - ops.array(CAFFE_MEAN_BGR, dtype=self.compute_dtype)
         if self.mode == "torch":
-            mean = ops.array(_IMAGENET_MEAN_RGB, dtype=self.compute_dtype)
-            std = ops.array(_IMAGENET_STD_RGB, dtype=self.compute_dtype)
+            mean = ops.array(IMAGENET_MEAN_RGB, dtype=self.compute_dtype)
+            std = ops.array(IMAGENET_STD_RGB, dtype=self.compute_dtype)
             return (images / 255.0 - mean) / std
         if self.mode == "tf":
             return images / 127.5 - 1.0

@@ -2,8 +2,11 @@
 
 Like timm's ``register_model``: a decorator on a small factory function whose
 name is the CLI name. Each entry records what the rest of the code must not
-guess: default image size, preprocessing, output kind, feature width, the ordered
-stages that freezing schedules unfreeze, and where pretrained weights come from.
+guess: default image size, preprocessing, output kind and pooling, feature width,
+the ordered stages that freezing schedules unfreeze, where pretrained weights come
+from and what other ``--weights`` values it loads (its weights sources), and what
+pixels each weight source expects (its pretrained configs). Generic code asks the
+spec, never a family module, so adding a family touches only its own file.
 """
 
 from __future__ import annotations
@@ -15,17 +18,17 @@ from dataclasses import dataclass
 import keras
 
 from kerasimg.errors import UserError
+from kerasimg.models.pooling import POOLINGS
+from kerasimg.models.pretrained import (
+    PretrainedConfig,
+    PretrainedWeights,
+    WeightsSource,
+    config_for_preprocessing,
+)
 
 PREPROCESSING_MODES = ("caffe", "torch", "tf", "none")
-
-
-@dataclass(frozen=True)
-class PretrainedWeights:
-    """A weights file that ``keras.utils.get_file`` fetches into ``$KERAS_HOME/models``."""
-
-    file_name: str
-    origin: str
-    file_hash: str | None = None
+# The pretrained config used when no weight source has its own.
+DEFAULT_SOURCE = "default"
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class BackboneSpec:
         name: The registry and CLI name.
         factory: ``factory(input_shape, weights)`` returns a ``keras.Model`` named
             "backbone" that maps raw preprocessed images to features; ``weights`` is
-            ``None`` or a local weights-file path.
+            ``None``, a local weights-file path, or what one of ``weights_sources`` resolved.
         image_size: The input size its pretrained weights were trained at.
         preprocessing: One of ``PREPROCESSING_MODES``; "none" when the model scales inside.
         feature_dim: Channels of the feature map (or width of the tokens).
@@ -47,6 +50,11 @@ class BackboneSpec:
         family: A grouping for docs and tests ("resnet", "efficientnet", ...).
         stage_fn: For backbones whose stages live inside one layer (keras-hub's ViT
             encoder), ``stage_fn(backbone)`` returns ``{stage: [layers]}`` itself.
+        pooling: How the classifier pools the output: a name in ``pooling.POOLINGS``
+            ("avg", "token") or ``pool(name) -> keras layer``.
+        weights_sources: The ``--weights`` kinds the factory loads besides a Keras weights
+            file and ``pretrained`` (keras-hub presets, PyTorch checkpoints).
+        pretrained_cfgs: ``(source, PretrainedConfig)`` pairs; ``"default"`` is always there.
     """
 
     name: str
@@ -59,10 +67,20 @@ class BackboneSpec:
     output: str = "feature_map"
     family: str = ""
     stage_fn: Callable[[keras.Model], dict] | None = None
+    pooling: str | Callable[[str], keras.layers.Layer] = "avg"
+    weights_sources: tuple[WeightsSource, ...] = ()
+    pretrained_cfgs: tuple[tuple[str, PretrainedConfig], ...] = ()
 
     @property
     def stage_names(self) -> list[str]:
         return [name for name, _ in self.stages]
+
+    def pretrained_cfg(self, source: str = DEFAULT_SOURCE) -> PretrainedConfig:
+        """The input the weights of ``source`` expect; the default config if it has none."""
+        configs = dict(self.pretrained_cfgs)
+        if source in configs:
+            return configs[source]
+        return configs.get(DEFAULT_SOURCE) or config_for_preprocessing(self.preprocessing, self.image_size)
 
     def build(self, input_shape: tuple[int, int, int], weights: str | None = None) -> keras.Model:
         return self.factory(input_shape=input_shape, weights=weights)
@@ -71,6 +89,26 @@ class BackboneSpec:
 _REGISTRY: dict[str, BackboneSpec] = {}
 # Functions that may register a parametrised name on first use (e.g. efficientnet_w1.2_d1.4_r300).
 _RESOLVERS: list[Callable[[str], bool]] = []
+
+
+# Functions a family needs run before a saved model loads (keras-hub registering its layers).
+_LOAD_HOOKS: list[Callable[[], None]] = []
+
+
+def register_load_hook(hook: Callable[[], None]) -> Callable[[], None]:
+    """Add ``hook()``, run by ``run_load_hooks`` before ``keras.saving.load_model``.
+
+    A saved classifier does not say which family built it, so every family that needs
+    its custom objects registered (and imports them lazily) registers a hook.
+    """
+    _LOAD_HOOKS.append(hook)
+    return hook
+
+
+def run_load_hooks() -> None:
+    """Prepare every family's custom objects for deserialisation."""
+    for hook in _LOAD_HOOKS:
+        hook()
 
 
 def register_resolver(resolver: Callable[[str], bool]) -> Callable[[str], bool]:
@@ -90,12 +128,23 @@ def register_backbone(
     family: str = "",
     name: str | None = None,
     stage_fn: Callable[[keras.Model], dict] | None = None,
+    pooling: str | Callable[[str], keras.layers.Layer] = "avg",
+    weights_sources: tuple[WeightsSource, ...] = (),
+    pretrained_cfg: dict[str, PretrainedConfig] | None = None,
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
-    """Register the decorated factory under its function name (or ``name``)."""
+    """Register the decorated factory under its function name (or ``name``).
+
+    ``pretrained_cfg`` maps weight sources ("default", "imagenet", a ``WeightsSource``
+    name) to their ``PretrainedConfig``; "default" is derived from ``preprocessing``
+    and ``image_size`` unless given.
+    """
     if preprocessing not in PREPROCESSING_MODES:
         raise ValueError(f"preprocessing must be one of {PREPROCESSING_MODES}. Received: {preprocessing!r}")
     if len(stages) < 2:
         raise ValueError(f"A backbone needs at least two stages to freeze by. Received: {stages}")
+    if not callable(pooling) and pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {tuple(POOLINGS)} or a callable. Received: {pooling!r}")
+    configs = {DEFAULT_SOURCE: config_for_preprocessing(preprocessing, image_size), **(pretrained_cfg or {})}
 
     def decorator(factory: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         key = name or factory.__name__
@@ -112,10 +161,27 @@ def register_backbone(
             output=output,
             family=family,
             stage_fn=stage_fn,
+            pooling=pooling,
+            weights_sources=tuple(weights_sources),
+            pretrained_cfgs=tuple(configs.items()),
         )
         return factory
 
     return decorator
+
+
+def all_weights_sources() -> list[WeightsSource]:
+    """Every registered backbone's weights sources, once each, so a foreign one can be named."""
+    sources: dict[str, WeightsSource] = {}
+    for spec in _REGISTRY.values():
+        for source in spec.weights_sources:
+            sources.setdefault(source.name, source)
+    return list(sources.values())
+
+
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is registered already (without running the resolvers)."""
+    return name in _REGISTRY
 
 
 def list_backbones() -> list[str]:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import keras
 
 from kerasimg.models.grouped_conv import GroupedConv2D
-from kerasimg.models.registry import PretrainedWeights, register_backbone
+from kerasimg.models.pretrained import PretrainedWeights, WeightsSource
+from kerasimg.models.registry import register_backbone
+from kerasimg.models.torch_port import TORCH_SUFFIXES
+from kerasimg.models.weights import existing_file
 
 # torchvision's BatchNorm2d: eps 1e-5, momentum 0.1 (Keras counts momentum the other way).
 _BN = {"epsilon": 1e-5, "momentum": 0.9}
@@ -111,8 +114,22 @@ _STAGES = (
     ("conv5", "conv5_"),
 )
 _TIMM = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
+# torchvision/timm checkpoints, ported by ``_load``; other backbones refuse them by name.
+TORCH_CHECKPOINT = WeightsSource(
+    name="torch_checkpoint",
+    claims=lambda weights: weights.endswith(TORCH_SUFFIXES),
+    resolve=existing_file,
+    label="PyTorch checkpoints",
+    owners="the ResNeXt backbones",
+    usage="a torchvision or timm checkpoint (--weights PATH.safetensors or .pth)",
+)
 _REGISTRY_FACTS = dict(
-    image_size=224, preprocessing="torch", feature_dim=2048, family="resnext", stages=_STAGES
+    image_size=224,
+    preprocessing="torch",
+    feature_dim=2048,
+    family="resnext",
+    stages=_STAGES,
+    weights_sources=(TORCH_CHECKPOINT,),
 )
 
 
@@ -120,7 +137,7 @@ def _load(model: keras.Model, weights: str | None) -> keras.Model:
     """Keras weights files load as they are; torchvision/timm checkpoints are ported."""
     if weights is None:
         return model
-    from kerasimg.models.torch_port import TORCH_SUFFIXES, load_torch_checkpoint
+    from kerasimg.models.torch_port import load_torch_checkpoint
 
     if str(weights).endswith(TORCH_SUFFIXES):
         load_torch_checkpoint(model, weights)

@@ -11,17 +11,23 @@ Weights: ``none``; ``preset:NAME`` or ``hf://...``/``kaggle://...`` (a keras-hub
 preset, fetched by keras-hub); or a local preset folder written by
 ``save_to_preset``. Remote presets are checked for reachability first, so an
 offline machine fails in seconds instead of after keras-hub's retries.
+
+What generic code needs from this family it gets from the registry entry: class-token
+pooling, the preset weights source (``KERAS_HUB_PRESET``), the default scaling as a
+pretrained config, and a load hook that imports keras-hub before a saved model loads.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import keras
 
 from kerasimg.errors import WeightsUnavailableError
-from kerasimg.models.registry import register_backbone
+from kerasimg.models.pretrained import PretrainedConfig, WeightsSource
+from kerasimg.models.registry import register_backbone, register_load_hook
 
 # hidden size, heads, MLP size; all patch 16, 12 layers, 224 px.
 VIT_SIZES = {"tiny": (192, 3, 768), "small": (384, 6, 1536), "base": (768, 12, 3072)}
@@ -31,22 +37,36 @@ DEFAULT_SCALE, DEFAULT_OFFSET = 1 / 127.5, -1.0
 PRESET_HOSTS = {"hf://": "huggingface.co", "kaggle://": "www.kaggle.com"}
 
 
-@keras.saving.register_keras_serializable(package="kerasimg")
-class ClassToken(keras.layers.Layer):
-    """The class token (position 0) of a ``[batch, tokens, width]`` sequence."""
-
-    def call(self, tokens):
-        return tokens[:, 0, :]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
-
-
 def is_preset(weights: str | None) -> bool:
     """Whether ``weights`` names a keras-hub preset rather than a Keras weights file."""
     if weights is None:
         return False
     return weights.startswith(("preset:", *PRESET_HOSTS)) or os.path.isdir(weights)
+
+
+def _preset_handle(weights: str) -> str:
+    """A local preset folder as an expanded path; any other value as it is."""
+    local = Path(weights).expanduser()
+    return str(local) if local.is_dir() else weights
+
+
+KERAS_HUB_PRESET = WeightsSource(
+    name="keras_hub_preset",
+    claims=lambda weights: is_preset(_preset_handle(weights)),
+    resolve=_preset_handle,
+    label="keras-hub presets",
+    owners="the ViT backbones",
+    usage="a keras-hub preset (--weights preset:NAME or a preset folder)",
+)
+
+
+@register_load_hook
+def _register_keras_hub_layers() -> None:
+    """Saved ViT classifiers hold keras-hub layers, which importing keras-hub registers."""
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError:
+        pass
 
 
 def check_reachable(handle: str, timeout: float = 3.0) -> None:
@@ -120,7 +140,13 @@ for _size, (_hidden, _heads, _mlp) in VIT_SIZES.items():
         preprocessing="none",  # the Rescaling layer above is the converter's scaling
         feature_dim=_hidden,
         output="tokens",
+        pooling="token",
         family="vit",
+        weights_sources=(KERAS_HUB_PRESET,),
+        # Presets carry their own scaling (their image converter), read when the preset loads.
+        pretrained_cfg={
+            "default": PretrainedConfig(224, scale=DEFAULT_SCALE, offset=DEFAULT_OFFSET, in_model=True)
+        },
         stages=(("embedding", ""),) + tuple((f"layer{i}", "") for i in range(NUM_LAYERS)),
         stage_fn=_stages,
     )(_factory(_size))

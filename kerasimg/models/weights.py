@@ -9,8 +9,7 @@ from pathlib import Path
 import keras
 
 from kerasimg.errors import UserError, WeightsUnavailableError
-from kerasimg.models.registry import BackboneSpec, PretrainedWeights
-from kerasimg.models.vit import is_preset
+from kerasimg.models.registry import BackboneSpec, PretrainedWeights, all_weights_sources
 
 
 def keras_models_dir() -> Path:
@@ -21,6 +20,10 @@ def keras_models_dir() -> Path:
 def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
     """Map ``imagenet`` | ``none`` | PATH to ``None`` or an existing local weights file.
 
+    A value one of the spec's ``weights_sources`` claims (a keras-hub preset, a PyTorch
+    checkpoint) is that source's to resolve; one that only another backbone's source
+    claims is refused, naming who takes it.
+
     ``imagenet`` is fetched with ``keras.utils.get_file`` into ``$KERAS_HOME/models``
     (a cached copy is used without touching the network). A cached copy whose checksum
     differs is reported as such and left in place: ``get_file`` would otherwise try to
@@ -28,21 +31,19 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
     """
     if weights is None or str(weights).lower() == "none":
         return None
-    local = Path(weights).expanduser()
-    if is_preset(str(local) if local.is_dir() else str(weights)):
-        if spec.family != "vit":
+    value = str(weights)
+    for source in spec.weights_sources:
+        if source.claims(value):
+            return source.resolve(value)
+    for source in all_weights_sources():
+        if source.claims(value):
             raise UserError(
-                f"{spec.name} takes a weights file; keras-hub presets are for the ViT backbones. "
-                f"Received: weights={str(weights)!r}"
+                f"{spec.name} takes a weights file; {source.label} are for {source.owners}. "
+                f"Received: weights={value!r}"
             )
-        return str(local) if local.is_dir() else str(weights)
     if weights == "imagenet":
         if spec.pretrained is None:
-            hint = (
-                " or a keras-hub preset (--weights preset:NAME or a preset folder)"
-                if spec.family == "vit"
-                else ""
-            )
+            hint = "".join(f" or {source.usage}" for source in spec.weights_sources)
             raise UserError(
                 f"Backbone {spec.name!r} has no ImageNet weights to fetch; pass --weights none "
                 f"or --weights PATH{hint}. Received: weights='imagenet'"
@@ -60,6 +61,11 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
                 f"({_first_line(error)}); put the file there, or pass --weights PATH for a local "
                 f"weights file or --weights none to train from scratch."
             ) from None
+    return existing_file(value)
+
+
+def existing_file(weights: str) -> str:
+    """``weights`` as a path to an existing file, or the one-sentence error."""
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(
