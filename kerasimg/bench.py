@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kerasimg.benchmarks.throughput import MODES
 from kerasimg.cli import run_cli
 from kerasimg.files import write_json
 from kerasimg.training.precision import PRECISIONS
-from kerasimg.training.throughput import MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         import tensorflow as tf
 
-        from kerasimg.training.throughput import measure
+        from kerasimg.benchmarks.throughput import measure
 
         if args.intra_op is not None:
             tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from kerasimg.cli import run_cli
+from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.precision import PRECISIONS
 
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, help="for every experiment (default: the plan's, float32)"
     )
     p.add_argument("--export", action="store_true", help="export every experiment's best model to the zoo")
-    p.add_argument("--zoo", default="saved_models")
+    p.add_argument("--zoo", default=DEFAULT_ZOO)
     p.add_argument("--list", action="store_true", help="print the plan's experiments and stop")
     return p
 
@@ -37,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        from kerasimg.training.compare import run_plan
-        from kerasimg.training.plans import load_plan
+        from kerasimg.experiments.compare import run_plan
+        from kerasimg.experiments.plans import load_plan
 
         plan = load_plan(args.plan, quick=args.quick)
         if args.list:

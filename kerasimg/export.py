@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from kerasimg.cli import run_cli
+from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kerasimg.export", description=__doc__)
     p.add_argument("run_dir", help="a finished kerasimg.fit run directory")
     p.add_argument("--name", help="zoo model name (default: the run's backbone)")
-    p.add_argument("--zoo", default="saved_models", help="the zoo folder")
+    p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo folder")
     p.add_argument(
         "--allow-unfinished",
         action="store_true",

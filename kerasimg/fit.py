@@ -9,6 +9,7 @@ from kerasimg.cli import run_cli
 from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.data.sources import VAL_FROM
 from kerasimg.models.classifier import HEADS
+from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.config import FitConfig
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.precision import PRECISIONS
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
     p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")
-    p.add_argument("--zoo", default="saved_models", help="the zoo folder for --export")
+    p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo folder for --export")
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",

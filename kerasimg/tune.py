@@ -18,7 +18,7 @@ from kerasimg.cli import run_cli
 from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.errors import UserError
 from kerasimg.tuning.hypermodel import TrialTraining
-from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
+from kerasimg.tuning.space import CompoundSpace, Triple
 
 _SPACE, _TRAINING = CompoundSpace(), TrialTraining()
 
@@ -71,22 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def search_from_args(args: argparse.Namespace):
-    """Built-in defaults, then the space file, then flags."""
+    """The search the flags describe (``CompoundSearch.from_settings`` does the checking)."""
     from kerasimg.tuning.search import CompoundSearch
 
-    values = read_space_file(args.space) if args.space else {}
-    for key in ("phi", "alpha", "beta", "gamma", "target", "tolerance", "base_resolution") + tuple(
-        f.name for f in dataclasses.fields(TrialTraining)
-    ):
-        if getattr(args, key, None) is not None:
-            values[key] = getattr(args, key)
-    space_keys = {f.name for f in dataclasses.fields(CompoundSpace)}
-    space = CompoundSpace(**{k: v for k, v in values.items() if k in space_keys})
-    training = TrialTraining(**{k: v for k, v in values.items() if k not in space_keys})
-    training.validate()
-    search = CompoundSearch(space, training, args.directory, args.project, args.overwrite)
-    _ = search.project_dir  # the project name and --directory are checked before anything runs
-    return search
+    names = ("phi", "alpha", "beta", "gamma", "target", "tolerance", "base_resolution")
+    names += tuple(f.name for f in dataclasses.fields(TrialTraining))
+    return CompoundSearch.from_settings(
+        args.space,
+        directory=args.directory,
+        project=args.project,
+        overwrite=args.overwrite,
+        **{name: getattr(args, name, None) for name in names},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

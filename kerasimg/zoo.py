@@ -8,13 +8,14 @@ import sys
 
 from kerasimg.cli import run_cli
 from kerasimg.errors import UserError
+from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kerasimg.zoo", description=__doc__)
     p.add_argument("command", choices=["list", "show", "remove", "config"])
     p.add_argument("target", nargs="?", help="NAME for show, NAME[/VERSION] for remove")
-    p.add_argument("--zoo", default="saved_models")
+    p.add_argument("--zoo", default=DEFAULT_ZOO)
     args = p.parse_args(argv)
 
     def run() -> int:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import kerasimg.training.compare as compare_module
+import kerasimg.experiments.compare as compare_module
 from kerasimg.errors import UserError
-from kerasimg.training.compare import run_plan
-from kerasimg.training.plans import available_plans, load_plan
+from kerasimg.experiments.compare import run_plan
+from kerasimg.experiments.plans import available_plans, load_plan
 
 TINY_PLAN = """\
 name = "tiny"

@@ -267,7 +267,7 @@ def test_directory_that_is_a_file_is_one_clear_error(tmp_path):
     "flags, space, message",
     [
         (["--data", "{tmp}/missing"], "", "missing"),
-        ([], 'augment = "rotate"\n', "augment="),
+        ([], 'augment = "rotate"\n', "augment must be one of flip, none"),
         (["--lr", "0"], "", "--lr must be positive"),
     ],
 )

@@ -11,8 +11,8 @@ import pytest
 
 from kerasimg import fit as fit_cli
 from kerasimg import selection
+from kerasimg.experiments.compare import summarize, write_results
 from kerasimg.serving.zoo import render_table
-from kerasimg.training.compare import summarize, write_results
 
 
 @pytest.fixture(scope="module")

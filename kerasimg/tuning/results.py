@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from kerasimg.files import save_figure, write_text  # noqa: E402
 from kerasimg.tables import markdown_table, write_csv  # noqa: E402
 from kerasimg.tuning.oracle import OBJECTIVE  # noqa: E402
+from kerasimg.tuning.space import Triple  # noqa: E402
 
 COLUMNS = [
     ("best", "best", ""),
@@ -47,7 +48,7 @@ def trial_rows(oracle) -> list[dict]:
             "status": trial.status,
             **{k: float(values[k]) for k in ("alpha", "beta", "gamma")},
         }
-        row["cost"] = row["alpha"] * row["beta"] ** 2 * row["gamma"] ** 2
+        row["cost"] = Triple(row["alpha"], row["beta"], row["gamma"]).cost
         for name in (
             OBJECTIVE,
             "val_loss",

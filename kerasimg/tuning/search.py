@@ -26,7 +26,7 @@ from kerasimg.names import check_name
 from kerasimg.tuning.hypermodel import CompoundHyperModel, TrialTraining
 from kerasimg.tuning.oracle import CompoundGridOracle, triple_key
 from kerasimg.tuning.results import trial_rows, write_results
-from kerasimg.tuning.space import CompoundSpace, Triple
+from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
 
 ORACLE_FILE = "oracle.json"  # KerasTuner's own state file: its presence marks a search project
 
@@ -71,6 +71,35 @@ class CompoundSearch:
     project: str = "compound"
     overwrite: bool = False
     verbose: int | str = "auto"
+
+    @classmethod
+    def from_settings(
+        cls,
+        space_file: str | os.PathLike | None = None,
+        *,
+        directory: str = "tuning",
+        project: str = "compound",
+        overwrite: bool = False,
+        **settings,
+    ) -> CompoundSearch:
+        """Built-in defaults, then ``space_file``, then ``settings``; every value checked before any trial.
+
+        ``settings`` are ``CompoundSpace`` and ``TrialTraining`` fields (``alpha``,
+        ``base_resolution``, ``epochs``, ``data``...); ``None`` values are ignored.
+        """
+        values = read_space_file(space_file) if space_file else {}
+        values.update({k: v for k, v in settings.items() if v is not None})
+        space_keys = {f.name for f in dataclasses.fields(CompoundSpace)}
+        training_keys = {f.name for f in dataclasses.fields(TrialTraining)}
+        unknown = sorted(set(values) - space_keys - training_keys)
+        if unknown:
+            raise UserError(f"Unknown search settings: {', '.join(unknown)}.")
+        space = CompoundSpace(**{k: v for k, v in values.items() if k in space_keys})
+        training = TrialTraining(**{k: v for k, v in values.items() if k in training_keys})
+        training.validate()
+        search = cls(space, training, directory, project, overwrite)
+        _ = search.project_dir  # the project name and the directory are checked before anything runs
+        return search
 
     @property
     def project_dir(self) -> Path:

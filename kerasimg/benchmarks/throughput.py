@@ -16,6 +16,7 @@ import numpy as np
 from kerasimg.errors import UserError
 from kerasimg.models import backbone_of, build_classifier, get_backbone
 from kerasimg.training.precision import dtype_policy, resolve_precision
+from kerasimg.training.recipe import compile_classifier
 
 # serve: the exported SavedModel's predict_images signature, loaded with plain TensorFlow.
 # input: the tf.data pipeline alone (decode, resize, flip) on real files, no model.
@@ -56,7 +57,7 @@ def measure(
         step = _serving_step(model, size, num_classes, images)
     else:
         backbone_of(model).trainable = mode == "train"
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        compile_classifier(model, 1e-3)
         step = lambda: model.train_on_batch(images, labels)  # noqa: E731
     times = []
     for i in range(warmup + steps):

@@ -27,12 +27,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from kerasimg import selection  # noqa: E402
 from kerasimg.errors import UserError  # noqa: E402
+from kerasimg.experiments.plans import Plan  # noqa: E402
 from kerasimg.files import inside, save_figure, write_json, write_text  # noqa: E402
 from kerasimg.locks import exclusive  # noqa: E402
+from kerasimg.serving.zoo import DEFAULT_ZOO  # noqa: E402
 from kerasimg.tables import markdown_table, write_csv  # noqa: E402
 from kerasimg.training import reports  # noqa: E402
 from kerasimg.training.driver import fit, load_run_config  # noqa: E402
-from kerasimg.training.plans import Plan  # noqa: E402
 from kerasimg.training.run import Run  # noqa: E402
 
 COLUMNS = [
@@ -95,7 +96,7 @@ def run_plan(
     data: str | None = None,
     precision: str | None = None,
     export: bool = False,
-    zoo: str | os.PathLike = "saved_models",
+    zoo: str | os.PathLike = DEFAULT_ZOO,
     log=print,
 ) -> list[dict]:
     """Run (or resume) every experiment of ``plan`` in ``out``; return the results rows."""

@@ -1,0 +1,1 @@
+"""Benchmarks: throughput of train, frozen, inference, serving and input-pipeline steps."""

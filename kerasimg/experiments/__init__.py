@@ -1,0 +1,1 @@
+"""Experiments: plans (TOML lists of fit runs) and the comparison that runs and tabulates them."""
