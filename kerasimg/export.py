@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kerasimg import api
+from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_cli(run)
 
+
+# ``kerasimg.export(...)`` is the API call even after this CLI module is imported (see kerasimg.api).
+callable_module(__name__, api.export)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kerasimg import api
+from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.data.sources import VAL_FROM
@@ -145,18 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        from kerasimg.training.driver import fit, load_run_config
+        import kerasimg
 
         if args.resume:
-            given = given_flags(argv)
-            overrides = {k: v for k, v in given.items() if k not in ("resume", "export", "zoo", "help")}
-            config = load_run_config(args.resume, **overrides)
+            arguments = {k: v for k, v in given_flags(argv).items() if k not in ("resume", "export", "zoo")}
             print(f"Resuming {args.resume}")
         else:
-            config = FitConfig(
-                **{k: v for k, v in vars(args).items() if k not in ("resume", "export", "zoo")}
-            )
-        result = fit(config, resume=bool(args.resume))
+            arguments = {k: v for k, v in vars(args).items() if k not in ("resume", "export", "zoo")}
+        result = kerasimg.fit(resume=args.resume, export=args.export, zoo=args.zoo, **arguments)
         per_class = result.metrics["per_class"]
         worst = min(per_class, key=lambda c: per_class[c]["f1"])
         print(
@@ -165,14 +163,15 @@ def main(argv: list[str] | None = None) -> int:
             f"weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); {result.seconds:.0f} s.\n"
             f"Files: {result.run_dir}/ (model.keras, metrics.json, curves.png, confusion.png, history.csv)"
         )
-        if args.export:
-            from kerasimg.serving import export_run
-
-            print(f"Exported to {export_run(result.run_dir, args.export, args.zoo)}")
+        if result.exported:
+            print(f"Exported to {result.exported}")
         return 0
 
     return run_cli(run, "Resume with: python -m kerasimg.fit --resume RUN_DIR (printed above).")
 
+
+# ``kerasimg.fit(...)`` is the API call even after this CLI module is imported (see kerasimg.api).
+callable_module(__name__, api.fit)
 
 if __name__ == "__main__":
     sys.exit(main())

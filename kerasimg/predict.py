@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from kerasimg import api
+from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_cli(run)
 
+
+# ``kerasimg.predict(...)`` is the API call even after this CLI module is imported (see kerasimg.api).
+callable_module(__name__, api.predict)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import CrashAfterEpoch, write_image
 
-from kerasimg import fit as fit_cli
+import kerasimg.fit as fit_cli
 from kerasimg.errors import UserError
 from kerasimg.training import FitConfig, fit, load_run_config
 from kerasimg.training.reports import read_history

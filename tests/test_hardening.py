@@ -16,9 +16,9 @@ import tensorflow as tf
 from conftest import CrashAfterEpoch
 from test_decode import bomb_png, encoded, oriented_jpeg
 
-from kerasimg import export as export_cli
-from kerasimg import fit as fit_cli
-from kerasimg import predict as predict_cli
+import kerasimg.export as export_cli
+import kerasimg.fit as fit_cli
+import kerasimg.predict as predict_cli
 from kerasimg import zoo as zoo_cli
 from kerasimg.errors import UserError
 from kerasimg.files import write_text

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasimg import predict as predict_cli
+import kerasimg.predict as predict_cli
 from kerasimg import zoo as zoo_cli
 from kerasimg.models import build_classifier
 from kerasimg.serving import Zoo, export_model, export_run
@@ -198,7 +198,7 @@ def test_predict_names_the_bad_file_and_predicts_the_rest(exported, tmp_path, ca
 
 
 def test_fit_export_and_zoo_cli(tiny_scenes, tmp_path, capsys):
-    from kerasimg import fit as fit_cli
+    import kerasimg.fit as fit_cli
 
     zoo = tmp_path / "zoo"
     code = fit_cli.main(

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from kerasimg import fit as fit_cli
+import kerasimg.fit as fit_cli
 from kerasimg import selection
 from kerasimg.experiments.compare import summarize, write_results
 from kerasimg.serving.zoo import render_table

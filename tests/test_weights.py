@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasimg import fit as fit_cli
+import kerasimg.fit as fit_cli
 from kerasimg.errors import UserError, WeightsUnavailableError
 from kerasimg.models import backbone_of, build_classifier, get_backbone
 from kerasimg.models.weights import resolve_weights

@@ -26,4 +26,10 @@ def count_flops(model: keras.Model, batch_size: int = 1) -> int:
     graph = tf.function(forward).get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+    # The TF1 profiler warns that its own graph helpers are deprecated; nothing for users to act on.
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")
+    try:
+        return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+    finally:
+        logger.setLevel(level)

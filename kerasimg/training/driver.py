@@ -53,6 +53,7 @@ class FitResult:
     best_epoch: int
     seconds: float
     metrics: dict = field(default_factory=dict)
+    exported: Path | None = None  # the zoo version folder, when the run was exported
 
 
 def package_versions() -> dict[str, str]:

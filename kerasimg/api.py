@@ -1,0 +1,126 @@
+"""The Python API: what each CLI does, as one call with keyword arguments named like its flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+from pathlib import Path
+
+import keras
+
+from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.errors import UserError
+from kerasimg.models import list_backbones, load_classifier
+from kerasimg.models.registry import run_load_hooks
+from kerasimg.serving.zoo import DEFAULT_ZOO
+from kerasimg.training import FitConfig, FitResult, Run, load_run_config
+from kerasimg.training import fit as fit_config
+
+run_load_hooks()  # keras-hub's layers, so keras.saving.load_model reads a ViT model after `import kerasimg`
+
+
+def fit(
+    *,
+    resume: str | os.PathLike | None = None,
+    export: str | None = None,
+    zoo: str | os.PathLike = DEFAULT_ZOO,
+    callbacks: list | None = None,
+    log=print,
+    **arguments,
+) -> FitResult:
+    """Fine-tune a backbone; the keywords are ``python -m kerasimg.fit``'s flags (``batch_size=32``...).
+
+    ``resume=RUN_DIR`` continues that run with its saved arguments (a larger
+    ``epochs`` extends it; other arguments that differ are refused). ``export=NAME``
+    exports the best model to ``zoo`` when done (``FitResult.exported``). The README's
+    "From Python" section has examples (a test runs them).
+    """
+    names = [f.name for f in dataclasses.fields(FitConfig)]
+    unknown = sorted(set(arguments) - set(names))
+    if unknown:
+        raise UserError(
+            f"Unknown arguments {unknown}; kerasimg.fit takes {', '.join(names)}, resume, export, zoo."
+        )
+    if resume is not None:
+        result = fit_config(load_run_config(resume, **arguments), resume=True, callbacks=callbacks, log=log)
+    else:
+        result = fit_config(FitConfig(**arguments), callbacks=callbacks, log=log)
+    if export:
+        from kerasimg.serving.export import export_run
+
+        result.exported = export_run(result.run_dir, export, zoo)
+    return result
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """A trained classifier from a run directory or a ``.keras`` file (always with ``safe_mode``)."""
+    path = Path(path)
+    if path.is_dir():
+        run = Run(path)
+        if not run.has_model:
+            raise UserError(f"{path} holds no {run.model_path.name}: pass a run directory or a .keras file.")
+        path = run.model_path
+    if not path.exists():
+        raise UserError(f"No such model file or run directory: {path}")
+    return load_classifier(path)
+
+
+def export(
+    run_dir: str | os.PathLike,
+    name: str | None = None,
+    zoo: str | os.PathLike = DEFAULT_ZOO,
+    *,
+    allow_unfinished: bool = False,
+) -> Path:
+    """Export a run's best model to ``zoo/<name>/<next version>/`` (verified); returns that folder."""
+    from kerasimg.serving.export import export_run
+
+    return export_run(run_dir, name, zoo, allow_unfinished=allow_unfinished)
+
+
+def predict(
+    model: str | os.PathLike,
+    images: str | os.PathLike | list,
+    *,
+    top_k: int = 3,
+    zoo: str | os.PathLike = DEFAULT_ZOO,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[dict]:
+    """Top-k classes per image from an exported model: a SavedModel folder or ``NAME[/VERSION]`` in ``zoo``.
+
+    Each result is ``{"file", "top": [(class, score), ...]}``, or ``{"file", "error"}``
+    for a file that could not be read.
+    """
+    from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
+
+    targets = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    return predict_files(
+        resolve_model_dir(str(model), zoo), list_images([str(t) for t in targets]), top_k, max_pixels
+    )
+
+
+def backbones() -> list[str]:
+    """The registered backbone names (``python -m kerasimg.models list`` shows their facts)."""
+    return list_backbones()
+
+
+class _CallableModule(types.ModuleType):
+    """A CLI module that is also its API function, so ``kerasimg.fit`` means one thing.
+
+    ``kerasimg.fit`` is both the documented call and the ``python -m kerasimg.fit``
+    module; once the module is imported, Python binds the package attribute to it,
+    and calling it must still run the API function.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return self.__api__(*args, **kwargs)
+
+
+def callable_module(module_name: str, function) -> None:
+    """Make the imported module ``module_name`` callable as ``function`` (not when run as ``__main__``)."""
+    if module_name != "__main__":
+        module = sys.modules[module_name]
+        module.__class__ = _CallableModule
+        module.__api__ = function

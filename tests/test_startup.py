@@ -1,0 +1,32 @@
+"""TensorFlow's start-up notes stay off the console; real warnings and errors do not."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from kerasimg.startup import is_noise
+
+
+def test_the_cpu_start_up_notes_are_noise_and_real_errors_are_not():
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795.1 9310 port.cc:153] oneDNN custom operations are on. You may see ...",
+        "I0000 00:00:1795.2 9310 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU ...",
+        "E0000 00:00:1795.3 25253 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+    ]
+    real = [
+        "E0000 00:00:1795.4 111 some_op.cc:12] Resource exhausted: OOM when allocating tensor",
+        "W0000 00:00:1795.5 111 loader.cc:40] Could not open /models/x: Permission denied",
+    ]
+    assert all(is_noise(line) for line in noise)
+    assert not any(is_noise(line) for line in real)
+
+
+def test_a_command_prints_only_its_own_error():
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KERASIMG_TF_LOGS")}
+    command = [sys.executable, "-m", "kerasimg.fit", "--epochs", "0", "--weights", "none"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr == "error: --epochs must be at least 1. Received: --epochs 0\n"
