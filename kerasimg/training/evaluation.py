@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from kerasimg.data import LabelledData, image_dataset
+from kerasimg.data.splits import FileSplit
 from kerasimg.training import reports
 
 
@@ -24,7 +25,10 @@ def evaluate(
     # predict() rather than predict_on_batch(): under MirroredStrategy the latter returns every
     # replica's copy of the batch. The test pipeline is ordered, so labels line up.
     probabilities = model.predict(test_ds.map(lambda images, _: images), verbose=0)
-    labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test_ds])
+    if isinstance(data.test, FileSplit):  # the labels are known without decoding every image again
+        labels = np.asarray(data.test.labels, np.int64)
+    else:
+        labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test_ds])
     predictions = probabilities.argmax(axis=1)
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1))))
