@@ -78,6 +78,7 @@ def load_data(
     seed: int = 0,
     verify: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
 
@@ -104,6 +105,7 @@ def load_data(
             seed=seed,
             verify=verify,
             max_pixels=max_pixels,
+            log=log,
         )
         loaded.name, loaded.source = "scenes", data
         return loaded
@@ -115,6 +117,7 @@ def load_data(
         seed=seed,
         verify=verify,
         max_pixels=max_pixels,
+        log=log,
     )
 
 
@@ -153,6 +156,7 @@ def load_folder(
     seed: int = 0,
     verify: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    log=print,
 ) -> LabelledData:
     root = Path(path).expanduser()
     if not root.exists():
@@ -190,7 +194,7 @@ def load_folder(
     skipped: dict[str, str] = {}
     if verify:
         every = train.paths + (test.paths if test else []) + (val.paths if val else []) + unlabelled
-        skipped = verify_images(every, max_pixels=max_pixels)
+        skipped = verify_images(every, max_pixels=max_pixels, log=log)
         if skipped:
             train = _drop(train, skipped)
             test = _drop(test, skipped) if test else None

@@ -89,7 +89,7 @@ def _verdict(cached: str | None, max_pixels: int) -> tuple[bool, str | None]:
 
 
 def verify_images(
-    paths: list[str], progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS
+    paths: list[str], progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, log=print
 ) -> dict[str, str]:
     """Return ``{path: reason}`` for each file in ``paths`` that cannot be decoded within ``max_pixels``."""
     cache = _load_cache()
@@ -106,7 +106,7 @@ def verify_images(
         if progress and len(todo) >= _PROGRESS_MIN_FILES:
             import keras
 
-            print(f"Checking {len(todo):,} image files (once; verdicts are cached)...")
+            log(f"Checking {len(todo):,} image files (once; verdicts are cached)...")
             bar = keras.utils.Progbar(len(todo), unit_name="file")
         with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
             verdicts = pool.map(lambda path: _inspect(path, max_pixels), todo)

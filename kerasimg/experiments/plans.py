@@ -20,7 +20,7 @@ from kerasimg.errors import UserError
 from kerasimg.models import get_backbone
 from kerasimg.names import check_name
 from kerasimg.tomlfile import KINDS, kind_of, read_toml
-from kerasimg.training.driver import FitConfig
+from kerasimg.training.config import FitConfig
 from kerasimg.training.schedules import parse_schedule
 
 PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"

@@ -97,6 +97,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         val_from=config.val_from,
         seed=config.seed,
         max_pixels=config.max_pixels,
+        log=log,
     )
     for note in data.notes:
         log(note)
@@ -295,10 +296,10 @@ class _Trainer:
             cache_dir = self.run_dir.features_dir
             views = CACHED_AUGMENTATIONS[config.augment]
             train_f, train_y = feature_cache.extract(
-                extractor, self.data.train, size, batch, views, cache_dir, "train", identity
+                extractor, self.data.train, size, batch, views, cache_dir, "train", identity, self.log
             )
             val_f, val_y = feature_cache.extract(
-                extractor, self.data.val, size, batch, ("plain",), cache_dir, "val", identity
+                extractor, self.data.val, size, batch, ("plain",), cache_dir, "val", identity, self.log
             )
             self._cached = (
                 head,

@@ -61,6 +61,7 @@ def extract(
     cache_dir: Path,
     name: str,
     identity: dict,
+    log=print,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``[N, views, D]`` and labels ``[N]`` for ``split``, from disk when already cached."""
     fingerprint = _fingerprint(split, {**identity, "views": views, "image_size": image_size})
@@ -70,7 +71,7 @@ def extract(
             return cached["features"], cached["labels"]
     dataset = image_dataset(split, image_size, batch_size, training=False)
     total = -(-len(split) // batch_size) if hasattr(split, "__len__") else None
-    print(f"Caching backbone features for {name} ({', '.join(views)} view{'s' * (len(views) > 1)})...")
+    log(f"Caching backbone features for {name} ({', '.join(views)} view{'s' * (len(views) > 1)})...")
     bar = keras.utils.Progbar(total, unit_name="batch")
     features, labels = [], []
     for step, (images, batch_labels) in enumerate(dataset, 1):

@@ -21,7 +21,8 @@ from kerasimg.data.pipeline import make_augmenter
 from kerasimg.errors import UserError
 from kerasimg.models import backbone_of, build_classifier, count_flops
 from kerasimg.models.efficientnet import compound, register_scaled
-from kerasimg.training.driver import FitConfig
+from kerasimg.training.config import FitConfig
+from kerasimg.training.recipe import compile_classifier
 from kerasimg.tuning.oracle import OBJECTIVE
 
 # A trial lasts a few hundred steps: with Keras's 0.99 the BatchNorm moving statistics would
@@ -116,13 +117,7 @@ class CompoundHyperModel(keras_tuner.HyperModel):
         for layer in backbone_of(model).layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = BN_MOMENTUM
-        model.compile(
-            optimizer=keras.optimizers.Adam(self.training.lr),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            run_eagerly=self.run_eagerly,
-        )
-        return model
+        return compile_classifier(model, self.training.lr, run_eagerly=self.run_eagerly)
 
     def fit(self, hp, model, callbacks=None, **kwargs) -> dict[str, float]:
         t = self.training
