@@ -11,7 +11,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from test_fit import make_separable, tiny_config
+from helpers import make_separable, tiny_config
 
 import kerasimg.training.precision as precision_module
 from kerasimg.errors import UserError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_class_tree, write_image
+from helpers import make_class_tree, write_image
 
 from kerasimg.data import load_data, load_folder, stratified_split
 from kerasimg.data.splits import FileSplit
