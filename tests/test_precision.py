@@ -89,7 +89,6 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_matches_single_device(tiny_scenes, small_cnn_weights, tmp_path):
     """Same global batch (2 replicas x 16 vs 1 x 32), same seed: the same trained weights.
 
