@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny image trees written into tmp folders, never the network."""
+"""Fixtures only: tiny image trees written into tmp folders, never the network.
+
+Shared plain helpers (image writers, fit configs, crafted bytes) live in helpers.py.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -20,44 +20,6 @@ def isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KERASIMG_HOME", str(home))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.getbasetemp() / "keras-home"))
     return home
-
-
-def write_image(
-    path: Path,
-    rng: np.random.Generator,
-    size: int = 40,
-    mode: str = "RGB",
-    colour: tuple[int, int, int] | None = None,
-) -> Path:
-    """A small random (or flat-coloured) image, format chosen by the file extension."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if colour is not None:
-        array = np.broadcast_to(np.array(colour, np.uint8), (size, size, 3)).copy()
-    else:
-        array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    Image.fromarray(array).convert(mode).save(path)
-    return path
-
-
-def make_class_tree(root: Path, classes: dict[str, int], seed: int = 0, ext: str = "jpg") -> Path:
-    """``root/<class>/<i>.<ext>`` with ``classes[name]`` images each."""
-    rng = np.random.default_rng(seed)
-    for name, count in classes.items():
-        for i in range(count):
-            write_image(root / name / f"{i}.{ext}", rng)
-    return root
-
-
-class CrashAfterEpoch(keras.callbacks.Callback):
-    """Simulates Ctrl-C at the end of one epoch (after the driver's callbacks have saved it)."""
-
-    def __init__(self, epoch: int):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="session")

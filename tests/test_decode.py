@@ -3,49 +3,17 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import write_image
+from helpers import bomb_png, encoded, oriented_jpeg, write_image
 from PIL import Image, ImageOps
 
 from kerasimg.data import load_data
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS, decode_rgb, exif_orientation, header_size
 from kerasimg.data.pipeline import load_image
 from kerasimg.data.verify import check_image
-
-
-def encoded(array: np.ndarray, fmt: str, **save) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, fmt, **save)
-    return buffer.getvalue()
-
-
-def bomb_png(height: int, width: int) -> bytes:
-    """A valid PNG header that claims ``height x width`` pixels, with almost no data behind it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-
-
-def oriented_jpeg(upright: np.ndarray, orientation: int) -> bytes:
-    """A JPEG whose stored pixels, turned as EXIF ``orientation`` says, give ``upright``."""
-    stored = {
-        1: upright,
-        3: np.rot90(upright, 2),
-        6: np.rot90(upright, 1),  # shown rotated 90 degrees clockwise, so stored counter-clockwise
-        8: np.rot90(upright, -1),
-    }[orientation]
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return encoded(np.ascontiguousarray(stored), "JPEG", exif=exif, quality=95)
-
 
 RNG = np.random.default_rng(0)
 PICTURE = RNG.integers(0, 256, (30, 50, 3), dtype=np.uint8)

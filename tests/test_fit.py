@@ -8,11 +8,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import CrashAfterEpoch, write_image
+from helpers import CrashAfterEpoch, make_separable, tiny_config
 
 import kerasimg.fit as fit_cli
 from kerasimg.errors import UserError
-from kerasimg.training import FitConfig, fit, load_run_config
+from kerasimg.training import fit, load_run_config
 from kerasimg.training.reports import read_history
 
 RUN_FILES = [
@@ -24,21 +24,6 @@ RUN_FILES = [
     "model.keras",
     "skipped_files.txt",
 ]
-
-
-def tiny_config(data, out, **overrides):
-    settings = dict(
-        backbone="small_cnn",
-        data=str(data),
-        weights="none",
-        epochs=2,
-        batch_size=8,
-        image_size=32,
-        out=str(out),
-        seed=0,
-    )
-    settings.update(overrides)
-    return FitConfig(**settings)
 
 
 def test_fit_cli_writes_a_complete_run_directory(tiny_scenes, tmp_path, capsys):
@@ -83,18 +68,6 @@ def test_fit_cli_writes_a_complete_run_directory(tiny_scenes, tmp_path, capsys):
     assert f"Test accuracy {metrics['test_accuracy']:.2%}" in printed
     assert "linear probe would train a head on random features" in printed
     assert metrics["selected_on_test"] is False and "--val-from test" not in printed, "validated on train"
-
-
-def make_separable(root, per_class=12):
-    """Two classes anyone can tell apart: dark images and bright images."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", per_class), ("test", 4)):
-        for i in range(count):
-            shade = int(rng.integers(0, 60))
-            write_image(root / split / "dark" / f"{i}.png", rng, size=32, colour=(shade,) * 3)
-            shade = int(rng.integers(190, 256))
-            write_image(root / split / "bright" / f"{i}.png", rng, size=32, colour=(shade,) * 3)
-    return root
 
 
 def test_loss_falls_and_accuracy_rises_on_a_separable_set(tmp_path):

@@ -13,8 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CrashAfterEpoch
-from test_decode import bomb_png, encoded, oriented_jpeg
+from helpers import CrashAfterEpoch, bomb_png, encoded, oriented_jpeg, tiny_config
 
 import kerasimg.export as export_cli
 import kerasimg.fit as fit_cli
@@ -24,7 +23,7 @@ from kerasimg.errors import UserError
 from kerasimg.files import write_text
 from kerasimg.models import build_classifier
 from kerasimg.serving import Zoo, export_model, export_run
-from kerasimg.training import FitConfig, callbacks, fit, load_run_config
+from kerasimg.training import callbacks, fit, load_run_config
 from kerasimg.training.reports import read_history
 from kerasimg.training.run import Run
 
@@ -49,11 +48,6 @@ def fit_args(data, out, *extra):
         "--backbone", "small_cnn", "--weights", "none", "--data", str(data), "--epochs", "1",
         "--batch-size", "8", "--image-size", "32", "--out", str(out), *extra,
     ]  # fmt: skip
-
-
-def tiny_config(data, out, **overrides):
-    settings = dict(backbone="small_cnn", data=str(data), weights="none", epochs=1, batch_size=8)
-    return FitConfig(**{**settings, "image_size": 32, "out": str(out), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +213,7 @@ def test_running_out_of_space_mid_run_stops_cleanly_and_resumes(tiny_scenes, tmp
         return usage._replace(free=1024) if len(calls) > 2 else usage
 
     monkeypatch.setattr(callbacks.shutil, "disk_usage", shrinking)
-    config = tiny_config(tiny_scenes, out)
-    config.epochs = 3
+    config = tiny_config(tiny_scenes, out, epochs=3)
     with pytest.raises(UserError, match=r"MB free on the disk of .*--resume"):
         fit(config, log=quiet)
     assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [0]
@@ -300,7 +293,7 @@ def test_a_larger_epochs_extends_a_finished_run(finished_run, tmp_path):
 
 def test_an_unevaluated_run_needs_allow_unfinished(tiny_scenes, tmp_path, capsys):
     out = tmp_path / "run"
-    config = tiny_config(tiny_scenes, out)
+    config = tiny_config(tiny_scenes, out, epochs=1)
     with pytest.raises(KeyboardInterrupt):
         fit(config, callbacks=[CrashAfterEpoch(0)], log=quiet)
     zoo = tmp_path / "zoo"

@@ -12,26 +12,13 @@ from kerasimg.models.preprocessing import Preprocess
 
 # The smallest input each family accepts (InceptionResNetV2 needs 75 px).
 TINY_SIZE = {"inception_resnet": 75}
-HEAVY = {
-    "efficientnet_b5",
-    "efficientnet_b6",
-    "efficientnet_b7",
-    "inception_resnet_v2",
-    "densenet201",
-    "resnext101_32x8d",
-    "vit_base16",
-}
 
 
 def tiny_size(name):
     return TINY_SIZE.get(get_backbone(name).family, 32)
 
 
-def backbone_params():
-    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_backbones()]
-
-
-@pytest.mark.parametrize("name", backbone_params())
+@pytest.mark.parametrize("name", list_backbones())
 def test_shape_training_step_and_keras_round_trip(name, tmp_path):
     # Eager calls and an eager training step: tracing EfficientNet-B7's training graph alone
     # takes minutes on 2 cores. Graph-mode training is what the fit tests exercise.

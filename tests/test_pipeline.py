@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import write_image
+from helpers import write_image
 
 from kerasimg.data import FileSplit, image_dataset
 from kerasimg.errors import UserError

@@ -11,7 +11,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from test_fit import make_separable, tiny_config
+from helpers import make_separable, tiny_config
 
 import kerasimg.training.precision as precision_module
 from kerasimg.errors import UserError
@@ -89,7 +89,6 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_matches_single_device(tiny_scenes, small_cnn_weights, tmp_path):
     """Same global batch (2 replicas x 16 vs 1 x 32), same seed: the same trained weights.
 

@@ -7,11 +7,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import CrashAfterEpoch
+from helpers import CrashAfterEpoch, tiny_config
 
 from kerasimg.errors import UserError
 from kerasimg.models import backbone_of, build_classifier, get_backbone, stage_layers
-from kerasimg.training import FitConfig, fit, load_run_config
+from kerasimg.training import fit, load_run_config
 from kerasimg.training.reports import read_history
 from kerasimg.training.schedules import Phase, apply_phase, parse_schedule
 
@@ -102,19 +102,9 @@ class RecordTrainable(keras.callbacks.Callback):
 
 
 def scheduled_config(data, out, weights, **overrides):
-    settings = dict(
-        backbone="small_cnn",
-        data=str(data),
-        weights=weights,
-        epochs=4,
-        batch_size=8,
-        image_size=32,
-        schedule="0:head,1:block4,3:block3",
-        out=str(out),
-        seed=0,
-    )
-    settings.update(overrides)
-    return FitConfig(**settings)
+    """The tiny config from pretrained ``weights`` with a three-phase schedule over 4 epochs."""
+    settings = dict(weights=weights, epochs=4, schedule="0:head,1:block4,3:block3")
+    return tiny_config(data, out, **{**settings, **overrides})
 
 
 def test_phase_boundaries_fall_on_the_right_epochs(tiny_scenes, small_cnn_weights, tmp_path):

@@ -118,14 +118,26 @@ def test_raw_pixels_signature_equals_keras(exported):
 
 
 def test_rest_row_format_maps_onto_the_single_named_input(exported):
-    _, path, _ = exported
+    """A REST body written as TF Serving documents it gets the Keras model's answers, row by row.
+
+    TF Serving's row format (https://www.tensorflow.org/tfx/serving/api_rest): with one named
+    input, each element of "instances" is that input's value, and {"b64": ...} is binary data.
+    The images are already 32 px, so plain TensorFlow decoding gives the model's pixels.
+    """
+    model, path, _ = exported
+    images = [jpeg(5, size=32), jpeg(6, size=32)]
+    instances = [f'{{"b64": "{base64.b64encode(image).decode()}"}}' for image in images]
+    body = '{"instances": [' + ", ".join(instances) + "]}"
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     (name,) = serve.structured_input_signature[1]
-    body = json.loads(json.dumps({"instances": [{"b64": base64.b64encode(jpeg(5)).decode()}]}))
-    # TF Serving's row format: with one named input, each instance is that input's value, b64-decoded.
-    values = [base64.b64decode(instance["b64"]) for instance in body["instances"]]
+    assert name == "image_bytes"
+    values = [base64.b64decode(instance["b64"]) for instance in json.loads(body)["instances"]]
     out = serve(**{name: tf.constant(values)})
-    assert name == "image_bytes" and out["probabilities"].shape == (1, 3)
+    pixels = np.stack([tf.io.decode_jpeg(image, channels=3).numpy() for image in images]).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(pixels, training=False))
+    assert not np.allclose(expected[0], expected[1]), "two different rows, so their order is checked"
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert [c.decode() for c in out["classes"].numpy()] == [CLASSES[i] for i in expected.argmax(axis=1)]
 
 
 def test_warmup_records_and_models_config_parse_with_tf_serving_protos(exported):

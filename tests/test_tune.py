@@ -203,7 +203,6 @@ def test_cli_bad_grid_exits_2_naming_the_value(capsys, tmp_path):
     assert not (tmp_path / "compound").exists()
 
 
-@pytest.mark.slow
 def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path, monkeypatch):
     """KerasTuner's chief/worker mode on 127.0.0.1 with fast fake trials (the chief polls every 20 s)."""
     from kerasimg.tuning.workers import run_local

@@ -9,7 +9,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from kerasimg.errors import WeightsUnavailableError
+from kerasimg.errors import UserError, WeightsUnavailableError
 from kerasimg.models import backbone_of, build_classifier, get_backbone, load_classifier
 from kerasimg.models.weights import resolve_weights
 
@@ -68,5 +68,5 @@ def test_an_unreachable_preset_fails_fast_naming_the_alternative(monkeypatch):
 
 
 def test_presets_are_refused_for_non_vit_backbones(tmp_path):
-    with pytest.raises(Exception, match="presets are for the ViT backbones"):
+    with pytest.raises(UserError, match=r"^resnet50 takes a weights file; keras-hub presets are for the ViT"):
         resolve_weights(get_backbone("resnet50"), "preset:vit_base_patch16_224_imagenet")

@@ -1,0 +1,114 @@
+"""What several test modules build: tiny images, class trees, fit configs, crafted image bytes.
+
+Plain functions and classes, imported as ``from helpers import ...`` (``pythonpath`` in
+pyproject.toml puts ``tests/`` on the path); fixtures stay in conftest.py.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image
+
+from kerasimg.training import FitConfig
+
+
+def write_image(
+    path: Path,
+    rng: np.random.Generator,
+    size: int = 40,
+    mode: str = "RGB",
+    colour: tuple[int, int, int] | None = None,
+) -> Path:
+    """A small random (or flat-coloured) image, format chosen by the file extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if colour is not None:
+        array = np.broadcast_to(np.array(colour, np.uint8), (size, size, 3)).copy()
+    else:
+        array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(array).convert(mode).save(path)
+    return path
+
+
+def make_class_tree(root: Path, classes: dict[str, int], seed: int = 0, ext: str = "jpg") -> Path:
+    """``root/<class>/<i>.<ext>`` with ``classes[name]`` images each."""
+    rng = np.random.default_rng(seed)
+    for name, count in classes.items():
+        for i in range(count):
+            write_image(root / name / f"{i}.{ext}", rng)
+    return root
+
+
+def make_separable(root: Path, per_class: int = 12) -> Path:
+    """Two classes anyone can tell apart: dark images and bright images, in train/ and test/."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("test", 4)):
+        for i in range(count):
+            shade = int(rng.integers(0, 60))
+            write_image(root / split / "dark" / f"{i}.png", rng, size=32, colour=(shade,) * 3)
+            shade = int(rng.integers(190, 256))
+            write_image(root / split / "bright" / f"{i}.png", rng, size=32, colour=(shade,) * 3)
+    return root
+
+
+def tiny_config(data, out, **overrides) -> FitConfig:
+    """small_cnn from scratch at 32 px, 2 epochs of batch 8, seed 0; ``overrides`` replace any of it."""
+    settings = dict(
+        backbone="small_cnn",
+        data=str(data),
+        weights="none",
+        epochs=2,
+        batch_size=8,
+        image_size=32,
+        out=str(out),
+        seed=0,
+    )
+    settings.update(overrides)
+    return FitConfig(**settings)
+
+
+class CrashAfterEpoch(keras.callbacks.Callback):
+    """Simulates Ctrl-C at the end of one epoch (after the driver's callbacks have saved it)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def encoded(array: np.ndarray, fmt: str, **save) -> bytes:
+    """``array`` as the bytes of an image file in Pillow's format ``fmt``."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def bomb_png(height: int, width: int) -> bytes:
+    """A valid PNG header that claims ``height x width`` pixels, with almost no data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def oriented_jpeg(upright: np.ndarray, orientation: int) -> bytes:
+    """A JPEG whose stored pixels, turned as EXIF ``orientation`` says, give ``upright``."""
+    stored = {
+        1: upright,
+        3: np.rot90(upright, 2),
+        6: np.rot90(upright, 1),  # shown rotated 90 degrees clockwise, so stored counter-clockwise
+        8: np.rot90(upright, -1),
+    }[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encoded(np.ascontiguousarray(stored), "JPEG", exif=exif, quality=95)
