@@ -8,13 +8,14 @@ import sys
 from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
-from kerasimg.data.pipeline import AUGMENTATIONS
+from kerasimg.data.augment import PRESETS
 from kerasimg.data.sources import VAL_FROM
 from kerasimg.models.classifier import HEADS
 from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.config import FitConfig
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.precision import PRECISIONS
+from kerasimg.training.recipe import LR_SCHEDULES, OPTIMIZERS, RECIPES, TTA_MODES
 
 _DEFAULTS = FitConfig()
 
@@ -73,7 +74,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="train frozen-backbone phases on images instead of cached features",
     )
     p.add_argument(
-        "--augment", default=_DEFAULTS.augment, choices=AUGMENTATIONS, help="flip: random horizontal flip"
+        "--recipe",
+        default=_DEFAULTS.recipe,
+        choices=tuple(RECIPES),
+        help="seed: the ported recipe (flip, Adam, constant lr); modern: light augmentation, label "
+        "smoothing 0.1, AdamW (weight decay 0.05), 1 warm-up epoch, cosine decay, flip TTA. The flags "
+        "below override it",
+    )
+    p.add_argument(
+        "--augment",
+        default=None,
+        help=f"a preset ({', '.join(PRESETS)}) or a list such as "
+        "rrc,flip,randaugment:2:9,mixup:0.2,cutmix:1.0,erasing:0.25 (default: the recipe's)",
+    )
+    p.add_argument("--label-smoothing", type=float, default=None, help="0 to 1 (default: the recipe's)")
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS, help="default: the recipe's")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="decoupled weight decay (adamw, sgd), never on biases, norms and embeddings",
+    )
+    p.add_argument(
+        "--warmup-epochs", type=float, default=None, help="linear warm-up at the start of every phase"
+    )
+    p.add_argument(
+        "--lr-schedule",
+        default=None,
+        choices=LR_SCHEDULES,
+        help="per phase, after the warm-up (the lr of every epoch is history.csv's lr column)",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="EMA decay of the weights (e.g. 0.999); the EMA weights are validated, saved and exported",
+    )
+    p.add_argument("--grad-accum", type=int, default=None, help="accumulate gradients over N batches")
+    p.add_argument(
+        "--early-stop",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="end a phase after PATIENCE epochs without a better val accuracy; the next phase still runs",
+    )
+    p.add_argument(
+        "--class-weight",
+        default=None,
+        help="none, auto (inverse class frequency, normalised) or a JSON file {class: weight}",
+    )
+    p.add_argument(
+        "--tta",
+        default=None,
+        choices=TTA_MODES,
+        help="flip: evaluate on the mean of each test image's and its mirror's probabilities",
     )
     p.add_argument(
         "--dropout", type=float, default=_DEFAULTS.dropout, help="dropout rate before the output layer"

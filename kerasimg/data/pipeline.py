@@ -7,14 +7,15 @@ so a saved or exported model takes the same raw pixels.
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
+from kerasimg.data.augment import PRESETS, Augmenter, parse_augment
 from kerasimg.data.decode import decode_rgb
 from kerasimg.data.splits import FileSplit
-from kerasimg.errors import UserError
+from kerasimg.errors import ArgumentError
 
-AUGMENTATIONS = ("flip", "none")
+# The presets of ``--augment`` (kerasimg.data.augment has the explicit operation lists too).
+AUGMENTATIONS = tuple(PRESETS)
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -37,13 +38,10 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.image.resize(to_rgb(image), (image_size, image_size))
 
 
-def make_augmenter(augment: str, seed: int) -> keras.Sequential | None:
-    """The Keras preprocessing layers for ``--augment``, or ``None`` for no augmentation."""
-    if augment not in AUGMENTATIONS:
-        raise UserError(f"--augment must be one of {AUGMENTATIONS}. Received: augment={augment!r}")
-    if augment == "none":
-        return None
-    return keras.Sequential([keras.layers.RandomFlip("horizontal", seed=seed)], name="augment")
+def make_augmenter(augment: str, seed: int) -> Augmenter | None:
+    """The batch augmenter for ``--augment`` (checked), or ``None`` for no augmentation."""
+    augmentation = parse_augment(augment)
+    return Augmenter(augmentation, seed) if augmentation.operations else None
 
 
 def image_dataset(
@@ -54,10 +52,12 @@ def image_dataset(
     training: bool,
     augment: str = "flip",
     seed: int = 0,
+    num_classes: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` for one split.
 
-    Training data is reshuffled every epoch (seeded) and augmented; evaluation data
+    With ``num_classes``, labels are one-hot (what label smoothing, MixUp and CutMix
+    need); otherwise integer. Training data is reshuffled every epoch (seeded) and augmented; evaluation data
     keeps its order. Neither is cached in memory: a decoded 224 px split costs 600 KB
     an image (30 GB for an ImageNet-sized validation set), while decoding again runs
     two orders of magnitude faster than a CPU train step (``bench --mode input``).
@@ -73,10 +73,17 @@ def image_dataset(
         )
         if training:
             ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+    if num_classes is not None:
+        ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
     augmenter = make_augmenter(augment, seed) if training else None
     if augmenter is not None:
-        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
+        if augmenter.augmentation.mixes_labels and num_classes is None:
+            raise ArgumentError(
+                "augment", "mixes labels (mixup, cutmix), which needs one-hot labels", augment
+            )
+        # One call at a time: the augmenter counts batches to seed each one differently.
+        ds = ds.map(augmenter, num_parallel_calls=None)
     return ds.prefetch(AUTOTUNE)
 
 

@@ -23,6 +23,15 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the epoch's last learning rate (``lr``) to its logs, so history.csv shows the schedule."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["lr"] = float(keras.ops.convert_to_numpy(rate))
+
+
 class CurvesCallback(keras.callbacks.Callback):
     """Redraw ``curves.png`` after every epoch, so an interrupted run still has its plot."""
 

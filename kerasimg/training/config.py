@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
-from kerasimg.data.pipeline import AUGMENTATIONS
 from kerasimg.data.sources import VAL_FROM
 from kerasimg.errors import ArgumentError
 from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.precision import resolve_precision
+from kerasimg.training.recipe import RECIPE_SETTINGS, Recipe, resolve_recipe
 from kerasimg.training.schedules import Phase, parse_schedule
 
 
@@ -42,7 +42,19 @@ class FitConfig:
     finetune_lr: float | None = None
     train_bn: bool = False
     feature_cache: bool = True
-    augment: str = "flip"
+    recipe: str = "seed"
+    # None: the recipe's value (kerasimg.training.recipe.RECIPES).
+    augment: str | None = None
+    label_smoothing: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    warmup_epochs: float | None = None
+    lr_schedule: str | None = None
+    ema: float | None = None
+    grad_accum: int | None = None
+    early_stop: int | None = None
+    class_weight: str | None = None
+    tta: str | None = None
     dropout: float = 0.2
     head: str = "linear"
     val_split: float = 0.1
@@ -77,8 +89,8 @@ class FitConfig:
             raise ArgumentError("dropout", "must be in [0, 1)", self.dropout)
         if self.val_from == "train" and not 0 < self.val_split < 1:
             raise ArgumentError("val_split", "must be between 0 and 1", self.val_split)
+        recipe = resolve_recipe(self.recipe, **{k: getattr(self, k) for k in RECIPE_SETTINGS})
         for name, choices in (
-            ("augment", AUGMENTATIONS),
             ("head", HEADS),
             ("val_from", VAL_FROM),
             ("strategy", STRATEGIES),
@@ -112,6 +124,7 @@ class FitConfig:
             finetune_lr=finetune_lr,
             train_bn=self.train_bn or not pretrained,
             precision=resolve_precision(self.precision, self.backbone),
+            recipe=recipe,
             notes=tuple(notes),
         )
 
@@ -128,6 +141,7 @@ class ResolvedFit:
     finetune_lr: float
     train_bn: bool
     precision: str
+    recipe: Recipe = Recipe()
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
@@ -139,6 +153,7 @@ class ResolvedFit:
             "finetune_lr": self.finetune_lr,
             "train_bn": self.train_bn,
             "precision": self.precision,
+            "recipe": self.recipe.to_json(),
         }
 
     def run_dir(self, data_name: str, root: str | Path = "runs") -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 import kerasimg
 from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
+from kerasimg.data.augment import parse_augment
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
@@ -29,6 +30,7 @@ from kerasimg.training.callbacks import (
     CurvesCallback,
     EpochTimer,
     FreeSpaceGuard,
+    LearningRateLogger,
     check_free_space,
     checkpoint_bytes,
     forget_restored_epoch,
@@ -36,9 +38,9 @@ from kerasimg.training.callbacks import (
 from kerasimg.training.config import FitConfig, ResolvedFit, arguments_of
 from kerasimg.training.distribution import resolve_strategy
 from kerasimg.training.evaluation import evaluate
-from kerasimg.training.feature_cache import CACHED_AUGMENTATIONS, split_classifier
+from kerasimg.training.feature_cache import split_classifier
 from kerasimg.training.precision import dtype_policy
-from kerasimg.training.recipe import compile_classifier
+from kerasimg.training.recipe import class_weights, compile_classifier, learning_rate
 from kerasimg.training.run import CONFIG_FORMAT, Run
 from kerasimg.training.schedules import ALL, HEAD, apply_phase
 
@@ -218,10 +220,15 @@ class _Trainer:
 
     def _train_phase(self, index: int, phase, best: float | None) -> float | None:
         run, model, config = self.run_dir, self.model, self.config
+        recipe = self.resolved.recipe
         trainable = apply_phase(model, self.spec, phase, self.resolved.train_bn)
-        from_cache = (
-            config.feature_cache and config.augment in CACHED_AUGMENTATIONS and not phase.trains_backbone
-        )
+        views = parse_augment(recipe.augment).cached_views
+        from_cache = config.feature_cache and views is not None and not phase.trains_backbone
+        if config.feature_cache and views is None and not phase.trains_backbone:
+            self.log(
+                f"--augment {recipe.augment} changes more than flips, so this frozen-backbone phase "
+                "trains on images rather than on cached features."
+            )
         self.log(
             f"Phase {index + 1}/{len(self.resolved.phases)}: epochs {phase.start + 1}-{phase.end}, "
             f"{_describe(phase)}, lr {phase.lr:g}{', on cached features' if from_cache else ''}: "
@@ -233,7 +240,8 @@ class _Trainer:
         else:
             trained, (train_data, val_data) = model, self._image_pipelines()
             checkpoint_path = run.model_path
-        compile_classifier(trained, phase.lr)
+        steps = self._steps_per_epoch()
+        compile_classifier(trained, learning_rate(recipe, phase.lr, steps, phase.end - phase.start), recipe)
         checkpoint = keras.callbacks.ModelCheckpoint(
             str(checkpoint_path),
             monitor="val_accuracy",
@@ -250,14 +258,23 @@ class _Trainer:
             callbacks=[
                 FreeSpaceGuard(run.path, checkpoint_bytes(model)),  # first: before the epoch's writes
                 keras.callbacks.BackupAndRestore(str(run.backup_dir(index)), delete_checkpoint=False),
+                # The EMA weights are the ones validated and checkpointed (the backup keeps the raw ones).
+                *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema else []),
                 checkpoint,
+                *(
+                    [keras.callbacks.EarlyStopping("val_accuracy", patience=recipe.early_stop, mode="max")]
+                    if recipe.early_stop
+                    else []
+                ),
                 EpochTimer(),  # before the CSV logger, which writes the logs it adds
+                LearningRateLogger(),
                 keras.callbacks.CSVLogger(str(run.history_path), append=True),
                 keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
                 CurvesCallback(run.history_path, run.curves_path, self.title, self.boundaries),
                 *self.extra_callbacks,
             ],
             shuffle=False,  # the pipelines shuffle, seeded
+            class_weight=class_weights(recipe, self.data.class_names, self._train_counts()),
             verbose=progress_verbosity(),
         )
         forget_restored_epoch(trained)
@@ -275,10 +292,13 @@ class _Trainer:
                     size,
                     self.batch_size,
                     training=True,
-                    augment=config.augment,
+                    augment=self.resolved.recipe.augment,
                     seed=config.seed,
+                    num_classes=self._label_depth(),
                 ),
-                image_dataset(self.data.val, size, self.batch_size, training=False),
+                image_dataset(
+                    self.data.val, size, self.batch_size, training=False, num_classes=self._label_depth()
+                ),
             )
         return self._images
 
@@ -294,19 +314,36 @@ class _Trainer:
                 "precision": self.resolved.precision,
             }
             cache_dir = self.run_dir.features_dir
-            views = CACHED_AUGMENTATIONS[config.augment]
+            views = parse_augment(self.resolved.recipe.augment).cached_views
             train_f, train_y = feature_cache.extract(
                 extractor, self.data.train, size, batch, views, cache_dir, "train", identity, self.log
             )
             val_f, val_y = feature_cache.extract(
                 extractor, self.data.val, size, batch, ("plain",), cache_dir, "val", identity, self.log
             )
+            depth = self._label_depth()
             self._cached = (
                 head,
-                feature_cache.feature_dataset(train_f, train_y, batch, training=True, seed=config.seed),
-                feature_cache.feature_dataset(val_f, val_y, batch, training=False),
+                feature_cache.feature_dataset(
+                    train_f, train_y, batch, training=True, seed=config.seed, num_classes=depth
+                ),
+                feature_cache.feature_dataset(val_f, val_y, batch, training=False, num_classes=depth),
             )
         return self._cached
+
+    def _label_depth(self) -> int | None:
+        """One-hot labels of this depth when the recipe needs them, else integer labels."""
+        return self.data.num_classes if self.resolved.recipe.one_hot else None
+
+    def _train_counts(self) -> list[int]:
+        split = self.data.train
+        if hasattr(split, "class_counts"):
+            return split.class_counts(self.data.num_classes)
+        return [1] * self.data.num_classes  # a TFDS split: counting it would read it all
+
+    def _steps_per_epoch(self) -> int:
+        size = len(self.data.train) if hasattr(self.data.train, "__len__") else None
+        return max(1, -(-size // self.batch_size)) if size else 1
 
     def _finish(self) -> tuple[int, dict]:
         run = self.run_dir
@@ -316,7 +353,13 @@ class _Trainer:
         best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
         final = load_classifier(run.model_path) if run.has_model else self.model
         metrics = evaluate(
-            final, self.data, self.resolved.image_size, self.batch_size, run.confusion_path, self.title
+            final,
+            self.data,
+            self.resolved.image_size,
+            self.batch_size,
+            run.confusion_path,
+            self.title,
+            tta=self.resolved.recipe.tta,
         )
         metrics["best_epoch"] = best_epoch
         metrics["train_seconds"] = round(time.time() - self.started, 1)

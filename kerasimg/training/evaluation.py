@@ -6,10 +6,22 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerasimg.data import LabelledData, image_dataset
 from kerasimg.data.splits import FileSplit
 from kerasimg.training import reports
+
+
+def predict_probabilities(model: keras.Model, images, tta: str = "none") -> np.ndarray:
+    """Class probabilities for a dataset of image batches, averaged over the mirror with ``tta="flip"``."""
+    # predict() rather than predict_on_batch(): under MirroredStrategy the latter returns every
+    # replica's copy of the batch. The pipelines are ordered, so labels line up.
+    probabilities = model.predict(images, verbose=0)
+    if tta == "flip":
+        mirrored = model.predict(images.map(tf.image.flip_left_right), verbose=0)
+        probabilities = (probabilities + mirrored) / 2
+    return probabilities
 
 
 def evaluate(
@@ -19,12 +31,14 @@ def evaluate(
     batch_size: int,
     confusion_path: Path,
     title: str,
+    tta: str = "none",
 ) -> dict:
-    """Test loss and accuracy, per-class precision/recall/F1, and the confusion matrix plot."""
+    """Test loss and accuracy, per-class precision/recall/F1, and the confusion matrix plot.
+
+    ``tta="flip"`` averages the probabilities of each image and its mirror image.
+    """
     test_ds = image_dataset(data.test, image_size, batch_size, training=False)
-    # predict() rather than predict_on_batch(): under MirroredStrategy the latter returns every
-    # replica's copy of the batch. The test pipeline is ordered, so labels line up.
-    probabilities = model.predict(test_ds.map(lambda images, _: images), verbose=0)
+    probabilities = predict_probabilities(model, test_ds.map(lambda images, _: images), tta)
     if isinstance(data.test, FileSplit):  # the labels are known without decoding every image again
         labels = np.asarray(data.test.labels, np.int64)
     else:

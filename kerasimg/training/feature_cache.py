@@ -23,8 +23,6 @@ from kerasimg.data.splits import FileSplit
 from kerasimg.files import atomic_write, write_json
 from kerasimg.models.classifier import FEATURES_LAYER
 
-CACHED_AUGMENTATIONS = {"none": ("plain",), "flip": ("plain", "flipped")}
-
 
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """``(extractor, head)``: images -> features, and features -> probabilities.
@@ -99,11 +97,19 @@ def extract(
 
 
 def feature_dataset(
-    features: np.ndarray, labels: np.ndarray, batch_size: int, *, training: bool, seed: int = 0
+    features: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    num_classes: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, labels)``; in training, shuffled like the image pipeline and one
     random view per example."""
     ds = tf.data.Dataset.from_tensor_slices((features, labels.astype("int32")))
+    if num_classes is not None:  # what label smoothing needs
+        ds = ds.map(lambda f, y: (f, tf.one_hot(y, num_classes)))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
         views = features.shape[1]

@@ -1,0 +1,177 @@
+"""The training recipe: augmentation, label smoothing, schedules, EMA, class weights, TTA, presets."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import CrashAfterEpoch
+
+import kerasimg.fit as fit_cli
+from kerasimg.data.augment import PRESETS, Augmenter, parse_augment
+from kerasimg.errors import ArgumentError
+from kerasimg.models import build_classifier
+from kerasimg.training import FitConfig, fit, load_run_config
+from kerasimg.training.evaluation import predict_probabilities
+from kerasimg.training.recipe import (
+    RECIPES,
+    Recipe,
+    class_weights,
+    compile_classifier,
+    learning_rate,
+    resolve_recipe,
+)
+from kerasimg.training.reports import read_history
+
+
+def quiet(*_):
+    pass
+
+
+def tiny(data, out, **overrides):
+    settings = dict(backbone="small_cnn", data=str(data), weights="none", epochs=2, batch_size=8)
+    return FitConfig(**{**settings, "image_size": 32, "out": str(out), **overrides})
+
+
+@pytest.mark.parametrize("augment", [*PRESETS, "rrc:0.5,erasing:1", "cutmix:1", "mixup:0.4,flip"])
+def test_every_augmentation_keeps_shape_range_and_label_mass(augment):
+    images = tf.random.uniform([8, 32, 32, 3], 0, 255, seed=1)
+    labels = tf.one_hot(tf.range(8) % 3, 3)
+    augmented = Augmenter(parse_augment(augment), seed=0)
+    for _ in range(2):
+        out_images, out_labels = augmented(images, labels)
+        assert out_images.shape == (8, 32, 32, 3) and out_images.dtype == tf.float32
+        assert 0 <= float(tf.reduce_min(out_images)) and float(tf.reduce_max(out_images)) <= 255
+        np.testing.assert_allclose(tf.reduce_sum(out_labels, axis=1), 1, rtol=1e-5)
+
+
+def test_mixing_really_mixes_labels():
+    images = tf.random.uniform([16, 32, 32, 3], 0, 255, seed=2)
+    labels = tf.one_hot(tf.range(16) % 4, 4)
+    _, mixed = Augmenter(parse_augment("mixup:1.0"), seed=3)(images, labels)
+    assert np.sum((mixed.numpy() > 0.01) & (mixed.numpy() < 0.99)) > 0, "soft labels appear"
+
+
+@pytest.mark.parametrize(
+    "augment, message",
+    [
+        ("blur", "'blur' is neither"),
+        ("rrc:2", "out-of-range argument for rrc"),
+        ("mixup:x", "needs numbers as mixup's arguments"),
+        ("flip,flip", "lists flip twice"),
+    ],
+)
+def test_bad_augment_lists_are_refused_by_name(augment, message):
+    with pytest.raises(ArgumentError, match=message):
+        parse_augment(augment)
+
+
+def test_presets_expand_and_flags_override_them():
+    modern = resolve_recipe("modern")
+    assert modern.augment == "rrc:0.08,flip" and modern.optimizer == "adamw" and modern.label_smoothing == 0.1
+    assert resolve_recipe("seed") == Recipe()
+    assert resolve_recipe("modern", label_smoothing=0.0, augment="none").label_smoothing == 0.0
+    with pytest.raises(ArgumentError, match="ema is a decay in"):
+        resolve_recipe("seed", ema=1.5)
+
+
+def test_the_label_smoothed_loss_is_keras_on_one_hot_labels():
+    keras.utils.set_random_seed(0)
+    model = build_classifier("small_cnn", 3, image_size=32, weights="none")
+    compile_classifier(model, 1e-3, Recipe(label_smoothing=0.2))
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    y = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    probabilities = model.predict(x, verbose=0)
+    smoothed = y * 0.8 + 0.2 / 3
+    expected = float(np.mean(-np.sum(smoothed * np.log(probabilities), axis=1)))
+    assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_warmup_then_cosine_values_at_the_phase_boundaries():
+    recipe = Recipe(warmup_epochs=1, lr_schedule="cosine")
+    schedule = learning_rate(recipe, 0.1, steps_per_epoch=10, epochs=4)
+    at = [float(schedule(step)) for step in (0, 5, 10, 25, 40)]
+    assert at[0] == pytest.approx(0.0) and at[1] == pytest.approx(0.05)
+    assert at[2] == pytest.approx(0.1) and at[3] == pytest.approx(0.05, rel=1e-3) and at[4] < 1e-6
+    assert learning_rate(Recipe(), 0.1, 10, 4) == 0.1, "the seed recipe keeps a constant rate"
+
+
+def test_resume_mid_schedule_continues_the_same_learning_rate_curve(tiny_scenes, tmp_path):
+    settings = dict(epochs=3, recipe="modern", augment="none", tta="none")
+    fit(tiny(tiny_scenes, tmp_path / "whole", **settings), log=quiet)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tiny_scenes, tmp_path / "cut", **settings), callbacks=[CrashAfterEpoch(0)], log=quiet)
+    fit(load_run_config(tmp_path / "cut"), resume=True, log=quiet)
+    whole = [r["lr"] for r in read_history(tmp_path / "whole" / "history.csv")]
+    cut = [r["lr"] for r in read_history(tmp_path / "cut" / "history.csv")]
+    assert len(whole) == 3 and whole[0] > whole[1] > whole[2]
+    np.testing.assert_allclose(cut, whole, rtol=1e-6)
+
+
+class Capture(keras.callbacks.Callback):
+    """Each epoch's model weights and the optimizer's other copy, after the EMA swap."""
+
+    def on_train_begin(self, logs=None):
+        self.model_weights, self.other = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model_weights.append([w.numpy().copy() for w in self.model.optimizer._trainable_variables])
+        self.other.append([w.numpy().copy() for w in self.model.optimizer._model_variables_moving_average])
+
+
+def test_ema_weights_are_validated_and_saved(tiny_scenes, tmp_path):
+    capture = Capture()
+    fit(tiny(tiny_scenes, tmp_path / "run", epochs=2, ema=0.9), callbacks=[capture], log=quiet)
+    # After epoch 1 of 2 the model holds the EMA weights and the optimizer keeps the raw ones.
+    ema, raw = capture.model_weights[0], capture.other[0]
+    assert any(not np.allclose(a, b) for a, b in zip(ema, raw)), "EMA weights differ from the raw ones"
+    saved = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    by_path = {v.path: v.numpy() for v in saved.trainable_weights}
+    names = [v.path for v in saved.trainable_weights]
+    epochs_matching = [
+        e
+        for e, weights in enumerate(capture.model_weights)
+        if all(np.allclose(by_path[n], w) for n, w in zip(names, weights))
+    ]
+    assert epochs_matching, "model.keras holds an epoch's EMA weights"
+    assert not all(np.allclose(by_path[n], w) for n, w in zip(names, raw))
+
+
+def test_class_weights_auto_are_inverse_frequency_and_change_the_loss():
+    weights = class_weights(Recipe(class_weight="auto"), ["a", "b"], [90, 10])
+    assert weights == pytest.approx({0: 100 / 180, 1: 100 / 20})
+    keras.utils.set_random_seed(0)
+    model = compile_classifier(build_classifier("small_cnn", 2, image_size=32, weights="none"), 0.0)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.array([0] * 7 + [1])
+    plain = model.fit(x, y, epochs=1, verbose=0).history["loss"][0]
+    weighted = model.fit(x, y, epochs=1, verbose=0, class_weight=weights).history["loss"][0]
+    assert weighted != pytest.approx(plain, rel=1e-3)
+
+
+def test_tta_is_the_mean_of_the_two_views():
+    keras.utils.set_random_seed(0)
+    model = build_classifier("small_cnn", 3, image_size=32, weights="none")
+    x = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(2)
+    expected = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(predict_probabilities(model, ds, "flip"), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(predict_probabilities(model, ds, "none"), expected)
+
+
+def test_modern_recipe_records_resolved_values_and_trains_on_images(tiny_scenes, small_cnn_weights, tmp_path):
+    lines = []
+    config = tiny(tiny_scenes, tmp_path / "run", weights=small_cnn_weights, epochs=1, recipe="modern")
+    fit(config, log=lines.append)
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["recipe"]
+    assert resolved == {**RECIPES["modern"].to_json(), "augment": "rrc:0.08,flip"}
+    assert any("trains on images rather than on cached features" in line for line in lines)
+    assert "lr" in read_history(tmp_path / "run" / "history.csv")[0]
+
+
+def test_cli_refuses_a_bad_augment_with_the_flag(capsys):
+    assert fit_cli.main(["--augment", "rotate", "--weights", "none"]) == 2
+    assert "--augment takes a preset" in capsys.readouterr().err
