@@ -8,13 +8,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CrashAfterEpoch
+from helpers import CrashAfterEpoch, tiny_config
 
 import kerasimg.fit as fit_cli
 from kerasimg.data.augment import PRESETS, Augmenter, parse_augment
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
-from kerasimg.training import FitConfig, fit, load_run_config
+from kerasimg.training import fit, load_run_config
 from kerasimg.training.evaluation import predict_probabilities
 from kerasimg.training.recipe import (
     RECIPES,
@@ -29,11 +29,6 @@ from kerasimg.training.reports import read_history
 
 def quiet(*_):
     pass
-
-
-def tiny(data, out, **overrides):
-    settings = dict(backbone="small_cnn", data=str(data), weights="none", epochs=2, batch_size=8)
-    return FitConfig(**{**settings, "image_size": 32, "out": str(out), **overrides})
 
 
 @pytest.mark.parametrize("augment", [*PRESETS, "rrc:0.5,erasing:1", "cutmix:1", "mixup:0.4,flip"])
@@ -101,9 +96,9 @@ def test_warmup_then_cosine_values_at_the_phase_boundaries():
 
 def test_resume_mid_schedule_continues_the_same_learning_rate_curve(tiny_scenes, tmp_path):
     settings = dict(epochs=3, recipe="modern", augment="none", tta="none")
-    fit(tiny(tiny_scenes, tmp_path / "whole", **settings), log=quiet)
+    fit(tiny_config(tiny_scenes, tmp_path / "whole", **settings), log=quiet)
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny(tiny_scenes, tmp_path / "cut", **settings), callbacks=[CrashAfterEpoch(0)], log=quiet)
+        fit(tiny_config(tiny_scenes, tmp_path / "cut", **settings), callbacks=[CrashAfterEpoch(0)], log=quiet)
     fit(load_run_config(tmp_path / "cut"), resume=True, log=quiet)
     whole = [r["lr"] for r in read_history(tmp_path / "whole" / "history.csv")]
     cut = [r["lr"] for r in read_history(tmp_path / "cut" / "history.csv")]
@@ -124,7 +119,7 @@ class Capture(keras.callbacks.Callback):
 
 def test_ema_weights_are_validated_and_saved(tiny_scenes, tmp_path):
     capture = Capture()
-    fit(tiny(tiny_scenes, tmp_path / "run", epochs=2, ema=0.9), callbacks=[capture], log=quiet)
+    fit(tiny_config(tiny_scenes, tmp_path / "run", epochs=2, ema=0.9), callbacks=[capture], log=quiet)
     # After epoch 1 of 2 the model holds the EMA weights and the optimizer keeps the raw ones.
     ema, raw = capture.model_weights[0], capture.other[0]
     assert any(not np.allclose(a, b) for a, b in zip(ema, raw)), "EMA weights differ from the raw ones"
@@ -164,7 +159,7 @@ def test_tta_is_the_mean_of_the_two_views():
 
 def test_modern_recipe_records_resolved_values_and_trains_on_images(tiny_scenes, small_cnn_weights, tmp_path):
     lines = []
-    config = tiny(tiny_scenes, tmp_path / "run", weights=small_cnn_weights, epochs=1, recipe="modern")
+    config = tiny_config(tiny_scenes, tmp_path / "run", weights=small_cnn_weights, epochs=1, recipe="modern")
     fit(config, log=lines.append)
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["recipe"]
     assert resolved == {**RECIPES["modern"].to_json(), "augment": "rrc:0.08,flip"}
