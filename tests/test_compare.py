@@ -59,6 +59,22 @@ def test_seed_plan_holds_the_ported_experiments_and_a_quick_variant():
     quick = {e.name: e for e in load_plan("seed", quick=True).experiments}
     assert quick["vit-mlp-head"].settings["backbone"] == "vit_tiny16"
     assert quick["resnet50-last-block"].settings["schedule"] == "probe-then-last:1,1"
+    assert {e.settings["recipe"] for e in plan.experiments} == {"seed"}, "the ported table keeps its recipe"
+
+
+def test_recipe_plan_is_an_ablation_that_adds_one_change_at_a_time():
+    from kerasimg.training import FitConfig
+
+    plan = load_plan("recipe")
+    recipes = [FitConfig(**e.settings).resolve().recipe for e in plan.experiments[:-1]]
+    assert recipes[0] == FitConfig(recipe="seed").resolve().recipe
+    changed = [
+        {k for k, v in vars(new).items() if getattr(old, k) != v} for old, new in zip(recipes, recipes[1:])
+    ]
+    assert changed[0] == {"augment"} and changed[1] == {"label_smoothing"}
+    assert changed[2] == {"optimizer", "weight_decay", "lr_schedule", "warmup_epochs"}
+    assert changed[3] == {"ema"} and changed[4] == {"augment"} and changed[5] == {"tta"}
+    assert plan.experiments[-1].settings["recipe"] == "modern"
 
 
 @pytest.mark.parametrize(
