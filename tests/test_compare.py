@@ -175,10 +175,28 @@ def test_changed_experiment_is_trained_again_and_the_console_says_why(tmp_path, 
     assert fake_fit == ["full"]  # last-block is unchanged and kept
     assert any("full: settings changed since it ran (epochs: 2 then, 3 now)" in n for n in notes)
     assert [r["epochs"] for r in rows] == [3, 1]
+    assert (out / "full.old-1" / "metrics.json").exists(), "the replaced run is kept, not deleted"
 
     fake_fit.clear()
     run_plan(load_plan(str(write_plan(tmp_path, changed))), out, data="scenes:5,2", log=notes.append)
     assert fake_fit == ["full", "last-block"]  # --data changes every experiment
+
+
+def test_a_folder_named_like_an_experiment_is_never_deleted(tmp_path, fake_fit):
+    out = tmp_path / "compare"
+    (out / "full").mkdir(parents=True)
+    (out / "full" / "thesis.txt").write_text("precious")
+    with pytest.raises(UserError, match="holds files that are not a kerasimg run"):
+        run_plan(load_plan(str(write_plan(tmp_path, TINY_PLAN))), out, log=lambda *a: None)
+    assert (out / "full" / "thesis.txt").read_text() == "precious" and fake_fit == []
+
+
+def test_a_changed_data_path_that_is_missing_deletes_nothing(tmp_path, fake_fit):
+    out = tmp_path / "compare"
+    run_plan(load_plan(str(write_plan(tmp_path, TINY_PLAN))), out, log=lambda *a: None)
+    with pytest.raises(UserError, match="data path does not exist"):
+        run_plan(load_plan(str(write_plan(tmp_path, TINY_PLAN))), out, data="missing", log=lambda *a: None)
+    assert (out / "full" / "metrics.json").exists() and not list(out.glob("*.old-*"))
 
 
 def test_a_second_comparison_on_one_out_is_refused_with_the_holders_pid(tmp_path, fake_fit, monkeypatch):

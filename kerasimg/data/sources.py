@@ -69,6 +69,30 @@ class LabelledData:
         }
 
 
+def check_data_exists(data: str) -> None:
+    """Refuse a ``data`` folder that is missing or a file (scenes and tfds: names are not paths)."""
+    if data == "scenes" or data.startswith(("scenes:", "tfds:")):
+        return
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise UserError(
+            "The data path does not exist. Pass a folder of class subfolders, the Intel layout, "
+            f"tfds:NAME or scenes. Received: data={data!r}"
+        )
+    if not root.is_dir():
+        raise UserError(f"The data path is not a folder. Received: data={data!r}")
+
+
+def data_identity(data: str) -> str:
+    """What ``data`` names, independent of how it was spelled: a folder's resolved path, else as given.
+
+    Used to tell whether a rerun uses the same data as the run it would continue.
+    """
+    if data == "scenes" or data.startswith(("scenes:", "tfds:")):
+        return data
+    return str(Path(data).expanduser().resolve())
+
+
 def load_data(
     data: str = "scenes",
     *,
@@ -95,22 +119,9 @@ def load_data(
         return load_tfds(
             data[len("tfds:") :], val_split=val_split, val_from=val_from, test_split=test_split, seed=seed
         )
-    if data == "scenes" or data.startswith("scenes:"):
-        root = _scenes_root(data)
-        loaded = load_folder(
-            root,
-            val_split=val_split,
-            val_from=val_from,
-            test_split=test_split,
-            seed=seed,
-            verify=verify,
-            max_pixels=max_pixels,
-            log=log,
-        )
-        loaded.name, loaded.source = "scenes", data
-        return loaded
-    return load_folder(
-        data,
+    demo = data == "scenes" or data.startswith("scenes:")
+    loaded = load_folder(
+        _scenes_root(data) if demo else data,
         val_split=val_split,
         val_from=val_from,
         test_split=test_split,
@@ -119,6 +130,9 @@ def load_data(
         max_pixels=max_pixels,
         log=log,
     )
+    if demo:
+        loaded.name, loaded.source = "scenes", data
+    return loaded
 
 
 def _scenes_root(data: str) -> Path:
@@ -158,14 +172,8 @@ def load_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     log=print,
 ) -> LabelledData:
+    check_data_exists(str(path))
     root = Path(path).expanduser()
-    if not root.exists():
-        raise UserError(
-            "The data path does not exist. Pass a folder of class subfolders, the Intel layout, "
-            f"tfds:NAME or scenes. Received: data={str(path)!r}"
-        )
-    if not root.is_dir():
-        raise UserError(f"The data path is not a folder. Received: data={str(path)!r}")
 
     notes: list[str] = []
     pred_dir = None

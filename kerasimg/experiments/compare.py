@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import statistics
 from pathlib import Path
 
@@ -26,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from kerasimg import selection  # noqa: E402
+from kerasimg.data.sources import check_data_exists, data_identity  # noqa: E402
 from kerasimg.errors import UserError  # noqa: E402
 from kerasimg.experiments.plans import Plan  # noqa: E402
 from kerasimg.files import inside, save_figure, write_json, write_text  # noqa: E402
@@ -33,6 +33,7 @@ from kerasimg.locks import exclusive  # noqa: E402
 from kerasimg.serving.zoo import DEFAULT_ZOO  # noqa: E402
 from kerasimg.tables import markdown_table, write_csv  # noqa: E402
 from kerasimg.training import reports  # noqa: E402
+from kerasimg.training.config import FitConfig  # noqa: E402
 from kerasimg.training.driver import fit, load_run_config  # noqa: E402
 from kerasimg.training.run import Run  # noqa: E402
 
@@ -121,9 +122,26 @@ def run_plan(
 def fingerprint(config) -> dict:
     """The settings of a ``FitConfig`` that change its result (all but where it is written)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
-    if settings.get("data") and Path(settings["data"]).exists():  # a folder: where it is
-        settings["data"] = str(Path(settings["data"]).resolve())
+    settings["data"] = data_identity(settings["data"])
     return settings
+
+
+def changed_settings(recorded: dict, settings: dict) -> dict:
+    """``{key: (then, now)}`` of the settings that differ; a key one side lacks counts as its default."""
+    defaults = fingerprint(FitConfig())
+    return {
+        k: (recorded.get(k, defaults.get(k)), settings.get(k, defaults.get(k)))
+        for k in sorted(set(recorded) | set(settings))
+        if recorded.get(k, defaults.get(k)) != settings.get(k, defaults.get(k))
+    }
+
+
+def set_aside(run_dir: Path) -> Path:
+    """Rename a run whose settings changed to ``<name>.old-N`` beside it: nothing trained is deleted."""
+    n = 1
+    while run_dir.with_name(f"{run_dir.name}.old-{n}").exists():
+        n += 1
+    return run_dir.rename(run_dir.with_name(f"{run_dir.name}.old-{n}"))
 
 
 def _run_plan(plan: Plan, out: Path, data, precision, export, zoo, log) -> list[dict]:
@@ -139,18 +157,18 @@ def _run_plan(plan: Plan, out: Path, data, precision, export, zoo, log) -> list[
     for number, experiment in enumerate(plan.experiments, 1):
         run_dir = inside(out, experiment.name)
         banner = f"[{number}/{len(plan.experiments)}] {experiment.name}"
-        settings = fingerprint(experiment.fit_config(run_dir, data, **overrides))
+        config = experiment.fit_config(run_dir, data, **overrides)
+        resolved = config.resolve()  # a bad setting stops here, before anything is moved
+        settings = fingerprint(config)
         recorded = state["settings"].get(experiment.name)
-        if recorded is not None and recorded != settings and run_dir.exists():
-            changed = "; ".join(
-                f"{k}: {recorded.get(k)!r} then, {settings.get(k)!r} now"
-                for k in sorted(set(recorded) | set(settings))
-                if recorded.get(k) != settings.get(k)
-            )
-            log(f"{banner}: settings changed since it ran ({changed}); training it again.")
-            shutil.rmtree(run_dir)
+        changed = changed_settings(recorded, settings) if recorded is not None else {}
+        if changed and run_dir.exists():
+            check_data_exists(config.data)
+            described = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
+            moved = set_aside(run_dir)
+            log(f"{banner}: settings changed since it ran ({described}); old run kept as {moved.name}.")
             state["exported"].pop(experiment.name, None)
-        if recorded != settings:
+        if recorded is None or changed:
             state["settings"][experiment.name] = settings
             write_json(state_path, state)
         if Run(run_dir).finished:
@@ -159,9 +177,13 @@ def _run_plan(plan: Plan, out: Path, data, precision, export, zoo, log) -> list[
             log(f"{banner}: resuming the interrupted run in {run_dir}.")
             fit(load_run_config(run_dir), resume=True, log=log)
         else:
-            shutil.rmtree(run_dir, ignore_errors=True)  # a start that failed before writing anything
-            log(f"{banner}: {experiment.settings.get('backbone')} ({experiment.settings.get('schedule')}).")
-            fit(experiment.fit_config(run_dir, data, **overrides), log=log)
+            if Run(run_dir).holds_other_files:
+                raise UserError(
+                    f"{run_dir} holds files that are not a kerasimg run, so experiment {experiment.name!r} "
+                    "cannot train there; move them or choose another --out."
+                )
+            log(f"{banner}: {config.backbone} ({resolved.schedule}).")
+            fit(config, log=log)
         row = summarize(experiment.name, run_dir, experiment.reported)
         if export:
             if experiment.name not in state["exported"]:

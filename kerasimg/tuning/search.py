@@ -19,6 +19,7 @@ from pathlib import Path
 
 import keras_tuner
 
+from kerasimg.data.sources import data_identity
 from kerasimg.errors import UserError
 from kerasimg.files import inside
 from kerasimg.locks import exclusive
@@ -122,8 +123,7 @@ class CompoundSearch:
         The grid, the constraint and phi are kept by the oracle as its list of triples.
         """
         training = dataclasses.asdict(self.training)
-        if Path(training["data"]).exists():  # a folder: where it is, not how it was spelled
-            training["data"] = str(Path(training["data"]).resolve())
+        training["data"] = data_identity(training["data"])  # a folder: where it is, not its spelling
         return {"base_resolution": self.space.base_resolution, **training}
 
     @property
