@@ -14,7 +14,7 @@ from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
 from kerasimg.models import list_backbones, load_classifier
 from kerasimg.models.registry import run_load_hooks
-from kerasimg.serving.zoo import DEFAULT_ZOO
+from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 from kerasimg.training import FitConfig, FitResult, Run, load_run_config
 from kerasimg.training import fit as fit_config
 
@@ -43,6 +43,8 @@ def fit(
         raise UserError(
             f"Unknown arguments {unknown}; kerasimg.fit takes {', '.join(names)}, resume, export, zoo."
         )
+    if export:  # checked now, not after hours of training
+        Zoo(zoo).model_dir(export)
     if resume is not None:
         result = fit_config(load_run_config(resume, **arguments), resume=True, callbacks=callbacks, log=log)
     else:

@@ -215,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
             f"\nTest accuracy {result.test_accuracy:.2%} on {result.metrics['test_examples']} images "
             f"(loss {result.test_loss:.3f}); best epoch {result.best_epoch}; "
             f"weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); {result.seconds:.0f} s.\n"
-            f"Files: {result.run_dir}/ (model.keras, metrics.json, curves.png, confusion.png, history.csv)"
+            + (
+                f"With {result.metrics['tta']['mode']} test-time augmentation: "
+                f"{result.metrics['tta']['test_accuracy']:.2%} (not applied by the exported model).\n"
+                if "tta" in result.metrics
+                else ""
+            )
+            + f"Files: {result.run_dir}/ (model.keras, metrics.json, curves.png, confusion.png, history.csv)"
         )
         if result.exported:
             print(f"Exported to {result.exported}")

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def run() -> int:
-        from kerasimg.serving.zoo import Zoo, check_model_name, models_config, render_table
+        from kerasimg.serving.zoo import Zoo, models_config, render_table
 
         zoo = Zoo(args.zoo)
         entries = zoo.entries()
@@ -30,21 +30,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not args.target:
                 raise UserError(f"`zoo {args.command}` needs a model name.")
-            name, _, version = args.target.partition("/")
-            check_model_name(name)
-            if version and not version.isdigit():
-                raise UserError(f"A version is a whole number. Received: {args.target!r}")
+            name, version = zoo.parse_target(args.target)
             if args.command == "show":
-                found = [
-                    e for e in entries if e["name"] == name and (not version or e["version"] == int(version))
-                ]
+                found = [e for e in entries if e["name"] == name and version in (None, e["version"])]
                 if not found:
                     raise UserError(
                         f"No model {args.target!r} in {zoo.root}; `python -m kerasimg.zoo list` shows them."
                     )
                 print(json.dumps(found, indent=2))
             else:
-                removed = zoo.remove(name, int(version) if version else None)
+                removed = zoo.remove(name, version)
                 print(f"Removed {name} version(s) {', '.join(map(str, removed))}.")
         return 0
 

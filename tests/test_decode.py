@@ -83,3 +83,11 @@ def test_training_skips_images_over_max_pixels_and_lists_why(tmp_path):
     assert sorted(tighter.skipped) == sorted([str(tmp_path / "data" / "a" / "bomb.png"), str(large)])
     total = len(tighter.train) + len(tighter.val) + len(tighter.test)
     assert total == 8
+
+
+def test_webp_is_refused_because_its_size_cannot_be_checked(tmp_path):
+    path = tmp_path / "a.webp"
+    path.write_bytes(encoded(PICTURE, "WEBP"))
+    assert check_image(str(path)) == "not a readable image (not a JPEG, PNG, GIF or BMP file)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reads JPEG, PNG, GIF and BMP"):
+        decode_rgb(tf.constant(path.read_bytes()), max_pixels=10**6)

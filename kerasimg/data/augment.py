@@ -95,6 +95,12 @@ def parse_augment(augment: str) -> Augmentation:
             name in ("rrc", "erasing") and not 0 < args[0] <= 1
         ):
             raise ArgumentError("augment", f"has an out-of-range argument for {name} ({meaning})", augment)
+        if name == "randaugment" and not (args[0] >= 1 and args[0] == int(args[0]) and args[1] <= 10):
+            raise ArgumentError(
+                "augment", "needs randaugment:OPS:MAGNITUDE with whole OPS >= 1 and MAGNITUDE 0-10", augment
+            )
+        if name in MIXING and args[0] <= 0:
+            raise ArgumentError("augment", f"needs a positive alpha for {name}", augment)
         if name in [n for n, _ in operations]:
             raise ArgumentError("augment", f"lists {name} twice", augment)
         operations.append((name, args))

@@ -132,14 +132,22 @@ def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 def check_pixels(contents: tf.Tensor, max_pixels: int) -> tf.Operation:
     """An assertion that fails with ``InvalidArgumentError`` when the header claims too many pixels."""
     size = header_size(contents)
-    return tf.debugging.Assert(
-        size[0] * size[1] <= max_pixels,
+    known = tf.debugging.Assert(
+        size[0] * size[1] > 0,
         [
-            f"The image is larger than this model accepts (max_pixels={max_pixels}); send a smaller "
-            "image. Its header says [height, width] =",
-            size,
+            "kerasimg reads JPEG, PNG, GIF and BMP images; these bytes are none of them (WebP, for one, "
+            "is refused because its size cannot be checked before decoding)."
         ],
     )
+    with tf.control_dependencies([known]):
+        return tf.debugging.Assert(
+            size[0] * size[1] <= max_pixels,
+            [
+                f"The image is larger than this model accepts (max_pixels={max_pixels}); send a smaller "
+                "image. Its header says [height, width] =",
+                size,
+            ],
+        )
 
 
 def decode_rgb(contents: tf.Tensor, max_pixels: int | None = None) -> tf.Tensor:

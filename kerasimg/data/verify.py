@@ -64,6 +64,8 @@ def _inspect(path: str, max_pixels: int) -> str:
             return "empty file (0 bytes)"
         contents = tf.io.read_file(path)
         height, width = (int(v) for v in header_size(contents).numpy())
+        if height * width == 0:
+            return "not a readable image (not a JPEG, PNG, GIF or BMP file)"
         if too_large(height, width, max_pixels):
             return f"big:{height},{width}"
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)

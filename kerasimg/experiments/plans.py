@@ -21,7 +21,6 @@ from kerasimg.models import get_backbone
 from kerasimg.names import check_name
 from kerasimg.tomlfile import KINDS, kind_of, read_toml
 from kerasimg.training.config import FitConfig
-from kerasimg.training.schedules import parse_schedule
 
 PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"
 _FIT_KINDS = {f.name: kind_of(f.type) for f in dataclasses.fields(FitConfig) if f.name != "out"}
@@ -159,21 +158,17 @@ def load_plan(plan: str, quick: bool = False) -> Plan:
             return _blame(file, error, origin, index, name, default)  # noqa: B023
 
         try:
-            spec = get_backbone(settings.get("backbone", FitConfig.backbone))
+            get_backbone(settings.get("backbone", FitConfig.backbone))
         except UserError as error:
             raise blame(error, "backbone") from None
         try:
-            config = FitConfig(**{k: v for k, v in settings.items() if k != "data"})
-            parse_schedule(
-                config.schedule,
-                spec.stage_names,
-                config.epochs,
-                lr=config.lr,
-                finetune_lr=config.lr,
-                unfreeze_every=config.unfreeze_every,
-            )
-            config.validate()
+            FitConfig(**{k: v for k, v in settings.items() if k != "data"}).resolve()
         except UserError as error:
             raise blame(error) from None
         experiments.append(Experiment(name, settings, reported, name_line))
-    return Plan(raw.get("name", path.stem), path, raw.get("description", ""), experiments)
+    name = raw.get("name", path.stem)
+    try:
+        check_name(name, "plan name")
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    return Plan(name, path, raw.get("description", ""), experiments)

@@ -58,18 +58,28 @@ class Zoo:
 
     def model_dir(self, name: str) -> Path:
         """``<zoo>/<name>`` for a valid name, resolved and checked to lie inside the zoo."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(
+                f"The zoo {self.root} is a file; give --zoo a folder. Received: zoo={str(self.root)!r}"
+            )
         return inside(self.root, check_model_name(name))
 
-    def resolve(self, target: str) -> Path:
-        """``NAME`` (its newest version) or ``NAME/VERSION`` -> the version folder, inside the zoo."""
+    @staticmethod
+    def parse_target(target: str) -> tuple[str, int | None]:
+        """``NAME`` or ``NAME/VERSION`` -> ``(name, version or None)``, both checked."""
         name, _, version = target.partition("/")
         check_model_name(name)
         if version and not version.isdigit():
             raise UserError(f"A version is a whole number. Received: {target!r}")
+        return name, int(version) if version else None
+
+    def resolve(self, target: str) -> Path:
+        """``NAME`` (its newest version) or ``NAME/VERSION`` -> the version folder, inside the zoo."""
+        name, version = self.parse_target(target)
         known = self.versions(name)
-        if not known or (version and int(version) not in known):
+        if not known or (version is not None and version not in known):
             raise UserError(f"No model {target} in {self.root}; `python -m kerasimg.zoo list` shows them.")
-        return inside(self.model_dir(name), version or str(known[-1]))
+        return inside(self.model_dir(name), str(known[-1] if version is None else version))
 
     def versions(self, name: str) -> list[int]:
         folder = self.model_dir(name)
@@ -94,8 +104,8 @@ class Zoo:
                 raise UserError(f"No model {name}{'' if version is None else f'/{version}'} in {self.root}.")
             for v in doomed:
                 shutil.rmtree(inside(folder, str(v)))
-            if not self.versions(name):
-                shutil.rmtree(folder, ignore_errors=True)
+            if not any(folder.iterdir()):  # never another export's staging folder
+                folder.rmdir()
             self._write([e for e in self.entries() if not (e["name"] == name and e["version"] in doomed)])
         return doomed
 

@@ -165,6 +165,8 @@ class _Trainer:
         self.log = log
         self.title = f"{self.spec.name} on {data.name} ({resolved.schedule})"
         self.boundaries = [p.start for p in resolved.phases[1:]]
+        self._check_split_size()
+        self.class_weight = class_weights(resolved.recipe, data.class_names, self._train_counts())
         self._images = None  # the image pipelines, built when a phase first trains on images
         self._cached = None  # (head, train features, val features), built when a phase first needs them
 
@@ -274,7 +276,7 @@ class _Trainer:
                 *self.extra_callbacks,
             ],
             shuffle=False,  # the pipelines shuffle, seeded
-            class_weight=class_weights(recipe, self.data.class_names, self._train_counts()),
+            class_weight=self.class_weight,
             verbose=progress_verbosity(),
         )
         forget_restored_epoch(trained)
@@ -335,15 +337,39 @@ class _Trainer:
         """One-hot labels of this depth when the recipe needs them, else integer labels."""
         return self.data.num_classes if self.resolved.recipe.one_hot else None
 
+    def _check_split_size(self) -> None:
+        """Schedules by step and ``auto`` class weights need the training split's size and counts."""
+        recipe = self.resolved.recipe
+        if hasattr(self.data.train, "class_counts"):
+            return
+        needs = [
+            flag
+            for flag, used in (
+                ("--lr-schedule cosine", recipe.lr_schedule == "cosine"),
+                ("--warmup-epochs", recipe.warmup_epochs > 0),
+                ("--class-weight auto", recipe.class_weight == "auto"),
+            )
+            if used
+        ]
+        if needs:
+            raise UserError(
+                f"{', '.join(needs)} need the training split's size and class counts, which "
+                f"{self.config.data} does not give without reading it all; use --lr-schedule constant "
+                "--warmup-epochs 0 --class-weight none (or a folder of images)."
+            )
+
     def _train_counts(self) -> list[int]:
         split = self.data.train
         if hasattr(split, "class_counts"):
             return split.class_counts(self.data.num_classes)
-        return [1] * self.data.num_classes  # a TFDS split: counting it would read it all
+        return [1] * self.data.num_classes  # a TFDS split (_check_split_size refuses auto weights)
 
     def _steps_per_epoch(self) -> int:
-        size = len(self.data.train) if hasattr(self.data.train, "__len__") else None
-        return max(1, -(-size // self.batch_size)) if size else 1
+        return (
+            max(1, -(-len(self.data.train) // self.batch_size))
+            if hasattr(self.data.train, "class_counts")
+            else 1
+        )
 
     def _finish(self) -> tuple[int, dict]:
         run = self.run_dir
@@ -421,11 +447,14 @@ def load_run_config(run_dir: str | Path, **overrides) -> FitConfig:
     if unknown:
         raise UserError(f"Unknown settings for a resumed run: {', '.join(unknown)}.")
     epochs = overrides.pop("epochs", None)
+    out = overrides.pop("out", None)
     conflicts = [
         f"--{key.replace('_', '-')} {value} (the run has {getattr(config, key)})"
         for key, value in sorted(overrides.items())
-        if key != "out" and value != getattr(config, key)
+        if value != getattr(config, key)
     ]
+    if out is not None and Path(out).resolve() != Path(run_dir).resolve():
+        conflicts.append(f"--out {out} (a resumed run stays in {run_dir})")
     trained = int(saved["resolved"].get("epochs", config.epochs))
     if epochs is not None and epochs < trained:
         conflicts.append(f"--epochs {epochs} (the run has {trained}; it can only grow)")
@@ -439,5 +468,12 @@ def load_run_config(run_dir: str | Path, **overrides) -> FitConfig:
         raise UserError(
             f"The run in {run_dir} already finished (metrics.json exists); nothing to resume. "
             f"Pass a larger --epochs (it has {trained}) to train it further."
+        )
+    last = len(saved["resolved"].get("phases") or [None]) - 1
+    if run.finished and not run.backup_dir(last).is_dir():
+        raise UserError(
+            f"The run in {run_dir} cannot be extended: its last phase's training state "
+            f"({run.backup_dir(last).relative_to(run.path)}) is gone (it was deleted, or an earlier "
+            "kerasimg finished the run without keeping it). Start a new run instead."
         )
     return dataclasses.replace(config, epochs=epochs) if extends else config

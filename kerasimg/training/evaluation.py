@@ -35,24 +35,38 @@ def evaluate(
 ) -> dict:
     """Test loss and accuracy, per-class precision/recall/F1, and the confusion matrix plot.
 
-    ``tta="flip"`` averages the probabilities of each image and its mirror image.
+    The metrics are the model's as exported and served. ``tta="flip"`` adds, under
+    ``"tta"``, the accuracy and loss of averaging each image's and its mirror's
+    probabilities (the exported signatures do not mirror).
     """
     test_ds = image_dataset(data.test, image_size, batch_size, training=False)
-    probabilities = predict_probabilities(model, test_ds.map(lambda images, _: images), tta)
+    images = test_ds.map(lambda images, _: images)
+    probabilities = predict_probabilities(model, images)
     if isinstance(data.test, FileSplit):  # the labels are known without decoding every image again
         labels = np.asarray(data.test.labels, np.int64)
     else:
         labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test_ds])
     predictions = probabilities.argmax(axis=1)
-    eps = 1e-7
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1))))
     matrix = reports.confusion_matrix(labels, predictions, data.num_classes)
     reports.plot_confusion(matrix, data.class_names, confusion_path, f"{title}: test")
-    return {
-        "test_loss": loss,
+    metrics = {
+        "test_loss": _loss(probabilities, labels),
         "test_accuracy": float(np.mean(predictions == labels)),
         "test_examples": int(len(labels)),
         "per_class": reports.per_class_metrics(matrix, data.class_names),
         "confusion_matrix": matrix.tolist(),
         "class_names": data.class_names,
     }
+    if tta != "none":
+        averaged = predict_probabilities(model, images, tta)
+        metrics["tta"] = {
+            "mode": tta,
+            "test_accuracy": float(np.mean(averaged.argmax(axis=1) == labels)),
+            "test_loss": _loss(averaged, labels),
+        }
+    return metrics
+
+
+def _loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1))))

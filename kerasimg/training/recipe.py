@@ -78,6 +78,9 @@ def resolve_recipe(name: str, **overrides) -> Recipe:
     for name_, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("tta", TTA_MODES)):
         if getattr(recipe, name_) not in choices:
             raise ArgumentError(name_, f"must be one of {', '.join(choices)}", getattr(recipe, name_))
+    for name_ in ("label_smoothing", "weight_decay", "warmup_epochs", "ema"):
+        if not math.isfinite(getattr(recipe, name_)):
+            raise ArgumentError(name_, "must be a finite number", getattr(recipe, name_))
     if recipe.weight_decay < 0:
         raise ArgumentError("weight_decay", "must be at least 0", recipe.weight_decay)
     if recipe.warmup_epochs < 0:
@@ -88,11 +91,26 @@ def resolve_recipe(name: str, **overrides) -> Recipe:
         raise ArgumentError("grad_accum", "must be at least 1", recipe.grad_accum)
     if recipe.early_stop < 0:
         raise ArgumentError("early_stop", "is a patience in epochs, or 0 for none", recipe.early_stop)
-    if recipe.class_weight not in ("none", "auto") and not Path(recipe.class_weight).is_file():
-        raise ArgumentError(
-            "class_weight", "is none, auto or a JSON file of {class: weight}", recipe.class_weight
-        )
+    if recipe.class_weight not in ("none", "auto"):
+        read_class_weights(recipe.class_weight)
     return recipe
+
+
+def read_class_weights(path: str) -> dict[str, float]:
+    """A ``{class name: weight}`` JSON file, every weight a finite number >= 0; one line when it is not."""
+    file = Path(path)
+    if not file.is_file():
+        raise ArgumentError("class_weight", "is none, auto or a JSON file of {class: weight}", path)
+    try:
+        given = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ArgumentError("class_weight", f"could not be read as JSON ({error})", path) from None
+    if not isinstance(given, dict) or not all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+        for w in given.values()
+    ):
+        raise ArgumentError("class_weight", "must hold a JSON object of class names to numbers >= 0", path)
+    return {str(k): float(v) for k, v in given.items()}
 
 
 def class_weights(recipe: Recipe, class_names: list[str], counts: list[int]) -> dict[int, float] | None:
@@ -102,22 +120,24 @@ def class_weights(recipe: Recipe, class_names: list[str], counts: list[int]) -> 
     if recipe.class_weight == "auto":
         present = [c for c in counts if c > 0]
         return {i: sum(present) / (len(present) * c) if c else 0.0 for i, c in enumerate(counts)}
-    path = Path(recipe.class_weight)
-    try:
-        given = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ArgumentError("class_weight", f"could not be read as JSON ({error})", str(path)) from None
+    given = read_class_weights(recipe.class_weight)
     unknown = sorted(set(given) - set(class_names))
-    if not isinstance(given, dict) or unknown:
-        raise ArgumentError("class_weight", f"names classes the data does not have: {unknown}", str(path))
-    return {i: float(given.get(name, 1.0)) for i, name in enumerate(class_names)}
+    if unknown:
+        raise ArgumentError(
+            "class_weight", f"names classes the data does not have: {unknown}", recipe.class_weight
+        )
+    return {i: given.get(name, 1.0) for i, name in enumerate(class_names)}
 
 
 def learning_rate(recipe: Recipe, lr: float, steps_per_epoch: int, epochs: int):
-    """A phase's learning rate: constant or cosine, after a linear warm-up; restarts with each phase."""
-    updates = max(1, math.ceil(steps_per_epoch / recipe.grad_accum))
-    total = updates * epochs
-    warmup = min(round(recipe.warmup_epochs * updates), total - 1)
+    """A phase's learning rate: constant or cosine, after a linear warm-up; restarts with each phase.
+
+    Sized in batches: Keras evaluates the schedule at ``optimizer.iterations``, which counts
+    every batch, accumulated ones included.
+    """
+    batches = max(1, steps_per_epoch)
+    total = batches * epochs
+    warmup = min(round(recipe.warmup_epochs * batches), total - 1)
     if recipe.lr_schedule == "constant" and warmup <= 0:
         return lr
     decay_steps = max(1, total - warmup) if recipe.lr_schedule == "cosine" else 10**12  # ~flat

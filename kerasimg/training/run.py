@@ -89,7 +89,7 @@ class Run:
         return self.model_path.exists()
 
     def check_usable(self) -> None:
-        """Refuse a ``path`` that is a file, or a folder that holds something other than a run."""
+        """Refuse a ``path`` that is a file (``holds_other_files`` tells a folder of other things)."""
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"The run directory {self.path} is a file; choose another --out.")
 
@@ -179,6 +179,11 @@ _FACTS = (
 def _current_format(saved: dict) -> dict:
     """A config of either format, in the current one (runs of the first format still resume)."""
     if saved.get("format") == CONFIG_FORMAT:
+        if not all(isinstance(saved.get(part), dict) for part in ("arguments", "resolved")):
+            raise UserError(
+                "This run's config.json lacks its arguments or resolved settings; restore it or start "
+                "a new run."
+            )
         return saved
     if "format" in saved:
         raise UserError(

@@ -17,8 +17,8 @@ import keras
 import keras_tuner
 
 from kerasimg.data import image_dataset, load_data
-from kerasimg.data.pipeline import make_augmenter
-from kerasimg.errors import UserError
+from kerasimg.data.augment import parse_augment
+from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import backbone_of, build_classifier, count_flops
 from kerasimg.models.efficientnet import compound, register_scaled
 from kerasimg.training.config import FitConfig
@@ -62,7 +62,10 @@ class TrialTraining:
             val_split=self.val_split,
             seed=self.seed,
         ).validate()
-        make_augmenter(self.augment, self.seed)
+        if parse_augment(self.augment).mixes_labels:
+            raise ArgumentError(
+                "augment", "mixes labels (mixup, cutmix), which the search's trials do not do", self.augment
+            )
 
 
 class CompoundHyperModel(keras_tuner.HyperModel):
