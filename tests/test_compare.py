@@ -288,3 +288,9 @@ def test_plan_that_is_a_folder_or_not_utf8_is_one_clear_error(tmp_path, content)
         path.write_bytes(content)
     with pytest.raises(UserError, match="is a folder|is not UTF-8 text"):
         load_plan(str(path))
+
+
+def test_a_plan_name_must_be_a_folder_name(tmp_path):
+    text = TINY_PLAN.replace('name = "tiny"', 'name = "../../victim"', 1)
+    with pytest.raises(UserError, match="plan name"):
+        load_plan(str(write_plan(tmp_path, text)))

@@ -333,3 +333,22 @@ def test_evaluation_batches_are_decoded_again_not_cached(tmp_path):
     assert float(next(iter(ds))[0].numpy().max()) == 0
     path.write_bytes(encoded(np.full((32, 32, 3), 255, np.uint8), "PNG"))
     assert float(next(iter(ds))[0].numpy().min()) == 255
+
+
+def test_a_finished_run_without_its_backup_is_not_silently_retrained(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("backup"))
+    assert fit_cli.main(["--resume", str(run), "--epochs", "3"]) == 2
+    assert "cannot be extended: its last phase's training state" in capsys.readouterr().err
+    assert (run / "metrics.json").exists(), "the finished run is left as it was"
+
+
+def test_resume_refuses_another_out(finished_run, tmp_path, capsys):
+    assert fit_cli.main(["--resume", str(finished_run), "--epochs", "3", "--out", str(tmp_path / "x")]) == 2
+    assert "a resumed run stays in" in capsys.readouterr().err
+
+
+def test_a_bad_export_name_is_refused_before_training(tiny_scenes, tmp_path, capsys):
+    assert fit_cli.main(fit_args(tiny_scenes, tmp_path / "run", "--export", "my model")) == 2
+    assert "zoo model name" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

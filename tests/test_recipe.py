@@ -170,3 +170,23 @@ def test_modern_recipe_records_resolved_values_and_trains_on_images(tiny_scenes,
 def test_cli_refuses_a_bad_augment_with_the_flag(capsys):
     assert fit_cli.main(["--augment", "rotate", "--weights", "none"]) == 2
     assert "--augment takes a preset" in capsys.readouterr().err
+
+
+def test_the_schedule_counts_batches_even_when_gradients_accumulate():
+    schedule = learning_rate(Recipe(warmup_epochs=1, lr_schedule="cosine", grad_accum=4), 0.1, 100, 4)
+    assert float(schedule(100)) == pytest.approx(0.1) and float(schedule(250)) == pytest.approx(
+        0.05, rel=1e-3
+    )
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [('{"forest": "x"}', "numbers >= 0"), ("5", "JSON object"), ("{not json", "could not be read as JSON")],
+)
+def test_class_weight_files_are_checked_before_anything_runs(tmp_path, content, message):
+    path = tmp_path / "weights.json"
+    path.write_text(content)
+    with pytest.raises(ArgumentError, match=message):
+        resolve_recipe("seed", class_weight=str(path))
+    with pytest.raises(ArgumentError, match="finite"):
+        resolve_recipe("seed", warmup_epochs=float("nan"))
