@@ -23,12 +23,13 @@ HEAVY = {
 }
 
 
-# Variants built by the same Keras builder as a smaller sibling the suite does test; building
+# Variants built by the same Keras (or keras-hub) builder as a smaller sibling the suite does test; building
 # ConvNeXt-XLarge or EfficientNetV2-L alone takes ~9 s on 2 cores. tests/test_modern_backbones.py
 # checks every variant's parameter count against keras.applications without the graph work.
 COVERED_BY = {
     **{f"convnext_{v}": "convnext_tiny" for v in ("small", "base", "large", "xlarge")},
     **{f"efficientnetv2_{v}": "efficientnetv2_b0" for v in ("b1", "b2", "b3", "s", "m", "l")},
+    **{f"dinov2_{v}14": "dinov2_small14" for v in ("base", "large")},
 }
 # Its stages differ from mobilenetv3_small's (tested above), its layers do not.
 ROUND_TRIP_COVERED_BY = {**COVERED_BY, "mobilenetv3_large": "mobilenetv3_small"}
@@ -42,7 +43,7 @@ def backbone_params(covered_by=COVERED_BY):
     params = []
     for name in list_backbones():
         if name in covered_by:
-            reason = f"same Keras builder as {covered_by[name]}, which is tested; too big for the suite"
+            reason = f"same builder as {covered_by[name]}, which is tested; too big for the suite"
             params.append(pytest.param(name, marks=pytest.mark.skip(reason=reason)))
         else:
             params.append(pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name)

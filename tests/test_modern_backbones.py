@@ -68,7 +68,9 @@ def test_parameters_match_the_published_count(name, published, head, source):
     assert round((backbone.count_params() + head) / 1e5) == round(published / 1e5), source
 
 
-@pytest.mark.parametrize("name", ["convnext_tiny", "efficientnetv2_b0", "mobilenetv3_small"])
+@pytest.mark.parametrize(
+    "name", ["convnext_tiny", "efficientnetv2_b0", "mobilenetv3_small", "dinov2_small14"]
+)
 def test_last_block_trains_only_the_last_stage(name):
     spec = get_backbone(name)
     model = build_classifier(name, 3, image_size=32, weights="none")

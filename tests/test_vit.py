@@ -68,5 +68,5 @@ def test_an_unreachable_preset_fails_fast_naming_the_alternative(monkeypatch):
 
 
 def test_presets_are_refused_for_non_vit_backbones(tmp_path):
-    with pytest.raises(Exception, match="presets are for the ViT backbones"):
+    with pytest.raises(Exception, match="presets are for the ViT and DINOv2 backbones"):
         resolve_weights(get_backbone("resnet50"), "preset:vit_base_patch16_224_imagenet")

@@ -12,8 +12,10 @@ from kerasimg.models.pretrained import PretrainedConfig, PretrainedWeights, Weig
 from kerasimg.models import (  # noqa: F401  (they register)
     applications,
     convnext,
+    dinov2,
     efficientnet,
     efficientnet_v2,
+    hub,
     mobilenet_v3,
     resnext,
     small_cnn,
