@@ -111,3 +111,18 @@ def test_the_dinov2_architecture_is_keras_hubs_published_preset():
     backbone = get_backbone("dinov2_small14").build((518, 518, 3))
     assert backbone.count_params() == 22_582_656
     assert IMAGENET_SCALE[0] == pytest.approx(1 / (255 * 0.229)) and IMAGENET_OFFSET[0] < 0
+
+
+def test_models_list_shows_a_presets_converter_scaling(dino_preset, capsys):
+    import json
+
+    from kerasimg.models import __main__ as models_cli
+
+    folder, _ = dino_preset
+    assert models_cli.main(["list", "--json", "--backbone", f"hub:{folder}"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["stages"] == ["embedding", "layer0", "layer1"] and row["output"] == "tokens"
+    scaling = row["input_scaling"]
+    # pixels / 127.5 - 1 written as (pixels / 255 - mean) / std: mean 0.5, std 0.5.
+    assert scaling["mean"] == pytest.approx([0.5] * 3) and scaling["std"] == pytest.approx([0.5] * 3)
+    assert row["imagenet_top1"] is None and row["pooling"] == "token_and_mean"

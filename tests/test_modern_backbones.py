@@ -131,3 +131,19 @@ def test_imagenet_weights_are_the_file_keras_fetches_and_reach_keras_as_imagenet
     assert (
         keras_weights("/elsewhere/mine.weights.h5", spec.pretrained.file_name) == "/elsewhere/mine.weights.h5"
     )
+
+
+def test_models_list_json_carries_the_published_and_counted_facts(capsys):
+    import json
+
+    from kerasimg.models import __main__ as models_cli
+
+    assert models_cli.main(["list", "--json", "--backbone", "mobilenetv3_small"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["imagenet_top1"], row["top1_source"]) == (68.1, "keras.applications.MobileNetV3 docstring")
+    assert row["pick_when"] and row["stages"] == ["stride2", "stride4", "stride8", "stride16", "stride32"]
+    assert row["parameters"] == 939_120  # MobileNetV3Small(include_top=False) in Keras 3
+    assert 0.05 < row["gflops"] < 0.2  # Howard et al. 2019: 56 M multiply-adds = 0.11 GFLOPs here
+    scaling = row["input_scaling"]
+    assert scaling["where"] == "in the backbone"
+    assert (scaling["scale"], scaling["offset"]) == pytest.approx((1 / 127.5, -1.0))
