@@ -147,3 +147,22 @@ def test_models_list_json_carries_the_published_and_counted_facts(capsys):
     scaling = row["input_scaling"]
     assert scaling["where"] == "in the backbone"
     assert (scaling["scale"], scaling["offset"]) == pytest.approx((1 / 127.5, -1.0))
+
+
+def test_modern_plan_runs_the_seed_protocol_against_the_seeds_vit_row():
+    from kerasimg.experiments.plans import load_plan
+
+    seed = {e.name: e for e in load_plan("seed").experiments}
+    plan = {e.name: e for e in load_plan("modern").experiments}
+    reference = plan.pop("vit-mlp-head")
+    assert reference.settings == seed["vit-mlp-head"].settings | {"image_size": 224}
+    assert reference.reported == seed["vit-mlp-head"].reported
+    assert sorted(e.settings["backbone"] for e in plan.values()) == [
+        "convnext_tiny",
+        "dinov2_small14",
+        "efficientnetv2_s",
+        "mobilenetv3_large",
+    ]
+    assert {e.settings["schedule"] for e in plan.values()} == {
+        seed["resnet50-last-block"].settings["schedule"]
+    }
