@@ -125,7 +125,9 @@ def test_the_default_pretrained_config_is_what_the_model_applies(name):
 
 
 def test_pooling_must_be_known_or_callable():
-    with pytest.raises(ValueError, match=r"pooling must be one of \('avg', 'token'\).*Received: 'max'"):
+    with pytest.raises(
+        ValueError, match=r"pooling must be one of \('avg', 'token', 'token\+mean'\).*Received: 'max'"
+    ):
         register_backbone(
             image_size=32, preprocessing="tf", feature_dim=1, stages=(("a", "a"), ("b", "b")), pooling="max"
         )

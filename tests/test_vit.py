@@ -68,5 +68,7 @@ def test_an_unreachable_preset_fails_fast_naming_the_alternative(monkeypatch):
 
 
 def test_presets_are_refused_for_non_vit_backbones(tmp_path):
-    with pytest.raises(UserError, match=r"^resnet50 takes a weights file; keras-hub presets are for the ViT"):
+    with pytest.raises(
+        UserError, match=r"^resnet50 takes a weights file; keras-hub presets are for the ViT and DINOv2"
+    ):
         resolve_weights(get_backbone("resnet50"), "preset:vit_base_patch16_224_imagenet")

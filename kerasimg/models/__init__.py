@@ -9,7 +9,18 @@ from kerasimg.models.registry import (  # noqa: I001  (the registry must exist b
     register_resolver,
 )
 from kerasimg.models.pretrained import PretrainedConfig, PretrainedWeights, WeightsSource
-from kerasimg.models import applications, efficientnet, resnext, small_cnn, vit  # noqa: F401  (they register)
+from kerasimg.models import (  # noqa: F401  (they register)
+    applications,
+    convnext,
+    dinov2,
+    efficientnet,
+    efficientnet_v2,
+    hub,
+    mobilenet_v3,
+    resnext,
+    small_cnn,
+    vit,
+)
 from kerasimg.models.classifier import backbone_of, build_classifier, load_classifier
 from kerasimg.models.flops import count_flops
 from kerasimg.models.stages import stage_layers

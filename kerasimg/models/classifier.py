@@ -7,7 +7,7 @@ import keras
 from kerasimg.errors import UserError
 from kerasimg.models.pooling import pooling_layer
 from kerasimg.models.preprocessing import Preprocess
-from kerasimg.models.registry import BackboneSpec, get_backbone, run_load_hooks
+from kerasimg.models.registry import BackboneSpec, get_backbone, name_slug, run_load_hooks
 from kerasimg.models.weights import resolve_weights
 
 BACKBONE_LAYER = "backbone"
@@ -53,7 +53,7 @@ def build_classifier(
         x = keras.layers.Dense(spec.feature_dim, activation="gelu", name="head_hidden")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
+    return keras.Model(inputs, outputs, name=f"{name_slug(spec.name)}_classifier")
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

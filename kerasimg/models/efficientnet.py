@@ -19,12 +19,12 @@ the registry builds the entry on first use.
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 
 import keras
 
+from kerasimg.models.keras_application import keras_weights
 from kerasimg.models.pretrained import (
     IMAGENET_MEAN_RGB,
     IMAGENET_STD_RGB,
@@ -256,18 +256,6 @@ def EfficientNet(
 _SCALED_NAME = re.compile(r"^efficientnet_w(\d+(?:\.\d+)?)_d(\d+(?:\.\d+)?)_r(\d+)$")
 
 
-def _keras_weights(weights: str | None, pretrained_file: str) -> str | None:
-    """``"imagenet"`` when ``weights`` is the fetched ImageNet file, else ``weights``.
-
-    Keras builds its EfficientNet differently for its ImageNet weights (it adds a
-    rescaling layer), so the fetched file must reach Keras as "imagenet"; Keras then
-    finds it in its cache without touching the network.
-    """
-    if weights is not None and os.path.basename(weights) == pretrained_file:
-        return "imagenet"
-    return weights
-
-
 def _pretrained_cfg(resolution: int, imagenet: bool) -> dict[str, PretrainedConfig]:
     """The network scales 0-255 pixels itself, so every config is ``in_model``.
 
@@ -286,7 +274,9 @@ def _keras_factory(variant: str):
     application = getattr(keras.applications, f"EfficientNet{variant.upper()}")
 
     def factory(input_shape, weights=None):
-        weights = _keras_weights(weights, f"efficientnet{variant}_notop.h5")
+        # Keras builds its EfficientNet differently for its ImageNet weights (it adds a rescaling
+        # layer), so the fetched file must reach Keras as "imagenet".
+        weights = keras_weights(weights, f"efficientnet{variant}_notop.h5")
         return application(include_top=False, weights=weights, input_shape=input_shape, name="backbone")
 
     return factory

@@ -12,6 +12,7 @@ spec, never a family module, so adding a family touches only its own file.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -177,6 +178,14 @@ def all_weights_sources() -> list[WeightsSource]:
         for source in spec.weights_sources:
             sources.setdefault(source.name, source)
     return list(sources.values())
+
+
+def name_slug(name: str) -> str:
+    """``name`` with every character a path or a Keras layer name refuses ("/", ":") made "_".
+
+    A ``hub:PATH`` backbone's name holds both; run folders and model names use this.
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def is_registered(name: str) -> bool:

@@ -19,69 +19,23 @@ pretrained config, and a load hook that imports keras-hub before a saved model l
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
-
 import keras
 
 from kerasimg.errors import WeightsUnavailableError
-from kerasimg.models.pretrained import PretrainedConfig, WeightsSource
-from kerasimg.models.registry import register_backbone, register_load_hook
+from kerasimg.models.hub_presets import (  # noqa: F401  (KERAS_HUB_PRESET and is_preset were defined here)
+    KERAS_HUB_PRESET,
+    PRESET_HOSTS,
+    check_reachable,
+    is_preset,
+)
+from kerasimg.models.pretrained import PretrainedConfig
+from kerasimg.models.registry import register_backbone
 
 # hidden size, heads, MLP size; all patch 16, 12 layers, 224 px.
 VIT_SIZES = {"tiny": (192, 3, 768), "small": (384, 6, 1536), "base": (768, 12, 3072)}
 NUM_LAYERS, PATCH_SIZE = 12, 16
 # ViT's usual scaling to [-1, 1], used when no preset says otherwise.
 DEFAULT_SCALE, DEFAULT_OFFSET = 1 / 127.5, -1.0
-PRESET_HOSTS = {"hf://": "huggingface.co", "kaggle://": "www.kaggle.com"}
-
-
-def is_preset(weights: str | None) -> bool:
-    """Whether ``weights`` names a keras-hub preset rather than a Keras weights file."""
-    if weights is None:
-        return False
-    return weights.startswith(("preset:", *PRESET_HOSTS)) or os.path.isdir(weights)
-
-
-def _preset_handle(weights: str) -> str:
-    """A local preset folder as an expanded path; any other value as it is."""
-    local = Path(weights).expanduser()
-    return str(local) if local.is_dir() else weights
-
-
-KERAS_HUB_PRESET = WeightsSource(
-    name="keras_hub_preset",
-    claims=lambda weights: is_preset(_preset_handle(weights)),
-    resolve=_preset_handle,
-    label="keras-hub presets",
-    owners="the ViT backbones",
-    usage="a keras-hub preset (--weights preset:NAME or a preset folder)",
-)
-
-
-@register_load_hook
-def _register_keras_hub_layers() -> None:
-    """Saved ViT classifiers hold keras-hub layers, which importing keras-hub registers."""
-    try:
-        import keras_hub  # noqa: F401
-    except ImportError:
-        pass
-
-
-def check_reachable(handle: str, timeout: float = 3.0) -> None:
-    """Fail fast, naming the preset and the offline alternative, when its host is unreachable."""
-    if os.path.isdir(handle):
-        return
-    host = next((h for prefix, h in PRESET_HOSTS.items() if handle.startswith(prefix)), "www.kaggle.com")
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError as error:
-        raise WeightsUnavailableError(
-            f"Could not load keras-hub preset {handle!r}: {host} is unreachable ({error}); on a connected "
-            f"machine run keras_hub.models.ViTBackbone.from_preset({handle!r}).save_to_preset(DIR) and pass "
-            f"--weights DIR, or pass --weights none."
-        ) from None
 
 
 def _stages(backbone: keras.Model) -> dict[str, list]:
@@ -103,7 +57,7 @@ def _factory(size: str):
         scale, offset = DEFAULT_SCALE, DEFAULT_OFFSET
         if weights is not None and is_preset(weights):
             handle = weights.removeprefix("preset:")
-            check_reachable(handle)
+            check_reachable(handle, "ViTBackbone")
             vit = keras_hub.models.ViTBackbone.from_preset(handle)
             converter = keras_hub.layers.ViTImageConverter.from_preset(handle)
             scale, offset = converter.scale, converter.offset

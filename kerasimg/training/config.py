@@ -20,6 +20,7 @@ from kerasimg.data.sources import VAL_FROM
 from kerasimg.errors import ArgumentError
 from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
+from kerasimg.models.registry import name_slug
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.precision import resolve_precision
 from kerasimg.training.recipe import RECIPE_SETTINGS, Recipe, resolve_recipe
@@ -161,7 +162,7 @@ class ResolvedFit:
         if self.arguments.out:
             return Path(self.arguments.out)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(root) / f"{stamp}-{self.arguments.backbone}-{data_name}"
+        base = Path(root) / f"{stamp}-{name_slug(self.arguments.backbone)}-{data_name}"
         candidate, n = base, 2
         while candidate.exists():
             candidate, n = Path(f"{base}-{n}"), n + 1
