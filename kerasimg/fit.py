@@ -161,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             f"\nTest accuracy {result.test_accuracy:.2%} on {result.metrics['test_examples']} images "
             f"(loss {result.test_loss:.3f}); best epoch {result.best_epoch}; "
             f"weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); {result.seconds:.0f} s.\n"
-            f"Files: {result.run_dir}/ (model.keras, metrics.json, curves.png, confusion.png, history.csv)"
+            f"Balanced accuracy {result.metrics['test_balanced_accuracy']:.2%}, macro-F1 "
+            f"{result.metrics['test_macro_f1']:.3f}, ECE {result.metrics['test_ece']:.3f}.\n"
+            f"Files: {result.run_dir}/ (report.html, model.keras, metrics.json, predictions.csv, "
+            "mistakes.png, curves.png, confusion.png, reliability.png, history.csv)"
         )
         if result.exported:
             print(f"Exported to {result.exported}")

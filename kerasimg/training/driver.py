@@ -316,7 +316,13 @@ class _Trainer:
         best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
         final = load_classifier(run.model_path) if run.has_model else self.model
         metrics = evaluate(
-            final, self.data, self.resolved.image_size, self.batch_size, run.confusion_path, self.title
+            final,
+            self.data,
+            self.resolved.image_size,
+            self.batch_size,
+            run,
+            self.title,
+            backbone=self.spec.name,
         )
         metrics["best_epoch"] = best_epoch
         metrics["train_seconds"] = round(time.time() - self.started, 1)

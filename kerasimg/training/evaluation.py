@@ -1,15 +1,20 @@
-"""The test-split evaluation every run ends with: loss, accuracy, per-class metrics, the confusion plot."""
+"""The evaluation every run ends with, and ``python -m kerasimg.evaluate`` repeats for any split.
+
+Per-image predictions (``predictions.csv``), the metrics people compare on, the
+confusion matrix, the reliability diagram and the highest-loss images.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
-import numpy as np
 
-from kerasimg.data import LabelledData, image_dataset
-from kerasimg.data.splits import FileSplit
+from kerasimg.data import LabelledData
+from kerasimg.diagnose.metrics import classification_metrics
+from kerasimg.diagnose.mistakes import write_mistakes
+from kerasimg.diagnose.plots import plot_reliability
+from kerasimg.diagnose.predictions import Predictions, predict_split, write_predictions
 from kerasimg.training import reports
+from kerasimg.training.run import Run
 
 
 def evaluate(
@@ -17,28 +22,56 @@ def evaluate(
     data: LabelledData,
     image_size: int,
     batch_size: int,
-    confusion_path: Path,
+    run: Run,
     title: str,
+    *,
+    backbone: str | None = None,
+    split: str = "test",
+    tag: str = "",
 ) -> dict:
-    """Test loss and accuracy, per-class precision/recall/F1, and the confusion matrix plot."""
-    test_ds = image_dataset(data.test, image_size, batch_size, training=False)
-    # predict() rather than predict_on_batch(): under MirroredStrategy the latter returns every
-    # replica's copy of the batch. The test pipeline is ordered, so labels line up.
-    probabilities = model.predict(test_ds.map(lambda images, _: images), verbose=0)
-    if isinstance(data.test, FileSplit):  # the labels are known without decoding every image again
-        labels = np.asarray(data.test.labels, np.int64)
-    else:
-        labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test_ds])
-    predictions = probabilities.argmax(axis=1)
-    eps = 1e-7
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1))))
-    matrix = reports.confusion_matrix(labels, predictions, data.num_classes)
-    reports.plot_confusion(matrix, data.class_names, confusion_path, f"{title}: test")
+    """Predict ``split`` of ``data``, write its ``predictions.csv`` and ``mistakes.png``, return its metrics.
+
+    ``tag`` names the files (``predictions-<tag>.csv``); the run's own test split
+    (no tag) also redraws ``confusion.png`` and ``reliability.png``. ``backbone``
+    overlays Grad-CAM on the mistakes.
+    """
+    images = getattr(data, split)
+    predictions = predict_split(model, images, data.class_names, image_size, batch_size)
+    write_predictions(predictions, run.predictions_path(tag))
+    summary = classification_metrics(predictions.labels, predictions.probabilities, data.class_names)
+    if not tag:
+        reports.plot_confusion(
+            summary["confusion_matrix"], data.class_names, run.confusion_path, f"{title}: {split}"
+        )
+        plot_reliability(
+            summary["calibration_bins"], summary["ece"], run.reliability_path, f"{title}: {split}"
+        )
+    explain = (model, backbone) if backbone else None
+    write_mistakes(
+        predictions,
+        images,
+        run.mistakes_path(tag),
+        image_size,
+        title=f"{title}: highest-loss {split} images",
+        explain=explain,
+    )
+    return split_metrics(predictions, summary, split)
+
+
+def split_metrics(predictions: Predictions, summary: dict, split: str) -> dict:
+    """``metrics.json``'s keys for one split (``test_accuracy``, ``test_macro_f1``...)."""
     return {
-        "test_loss": loss,
-        "test_accuracy": float(np.mean(predictions == labels)),
-        "test_examples": int(len(labels)),
-        "per_class": reports.per_class_metrics(matrix, data.class_names),
-        "confusion_matrix": matrix.tolist(),
-        "class_names": data.class_names,
+        f"{split}_loss": float(predictions.losses.mean()) if len(predictions) else 0.0,
+        f"{split}_accuracy": summary["accuracy"],
+        "top_k": summary["top_k"],
+        f"{split}_top_k_accuracy": summary["top_k_accuracy"],
+        f"{split}_balanced_accuracy": summary["balanced_accuracy"],
+        f"{split}_macro_f1": summary["macro_f1"],
+        f"{split}_ece": summary["ece"],
+        "ece_bins": len(summary["calibration_bins"]),
+        f"{split}_examples": int(len(predictions)),
+        "per_class": summary["per_class"],
+        "confusion_matrix": summary["confusion_matrix"].tolist(),
+        "calibration": summary["calibration_bins"],
+        "class_names": predictions.class_names,
     }
