@@ -2,7 +2,7 @@
 
 ``runs/<name>/`` holds ``config.json`` (the resolved configuration), ``history.csv``,
 ``curves.png``, ``confusion.png``, ``metrics.json``, ``predictions.csv`` (per test
-image), ``reliability.png``, ``mistakes.png``, ``report.html``, ``model.keras``, ``features/``,
+image), ``reliability.png``, ``mistakes.png``, ``report.html``, ``explain/``, ``model.keras``, ``features/``,
 ``backup/`` (Keras's ``BackupAndRestore`` state), ``tensorboard/``,
 ``skipped_files.txt`` and ``.lock``. Everything else asks this class for a path or a
 fact ("finished?", "resumable?") instead of spelling a file name.
@@ -61,6 +61,11 @@ class Run:
     @property
     def reliability_path(self) -> Path:
         return self.path / "reliability.png"
+
+    @property
+    def explain_dir(self) -> Path:
+        """Where ``python -m kerasimg.explain`` writes its overlays when no ``--out`` is given."""
+        return self.path / "explain"
 
     @property
     def report_path(self) -> Path:
