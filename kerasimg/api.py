@@ -48,9 +48,11 @@ def fit(
     else:
         result = fit_config(FitConfig(**arguments), callbacks=callbacks, log=log)
     if export:
+        from kerasimg.diagnose.report import write_run_report
         from kerasimg.serving.export import export_run
 
         result.exported = export_run(result.run_dir, export, zoo)
+        write_run_report(result.run_dir, zoo)  # the page lists the export
     return result
 
 

@@ -122,3 +122,57 @@ def test_evaluate_ranks_training_files_by_loss_and_refuses_other_classes(square_
         save(draw(rng), tmp_path / "other" / ("cat", "dog")[i % 2] / f"{i}.png")
     assert evaluate_cli.main([str(result.run_dir), "--data", str(tmp_path / "other")]) == 2
     assert "has classes ['cat', 'dog'], but the run" in capsys.readouterr().err
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Written into the DOM after every image has loaded, so the dump shows what the browser decoded.
+MEASURE = """<script>window.addEventListener("load", () => {
+  for (const img of document.images) img.setAttribute("data-natural-width", img.naturalWidth);
+  document.body.setAttribute("data-measured", document.images.length);
+});</script>"""
+
+
+def chromium(*args, profile):
+    import shutil
+    import subprocess
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip(
+            "Debian's chromium is not installed (.ci/run installs it); the report is not browser-checked"
+        )
+    command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def test_report_renders_in_headless_chromium_with_tables_filled_and_every_image_loaded(square_run, tmp_path):
+    import re
+
+    import kerasimg.report as report_cli
+
+    _, result = square_run
+    page = result.run_dir / "report.html"
+    assert page.is_file(), "fit writes the report"
+    assert report_cli.main([str(result.run_dir)]) == 0
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text, "nothing is fetched"
+    probe = tmp_path / "probe.html"
+    probe.write_text(text.replace("</body>", MEASURE + "</body>"))
+    dom = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
+    widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
+    assert re.search(r'data-measured="(\d+)"', dom).group(1) == "4" and len(widths) == 4
+    assert all(w > 0 for w in widths), widths
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", dom)
+    assert "small_cnn" in cells and "square" in cells and "plain" in cells
+    assert "100.00%" in cells, "the test accuracy of the learnt toy task is in the metrics table"
+    shot = tmp_path / "report.png"
+    chromium("--window-size=1200,3000", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile")
+    assert shot.stat().st_size > 10_000

@@ -78,7 +78,10 @@ def evaluate_run(
         tag=tag,
     )
     if not tag and run.finished:
+        from kerasimg.diagnose.report import write_run_report
+
         run.write_metrics({**run.read_metrics(), **metrics})
+        write_run_report(run.path)
     return {**metrics, "predictions_path": run.predictions_path(tag), "mistakes_path": run.mistakes_path(tag)}
 
 

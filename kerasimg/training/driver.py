@@ -21,6 +21,7 @@ import numpy as np
 import kerasimg
 from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
+from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
@@ -329,6 +330,7 @@ class _Trainer:
         # Model selection saw the test split: the test accuracy is optimistic.
         metrics[selection.METRICS_KEY] = selection.validated_on_test(self.data)
         run.write_metrics(metrics)
+        write_run_report(run.path)
         return best_epoch, metrics
 
 
