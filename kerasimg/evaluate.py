@@ -16,14 +16,18 @@ from kerasimg.cli import run_cli
 from kerasimg.diagnose.evaluate_run import SPLITS, evaluate_run
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasimg.evaluate", description=__doc__)
     p.add_argument("run_dir", help="a finished (or stopped) kerasimg.fit run directory")
     p.add_argument("--data", default=None, help="another dataset with the run's classes (default: the run's)")
     p.add_argument("--split", default="test", choices=SPLITS, help="which split to predict")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per prediction step")
     p.add_argument("--explain", action="store_true", help="overlay Grad-CAM on the highest-loss images")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     def run() -> int:
         m = evaluate_run(

@@ -16,7 +16,7 @@ from kerasimg.diagnose.explain import explain_images
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasimg.explain", description=__doc__)
     p.add_argument(
         "model", help="a run directory, or a zoo model (NAME[/VERSION] or saved_models/NAME/VERSION)"
@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=None, help="folder for the overlays (default: RUN_DIR/explain)")
     p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo that a model NAME is looked up in")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     def run() -> int:
         results = explain_images(

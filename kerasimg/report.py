@@ -18,12 +18,16 @@ from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.run import Run
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerasimg.report", description=__doc__)
     p.add_argument("runs", nargs="+", help="kerasimg.fit run directories")
     p.add_argument("--out", default=None, help="the page for several runs (default: report.html here)")
     p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo whose exports of these runs are listed")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     def run() -> int:
         for folder in args.runs:

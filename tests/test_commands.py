@@ -11,7 +11,19 @@ import pytest
 from kerasimg import commands
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = ["fit", "predict", "export", "zoo", "tune", "compare", "bench", "models"]
+EXPECTED = [
+    "fit",
+    "predict",
+    "evaluate",
+    "explain",
+    "report",
+    "export",
+    "zoo",
+    "tune",
+    "compare",
+    "bench",
+    "models",
+]
 
 
 def test_pyproject_declares_the_kerasimg_script_and_it_resolves():

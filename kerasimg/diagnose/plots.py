@@ -20,7 +20,7 @@ def plot_reliability(bins: list[dict], ece: float, path: str | os.PathLike, titl
     width = bins[0]["high"] - bins[0]["low"]
     centres = [(b["low"] + b["high"]) / 2 for b in bins]
     accuracy = [b["accuracy"] or 0.0 for b in bins]
-    confidence = [b["confidence"] if b["count"] else c for b, c in zip(bins, centres)]
+    confidence = [b["confidence"] if b["count"] else 0.0 for b in bins]  # empty bins draw nothing
     top.bar(centres, accuracy, width=width, edgecolor="black", color="tab:blue", label="accuracy")
     top.bar(
         centres,

@@ -14,6 +14,7 @@ every experiment, overlaid) are rewritten.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
 import shutil
@@ -44,6 +45,8 @@ COLUMNS = [
     ("image_size", "size", "d"),
     ("precision", "precision", ""),
     ("test_accuracy", "test accuracy", ".4f"),
+    ("test_balanced_accuracy", "balanced accuracy", ".4f"),
+    ("test_macro_f1", "macro-F1", ".4f"),
     ("best_val_accuracy", "best val accuracy", ".4f"),
     ("reported", "seed reported", ".4f"),
     (selection.METRICS_KEY, selection.MARK, ""),
@@ -55,7 +58,7 @@ COLUMNS = [
 ]
 STATE = "compare.json"
 LOCK = ".compare.lock"
-RESULTS = ("results.md", "results.csv", "curves.png")
+RESULTS = ("results.md", "results.csv", "curves.png", "report.html")
 OWN_FILES = (STATE, LOCK, *RESULTS)  # no experiment may be named like one of these
 
 
@@ -75,6 +78,9 @@ def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
         "image_size": resolved["image_size"],
         "precision": resolved.get("precision", "float32"),
         "test_accuracy": metrics["test_accuracy"],
+        # Runs evaluated before these were metrics.json keys still have their per-class table.
+        "test_balanced_accuracy": metrics.get("test_balanced_accuracy", _mean_of(metrics, "recall")),
+        "test_macro_f1": metrics.get("test_macro_f1", _mean_of(metrics, "f1")),
         "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in history), default=None),
         "reported": reported,
         selection.METRICS_KEY: "yes" if selection.selected_on_test(metrics, arguments) else "",
@@ -87,6 +93,11 @@ def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
         else None,
         "history": history,
     }
+
+
+def _mean_of(metrics: dict, key: str) -> float | None:
+    values = [c[key] for c in metrics.get("per_class", {}).values() if c.get("support", 1) > 0]
+    return float(statistics.fmean(values)) if values else None
 
 
 def run_plan(
@@ -184,6 +195,17 @@ def write_results(rows: list[dict], out: Path, plan: Plan) -> None:
     optimistic = any(r.get(selection.METRICS_KEY) for r in rows)
     write_text(out / "results.md", header + markdown_table(rows, COLUMNS) + selection.legend(optimistic))
     plot_comparison(rows, out / "curves.png", plan.name)
+    _write_page(rows, out, plan)
+
+
+def _write_page(rows: list[dict], out: Path, plan: Plan) -> None:
+    """``report.html``: the results table and curves above every run's own report, side by side."""
+    from kerasimg.diagnose.report import image, table, write_report
+
+    intro = f"<p>{html.escape(plan.description)}</p>" if plan.description else ""
+    intro += f"<h2>Results</h2>{table(rows, COLUMNS)}{image(out / 'curves.png', 'validation curves')}"
+    runs = [inside(out, r["experiment"]) for r in rows]
+    write_report(runs, out / "report.html", title=f"Plan {plan.name}", intro=intro)
 
 
 def plot_comparison(rows: list[dict], path: Path, title: str) -> Path | None:
