@@ -176,3 +176,22 @@ def test_report_renders_in_headless_chromium_with_tables_filled_and_every_image_
     shot = tmp_path / "report.png"
     chromium("--window-size=1200,3000", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile")
     assert shot.stat().st_size > 10_000
+
+
+def test_vit_grad_cam_splits_the_backbone_exactly_and_maps_the_patch_grid():
+    """ViT is explained on the tokens entering its last layer: the split must recompose the backbone."""
+    import keras
+
+    from kerasimg.diagnose.gradcam import grad_cam
+    from kerasimg.models import backbone_of, build_classifier, get_backbone
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier("vit_tiny16", 3, image_size=48, weights="none")
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    backbone = backbone_of(model)
+    front, back = get_backbone("vit_tiny16").explain_split(backbone)
+    np.testing.assert_allclose(np.asarray(back(front(pixels))), np.asarray(backbone(pixels)), atol=1e-5)
+    maps, probabilities = grad_cam(model, pixels, "vit_tiny16")
+    assert maps.shape == (2, 3, 3), "48 px in 16 px patches: a 3x3 grid, the class token dropped"
+    assert np.all(maps >= 0) and np.all(maps.max(axis=(1, 2)) > 0), "some patch carries evidence"
+    np.testing.assert_allclose(probabilities, np.asarray(model(pixels)), atol=1e-5)

@@ -92,6 +92,7 @@ def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
         if epoch_seconds and train_size
         else None,
         "history": history,
+        "run_dir": Path(run_dir),
     }
 
 
@@ -204,7 +205,7 @@ def _write_page(rows: list[dict], out: Path, plan: Plan) -> None:
 
     intro = f"<p>{html.escape(plan.description)}</p>" if plan.description else ""
     intro += f"<h2>Results</h2>{table(rows, COLUMNS)}{image(out / 'curves.png', 'validation curves')}"
-    runs = [inside(out, r["experiment"]) for r in rows]
+    runs = [r["run_dir"] for r in rows if Run(r["run_dir"]).exists]
     write_report(runs, out / "report.html", title=f"Plan {plan.name}", intro=intro)
 
 
