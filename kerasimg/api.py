@@ -111,12 +111,15 @@ def evaluate(
     split: str = "test",
     batch_size: int = 32,
     explain: bool = False,
+    mistakes: int = 12,
     log=print,
 ) -> dict:
     """Predict a split of a run's data, or of ``data`` with its classes, as ``kerasimg.evaluate`` does."""
     from kerasimg.diagnose.evaluate_run import evaluate_run
 
-    return evaluate_run(run_dir, data=data, split=split, batch_size=batch_size, explain=explain, log=log)
+    return evaluate_run(
+        run_dir, data=data, split=split, batch_size=batch_size, explain=explain, mistakes=mistakes, log=log
+    )
 
 
 def backbones() -> list[str]:

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="another dataset with the run's classes (default: the run's)")
     p.add_argument("--split", default="test", choices=SPLITS, help="which split to predict")
     p.add_argument("--batch-size", type=int, default=32, help="images per prediction step")
+    p.add_argument("--mistakes", type=int, default=12, help="how many highest-loss images mistakes.png shows")
     p.add_argument("--explain", action="store_true", help="overlay Grad-CAM on the highest-loss images")
     return p
 
@@ -31,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         m = evaluate_run(
-            args.run_dir, data=args.data, split=args.split, batch_size=args.batch_size, explain=args.explain
+            args.run_dir,
+            data=args.data,
+            split=args.split,
+            batch_size=args.batch_size,
+            explain=args.explain,
+            mistakes=args.mistakes,
         )
         s = args.split
         print(

@@ -108,13 +108,16 @@ def test_predictions_csv_round_trips(tmp_path):
 
 def test_evaluate_ranks_training_files_by_loss_and_refuses_other_classes(square_run, tmp_path, capsys):
     root, result = square_run
-    code = evaluate_cli.main([str(result.run_dir), "--split", "train", "--explain"])
+    code = evaluate_cli.main([str(result.run_dir), "--split", "train", "--explain", "--mistakes", "3"])
     printed = capsys.readouterr().out
     assert code == 0 and "train: accuracy" in printed
     rows = list(csv.DictReader((result.run_dir / "predictions-train.csv").open()))
     metrics = json.loads((result.run_dir / "config.json").read_text())
     assert len(rows) == metrics["data_summary"]["train"]
-    assert (result.run_dir / "mistakes-train.png").is_file()
+    assert (
+        Image.open(result.run_dir / "mistakes-train.png").size[0]
+        < Image.open(result.run_dir / "mistakes.png").size[0]
+    ), "3 images in one row, not 4 columns"
     assert (result.run_dir / "predictions.csv").read_text() != "", "the test table stays"
     # Another dataset with other classes is refused by name.
     rng = np.random.default_rng(1)
@@ -195,3 +198,24 @@ def test_vit_grad_cam_splits_the_backbone_exactly_and_maps_the_patch_grid():
     assert maps.shape == (2, 3, 3), "48 px in 16 px patches: a 3x3 grid, the class token dropped"
     assert np.all(maps >= 0) and np.all(maps.max(axis=(1, 2)) > 0), "some patch carries evidence"
     np.testing.assert_allclose(probabilities, np.asarray(model(pixels)), atol=1e-5)
+
+
+def test_a_zoo_model_is_explained_through_its_run_and_the_report_lists_the_export(square_run, tmp_path):
+    """zoo.json records each version's run; the SavedModel itself is not opened (faked here)."""
+    from kerasimg.diagnose.explain import run_of
+    from kerasimg.diagnose.report import write_run_report
+    from kerasimg.errors import UserError
+
+    _, result = square_run
+    zoo = tmp_path / "zoo"
+    (zoo / "squares" / "1").mkdir(parents=True)
+    (zoo / "squares" / "1" / "saved_model.pb").write_bytes(b"")
+    entry = {"name": "squares", "version": 1, "path": str(zoo / "squares" / "1"), "exported": "today"}
+    (zoo / "zoo.json").write_text(json.dumps({"models": [{**entry, "run": str(result.run_dir.resolve())}]}))
+    assert run_of("squares", zoo).path == result.run_dir
+    assert run_of(zoo / "squares" / "1", zoo).path == result.run_dir
+    page = write_run_report(result.run_dir, zoo).read_text()
+    assert "Zoo exports (1)" in page and str(zoo / "squares" / "1") in page
+    (zoo / "zoo.json").write_text(json.dumps({"models": [entry]}))
+    with pytest.raises(UserError, match="the zoo does not record one; pass a run directory instead"):
+        run_of("squares", zoo)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kerasimg.data import load_data
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.diagnose.mistakes import MISTAKES
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import load_classifier
 from kerasimg.training.evaluation import evaluate
@@ -29,6 +30,7 @@ def evaluate_run(
     split: str = "test",
     batch_size: int = 32,
     explain: bool = False,
+    mistakes: int = MISTAKES,
     log=print,
 ) -> dict:
     """Predict ``split`` of ``data`` (default: the run's own) with the run's best model.
@@ -36,10 +38,13 @@ def evaluate_run(
     Writes ``predictions[-TAG].csv`` and ``mistakes[-TAG].png`` into the run directory
     (TAG is empty for the run's own test split, the split otherwise, and the dataset's
     name and split for other data) and returns the split's metrics with
-    ``predictions_path`` and ``mistakes_path``. ``explain`` overlays Grad-CAM on the mistakes.
+    ``predictions_path`` and ``mistakes_path``. ``mistakes`` is how many highest-loss images
+    are drawn; ``explain`` overlays Grad-CAM on them.
     """
     if split not in SPLITS:
         raise ArgumentError("split", f"must be one of {', '.join(SPLITS)}", split)
+    if mistakes < 1:
+        raise ArgumentError("mistakes", "must be at least 1", mistakes)
     if batch_size < 1:
         raise ArgumentError("batch_size", "must be at least 1", batch_size)
     run = Run(run_dir)
@@ -76,6 +81,7 @@ def evaluate_run(
         backbone=backbone if explain else None,
         split=split,
         tag=tag,
+        mistakes=mistakes,
     )
     if not tag and run.finished:
         from kerasimg.diagnose.report import write_run_report

@@ -10,7 +10,7 @@ import keras
 
 from kerasimg.data import LabelledData
 from kerasimg.diagnose.metrics import classification_metrics
-from kerasimg.diagnose.mistakes import write_mistakes
+from kerasimg.diagnose.mistakes import MISTAKES, write_mistakes
 from kerasimg.diagnose.plots import plot_reliability
 from kerasimg.diagnose.predictions import Predictions, predict_split, write_predictions
 from kerasimg.training import reports
@@ -28,6 +28,7 @@ def evaluate(
     backbone: str | None = None,
     split: str = "test",
     tag: str = "",
+    mistakes: int = MISTAKES,
 ) -> dict:
     """Predict ``split`` of ``data``, write its ``predictions.csv`` and ``mistakes.png``, return its metrics.
 
@@ -52,6 +53,7 @@ def evaluate(
         images,
         run.mistakes_path(tag),
         image_size,
+        count=mistakes,
         title=f"{title}: highest-loss {split} images",
         explain=explain,
     )
