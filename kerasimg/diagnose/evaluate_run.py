@@ -17,6 +17,7 @@ from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.diagnose.mistakes import MISTAKES
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import load_classifier
+from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.evaluation import evaluate
 from kerasimg.training.run import Run
 
@@ -31,6 +32,7 @@ def evaluate_run(
     batch_size: int = 32,
     explain: bool = False,
     mistakes: int = MISTAKES,
+    zoo: str | os.PathLike = DEFAULT_ZOO,
     log=print,
 ) -> dict:
     """Predict ``split`` of ``data`` (default: the run's own) with the run's best model.
@@ -39,7 +41,8 @@ def evaluate_run(
     (TAG is empty for the run's own test split, the split otherwise, and the dataset's
     name and split for other data) and returns the split's metrics with
     ``predictions_path`` and ``mistakes_path``. ``mistakes`` is how many highest-loss images
-    are drawn; ``explain`` overlays Grad-CAM on them.
+    are drawn; ``explain`` overlays Grad-CAM on them. The refreshed ``report.html`` lists
+    the run's exports in ``zoo``.
     """
     if split not in SPLITS:
         raise ArgumentError("split", f"must be one of {', '.join(SPLITS)}", split)
@@ -87,7 +90,7 @@ def evaluate_run(
         from kerasimg.diagnose.report import write_run_report
 
         run.write_metrics({**run.read_metrics(), **metrics})
-        write_run_report(run.path)
+        write_run_report(run.path, zoo)
     return {**metrics, "predictions_path": run.predictions_path(tag), "mistakes_path": run.mistakes_path(tag)}
 
 

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 from kerasimg.files import write_text
-from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 from kerasimg.tables import Column
 from kerasimg.training.run import Run
 
@@ -92,8 +91,8 @@ def _pairs(rows: list[tuple[str, object]]) -> str:
     )
 
 
-def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike = DEFAULT_ZOO) -> str:
-    """One run's part of a page."""
+def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike | None = None) -> str:
+    """One run's part of a page; the exports of the run that ``zoo`` (if given) holds are listed."""
     run = Run(run_dir)
     config = run.read_config()
     metrics = run.read_metrics() if run.finished else {}
@@ -141,7 +140,8 @@ def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike = DEFAULT_ZOO
         rows = [dict(zip(("file", "reason"), line.split("\t", 1))) for line in skipped]
         parts.append(table(rows, [("file", "file", ""), ("reason", "reason", "")]))
     exports = _exports(run, zoo)
-    parts.append(f"<h3>Zoo exports ({len(exports)})</h3>")
+    if zoo is not None:  # a run's own page, written as it finishes, has nothing exported yet
+        parts.append(f"<h3>Zoo exports ({len(exports)}, in {_escape(zoo)})</h3>")
     if exports:
         parts.append(
             table(
@@ -158,7 +158,11 @@ def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike = DEFAULT_ZOO
     return "\n".join(parts)
 
 
-def _exports(run: Run, zoo: str | os.PathLike) -> list[dict]:
+def _exports(run: Run, zoo: str | os.PathLike | None) -> list[dict]:
+    if zoo is None:
+        return []
+    from kerasimg.serving.zoo import Zoo  # only here: training/ (which writes reports) imports no serving/
+
     here = str(run.path.resolve())
     return [e for e in Zoo(zoo).entries() if e.get("run") == here]
 
@@ -171,8 +175,8 @@ def page(title: str, body: str) -> str:
     )
 
 
-def write_run_report(run_dir: str | os.PathLike, zoo: str | os.PathLike = DEFAULT_ZOO) -> Path:
-    """(Re)write ``report.html`` in the run directory."""
+def write_run_report(run_dir: str | os.PathLike, zoo: str | os.PathLike | None = None) -> Path:
+    """(Re)write ``report.html`` in the run directory, listing the exports ``zoo`` holds (if given)."""
     run = Run(run_dir)
     return write_text(run.report_path, page(f"kerasimg run {run.path.name}", run_section(run.path, zoo)))
 
@@ -193,7 +197,7 @@ def write_report(
     *,
     title: str = "kerasimg runs",
     intro: str = "",
-    zoo: str | os.PathLike = DEFAULT_ZOO,
+    zoo: str | os.PathLike | None = None,
 ) -> Path:
     """Several runs on one page: a summary table, then the runs side by side. ``intro`` is HTML put first."""
     rows = []

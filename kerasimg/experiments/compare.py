@@ -184,11 +184,11 @@ def _run_plan(plan: Plan, out: Path, data, precision, export, zoo, log) -> list[
                 write_json(state_path, state)
             row["exported"] = Path(state["exported"][experiment.name]).parent.name
         rows.append(row)
-        write_results(rows, out, plan)
+        write_results(rows, out, plan, zoo if export else None)
     return rows
 
 
-def write_results(rows: list[dict], out: Path, plan: Plan) -> None:
+def write_results(rows: list[dict], out: Path, plan: Plan, zoo: str | os.PathLike | None = None) -> None:
     write_csv(out / "results.csv", rows, COLUMNS)
     header = (
         f"# Plan {plan.name}\n\n{plan.description}\n\n" if plan.description else f"# Plan {plan.name}\n\n"
@@ -196,17 +196,17 @@ def write_results(rows: list[dict], out: Path, plan: Plan) -> None:
     optimistic = any(r.get(selection.METRICS_KEY) for r in rows)
     write_text(out / "results.md", header + markdown_table(rows, COLUMNS) + selection.legend(optimistic))
     plot_comparison(rows, out / "curves.png", plan.name)
-    _write_page(rows, out, plan)
+    _write_page(rows, out, plan, zoo)
 
 
-def _write_page(rows: list[dict], out: Path, plan: Plan) -> None:
+def _write_page(rows: list[dict], out: Path, plan: Plan, zoo) -> None:
     """``report.html``: the results table and curves above every run's own report, side by side."""
     from kerasimg.diagnose.report import image, table, write_report
 
     intro = f"<p>{html.escape(plan.description)}</p>" if plan.description else ""
     intro += f"<h2>Results</h2>{table(rows, COLUMNS)}{image(out / 'curves.png', 'validation curves')}"
     runs = [r["run_dir"] for r in rows if Run(r["run_dir"]).exists]
-    write_report(runs, out / "report.html", title=f"Plan {plan.name}", intro=intro)
+    write_report(runs, out / "report.html", title=f"Plan {plan.name}", intro=intro, zoo=zoo)
 
 
 def plot_comparison(rows: list[dict], path: Path, title: str) -> Path | None:
