@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(loss {m[f'{s}_loss']:.3f}), "
             f"top-{m['top_k']} {m[f'{s}_top_k_accuracy']:.2%}, balanced {m[f'{s}_balanced_accuracy']:.2%}, "
             f"macro-F1 {m[f'{s}_macro_f1']:.3f}, ECE {m[f'{s}_ece']:.3f}.\n"
-            f"Files: {m['predictions_path']} (sorted by loss it lists the worst first), {m['mistakes_path']}"
+            f"Files: {m['predictions_path']} (sort it by loss: the worst first), {m['mistakes_path']}"
         )
         return 0
 

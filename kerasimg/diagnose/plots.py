@@ -18,25 +18,28 @@ def plot_reliability(bins: list[dict], ece: float, path: str | os.PathLike, titl
         2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
     )
     width = bins[0]["high"] - bins[0]["low"]
-    centres = [(b["low"] + b["high"]) / 2 for b in bins]
-    accuracy = [b["accuracy"] or 0.0 for b in bins]
-    confidence = [b["confidence"] if b["count"] else 0.0 for b in bins]  # empty bins draw nothing
+    filled = [b for b in bins if b["count"]]  # empty bins draw nothing
+    centres = [(b["low"] + b["high"]) / 2 for b in filled]
+    accuracy = [b["accuracy"] for b in filled]
+    confidence = [b["confidence"] for b in filled]
     top.bar(centres, accuracy, width=width, edgecolor="black", color="tab:blue", label="accuracy")
+    # The gap spans accuracy to mean confidence, whichever is higher (under- or over-confident).
     top.bar(
         centres,
-        np.array(confidence) - np.array(accuracy),
-        bottom=accuracy,
+        np.abs(np.array(confidence) - np.array(accuracy)),
+        bottom=np.minimum(confidence, accuracy),
         width=width,
-        color="tab:red",
-        alpha=0.3,
-        label="gap to confidence",
+        facecolor="none",
+        edgecolor="tab:red",
+        hatch="///",
+        label="gap to mean confidence",
     )
     top.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
-    top.legend(loc="upper left")
+    top.legend(loc="upper left", framealpha=0.9)
     top.set_title(f"{title + ': ' if title else ''}ECE {ece:.3f} ({len(bins)} bins)")
-    bottom.bar(centres, [b["count"] for b in bins], width=width, color="grey", edgecolor="black")
+    bottom.bar(centres, [b["count"] for b in filled], width=width, color="grey", edgecolor="black")
     bottom.set_xlabel("confidence (top-1 probability)")
     bottom.set_ylabel("images")
     bottom.set_xlim(0, 1)
@@ -64,7 +67,8 @@ def plot_mistakes(
             ax.imshow(
                 heatmaps[i],
                 cmap="jet",
-                alpha=0.45,
+                alpha=0.4,
+                interpolation="bilinear",
                 vmin=0,
                 vmax=1,
                 extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5),
