@@ -50,9 +50,11 @@ def fit(
     else:
         result = fit_config(FitConfig(**arguments), callbacks=callbacks, log=log)
     if export:
+        from kerasimg.diagnose.report import write_run_report
         from kerasimg.serving.export import export_run
 
         result.exported = export_run(result.run_dir, export, zoo)
+        write_run_report(result.run_dir, zoo)  # the page lists the export
     return result
 
 
@@ -89,17 +91,36 @@ def predict(
     top_k: int = 3,
     zoo: str | os.PathLike = DEFAULT_ZOO,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int = 32,
 ) -> list[dict]:
     """Top-k classes per image from an exported model: a SavedModel folder or ``NAME[/VERSION]`` in ``zoo``.
 
     Each result is ``{"file", "top": [(class, score), ...]}``, or ``{"file", "error"}``
-    for a file that could not be read.
+    for a file that could not be read. Files go ``batch_size`` per signature call.
     """
-    from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
+    from kerasimg.serving.batch_predict import predict_files_batched
+    from kerasimg.serving.predict import list_images, resolve_model_dir
 
     targets = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    return predict_files(
-        resolve_model_dir(str(model), zoo), list_images([str(t) for t in targets]), top_k, max_pixels
+    files = list_images([str(t) for t in targets])
+    return predict_files_batched(resolve_model_dir(str(model), zoo), files, top_k, max_pixels, batch_size)
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    batch_size: int = 32,
+    explain: bool = False,
+    mistakes: int = 12,
+    log=print,
+) -> dict:
+    """Predict a split of a run's data, or of ``data`` with its classes, as ``kerasimg.evaluate`` does."""
+    from kerasimg.diagnose.evaluate_run import evaluate_run
+
+    return evaluate_run(
+        run_dir, data=data, split=split, batch_size=batch_size, explain=explain, mistakes=mistakes, log=log
     )
 
 

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = args.out or f"runs/compare-{plan.name}{'-quick' if args.quick else ''}"
         rows = run_plan(plan, out, data=args.data, precision=args.precision, export=args.export, zoo=args.zoo)
-        print(f"\n{len(rows)} experiments. Results: {out}/results.md, results.csv, curves.png\n")
+        print(f"\n{len(rows)} experiments. Results: {out}/results.md, results.csv, curves.png, report.html\n")
         print(open(f"{out}/results.md", encoding="utf-8").read())
         return 0
 

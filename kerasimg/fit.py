@@ -221,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
                 if "tta" in result.metrics
                 else ""
             )
-            + f"Files: {result.run_dir}/ (model.keras, metrics.json, curves.png, confusion.png, history.csv)"
+            + f"Balanced accuracy {result.metrics['test_balanced_accuracy']:.2%}, macro-F1 "
+            f"{result.metrics['test_macro_f1']:.3f}, ECE {result.metrics['test_ece']:.3f}.\n"
+            f"Files: {result.run_dir}/ (report.html, model.keras, metrics.json, predictions.csv, "
+            "mistakes.png, curves.png, confusion.png, reliability.png, history.csv)"
         )
         if result.exported:
             print(f"Exported to {result.exported}")

@@ -1,8 +1,10 @@
-"""``python -m kerasimg.predict --model saved_models/NAME[/VERSION] IMAGE_OR_FOLDER... [--top-k 3] [--json]``.
+"""``python -m kerasimg.predict --model saved_models/NAME[/VERSION] IMAGE_OR_FOLDER... [--csv OUT] [--json]``.
 
-Loads the SavedModel with plain TensorFlow (no kerasimg model code) and sends each
-file's bytes through its ``serving_default`` signature, as TF Serving would.
-Unreadable files are reported by name; the rest are still predicted.
+Loads the SavedModel with plain TensorFlow (no kerasimg model code) and sends the
+files' bytes through its ``serving_default`` signature, as TF Serving would,
+``--batch-size`` files per call (1: one request per file, the old path).
+Unreadable files are reported by name; the rest are still predicted. ``--csv``
+writes one row per file: file, top-1 class and score, the top-k classes and scores.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.serving.batch_predict import predict_files_batched, write_csv
 from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
@@ -36,13 +39,20 @@ def main(argv: list[str] | None = None) -> int:
         help="skip images whose header claims more pixels than this",
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument("--csv", default=None, help="write one row per file to this CSV instead of printing them")
+    p.add_argument("--batch-size", type=int, default=32, help="files per signature call (1: one per file)")
     args = p.parse_args(argv)
 
     def run() -> int:
-        results = predict_files(
-            resolve_model_dir(args.model, args.zoo), list_images(args.images), args.top_k, args.max_pixels
-        )
-        if args.json:
+        model_dir, files = resolve_model_dir(args.model, args.zoo), list_images(args.images)
+        if args.batch_size == 1:
+            results = predict_files(model_dir, files, args.top_k, args.max_pixels)
+        else:
+            results = predict_files_batched(model_dir, files, args.top_k, args.max_pixels, args.batch_size)
+        if args.csv:
+            write_csv(results, args.csv, args.top_k)
+            print(f"Wrote {len(results) - sum('error' in r for r in results)} prediction(s) to {args.csv}.")
+        elif args.json:
             print(json.dumps(results, indent=2))
         else:
             for r in results:

@@ -11,7 +11,19 @@ import pytest
 from kerasimg import commands
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = ["fit", "predict", "export", "zoo", "tune", "compare", "bench", "models"]
+EXPECTED = [
+    "fit",
+    "predict",
+    "evaluate",
+    "explain",
+    "report",
+    "export",
+    "zoo",
+    "tune",
+    "compare",
+    "bench",
+    "models",
+]
 
 
 def test_pyproject_declares_the_kerasimg_script_and_it_resolves():
@@ -48,7 +60,7 @@ def test_help_lists_every_command_and_no_command_is_a_usage_error(capsys):
 def test_an_unknown_command_names_the_close_ones(capsys):
     assert commands.main(["fti", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: Unknown command 'fti': expected one of fit, predict, export")
+    assert err.startswith("error: Unknown command 'fti': expected one of fit, predict, evaluate, explain")
     assert "Did you mean fit?" in err and err.rstrip().endswith("Received: command='fti'")
     with pytest.raises(commands.UserError, match=r"Unknown command 'nope'.*Received: command='nope'"):
         commands.resolve_command("nope")

@@ -138,11 +138,17 @@ def test_tiny_plan_runs_end_to_end_and_resumes_skipping_finished_experiments(
     for row in csv_rows:
         assert 0 <= float(row["test_accuracy"]) <= 1 and 0 <= float(row["best_val_accuracy"]) <= 1
         assert int(row["params"]) > 0 and float(row["gflops"]) > 0 and float(row["images_per_sec"]) > 0
+        metrics = json.loads((out / row["experiment"] / "metrics.json").read_text())
+        assert float(row["test_balanced_accuracy"]) == pytest.approx(metrics["test_balanced_accuracy"])
+        assert float(row["test_macro_f1"]) == pytest.approx(metrics["test_macro_f1"])
     assert csv_rows[0]["reported"] == "0.5" and csv_rows[1]["reported"] == ""
     assert rows[0]["history"] and len(rows[0]["history"]) == 2
     text = (out / "results.md").read_text()
     assert text.startswith("# Plan tiny") and text.count("| small_cnn |") == 2
     assert (out / "curves.png").stat().st_size > 5_000
+    assert "| balanced accuracy | macro-F1 |" in text
+    page = (out / "report.html").read_text()
+    assert page.count("<section>") == 2 and page.count("data:image/png;base64,") >= 9  # 4 per run + curves
 
 
 @pytest.fixture

@@ -23,6 +23,9 @@ RUN_FILES = [
     "metrics.json",
     "model.keras",
     "skipped_files.txt",
+    "predictions.csv",
+    "reliability.png",
+    "mistakes.png",
 ]
 
 
@@ -64,6 +67,18 @@ def test_fit_cli_writes_a_complete_run_directory(tiny_scenes, tmp_path, capsys):
     assert metrics["test_examples"] == 18 and 0 <= metrics["test_accuracy"] <= 1
     assert set(metrics["per_class"]) == set(config["class_names"])
     assert np.sum(metrics["confusion_matrix"]) == 18
+    # The per-image table agrees with the summary numbers it should reproduce.
+    table = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(table) == 18 and {r["true"] for r in table} == set(config["class_names"])
+    assert np.mean([r["true"] == r["predicted"] for r in table]) == pytest.approx(metrics["test_accuracy"])
+    assert np.mean([float(r["loss"]) for r in table]) == pytest.approx(metrics["test_loss"], abs=1e-5)
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in config["class_names"]) - 1) < 1e-4 for r in table)
+    assert metrics["top_k"] == 2 and metrics["test_top_k_accuracy"] >= metrics["test_accuracy"]
+    assert 0 <= metrics["test_ece"] <= 1 and len(metrics["calibration"]) == 15
+    assert metrics["test_balanced_accuracy"] == pytest.approx(
+        np.mean([c["recall"] for c in metrics["per_class"].values()])
+    )
+    assert [c["support"] for c in metrics["per_class"].values()] == [3] * 6
     assert keras.saving.load_model(out / "model.keras").output_shape == (None, 6)
     assert f"Test accuracy {metrics['test_accuracy']:.2%}" in printed
     assert "linear probe would train a head on random features" in printed

@@ -27,7 +27,15 @@ def test_readme_option_tables_are_what_the_parsers_say():
     from kerasimg import docs
 
     marked = [" ".join(filter(None, (m["module"], m["command"]))) for m in docs.BLOCK.finditer(README)]
-    assert marked == ["kerasimg.fit", "kerasimg.tune compound", "kerasimg.compare", "kerasimg.bench"]
+    assert marked == [
+        "kerasimg.fit",
+        "kerasimg.evaluate",
+        "kerasimg.explain",
+        "kerasimg.report",
+        "kerasimg.tune compound",
+        "kerasimg.compare",
+        "kerasimg.bench",
+    ]
     assert docs.stale_tables(README) == [], "run: python -m kerasimg.docs"
 
 

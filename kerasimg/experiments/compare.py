@@ -14,6 +14,7 @@ every experiment, overlaid) are rewritten.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
 import statistics
@@ -45,6 +46,8 @@ COLUMNS = [
     ("image_size", "size", "d"),
     ("precision", "precision", ""),
     ("test_accuracy", "test accuracy", ".4f"),
+    ("test_balanced_accuracy", "balanced accuracy", ".4f"),
+    ("test_macro_f1", "macro-F1", ".4f"),
     ("best_val_accuracy", "best val accuracy", ".4f"),
     ("reported", "seed reported", ".4f"),
     (selection.METRICS_KEY, selection.MARK, ""),
@@ -56,7 +59,7 @@ COLUMNS = [
 ]
 STATE = "compare.json"
 LOCK = ".compare.lock"
-RESULTS = ("results.md", "results.csv", "curves.png")
+RESULTS = ("results.md", "results.csv", "curves.png", "report.html")
 OWN_FILES = (STATE, LOCK, *RESULTS)  # no experiment may be named like one of these
 
 
@@ -76,6 +79,9 @@ def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
         "image_size": resolved["image_size"],
         "precision": resolved.get("precision", "float32"),
         "test_accuracy": metrics["test_accuracy"],
+        # Runs evaluated before these were metrics.json keys still have their per-class table.
+        "test_balanced_accuracy": metrics.get("test_balanced_accuracy", _mean_of(metrics, "recall")),
+        "test_macro_f1": metrics.get("test_macro_f1", _mean_of(metrics, "f1")),
         "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in history), default=None),
         "reported": reported,
         selection.METRICS_KEY: "yes" if selection.selected_on_test(metrics, arguments) else "",
@@ -87,7 +93,13 @@ def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
         if epoch_seconds and train_size
         else None,
         "history": history,
+        "run_dir": Path(run_dir),
     }
+
+
+def _mean_of(metrics: dict, key: str) -> float | None:
+    values = [c[key] for c in metrics.get("per_class", {}).values() if c.get("support", 1) > 0]
+    return float(statistics.fmean(values)) if values else None
 
 
 def run_plan(
@@ -194,11 +206,11 @@ def _run_plan(plan: Plan, out: Path, data, precision, export, zoo, log) -> list[
                 write_json(state_path, state)
             row["exported"] = Path(state["exported"][experiment.name]).parent.name
         rows.append(row)
-        write_results(rows, out, plan)
+        write_results(rows, out, plan, zoo if export else None)
     return rows
 
 
-def write_results(rows: list[dict], out: Path, plan: Plan) -> None:
+def write_results(rows: list[dict], out: Path, plan: Plan, zoo: str | os.PathLike | None = None) -> None:
     write_csv(out / "results.csv", rows, COLUMNS)
     header = (
         f"# Plan {plan.name}\n\n{plan.description}\n\n" if plan.description else f"# Plan {plan.name}\n\n"
@@ -206,6 +218,17 @@ def write_results(rows: list[dict], out: Path, plan: Plan) -> None:
     optimistic = any(r.get(selection.METRICS_KEY) for r in rows)
     write_text(out / "results.md", header + markdown_table(rows, COLUMNS) + selection.legend(optimistic))
     plot_comparison(rows, out / "curves.png", plan.name)
+    _write_page(rows, out, plan, zoo)
+
+
+def _write_page(rows: list[dict], out: Path, plan: Plan, zoo) -> None:
+    """``report.html``: the results table and curves above every run's own report, side by side."""
+    from kerasimg.diagnose.report import image, table, write_report
+
+    intro = f"<p>{html.escape(plan.description)}</p>" if plan.description else ""
+    intro += f"<h2>Results</h2>{table(rows, COLUMNS)}{image(out / 'curves.png', 'validation curves')}"
+    runs = [r["run_dir"] for r in rows if Run(r["run_dir"]).exists]
+    write_report(runs, out / "report.html", title=f"Plan {plan.name}", intro=intro, zoo=zoo)
 
 
 def plot_comparison(rows: list[dict], path: Path, title: str) -> Path | None:

@@ -56,6 +56,10 @@ class BackboneSpec:
         weights_sources: The ``--weights`` kinds the factory loads besides a Keras weights
             file and ``pretrained`` (keras-hub presets, PyTorch checkpoints).
         pretrained_cfgs: ``(source, PretrainedConfig)`` pairs; ``"default"`` is always there.
+        explain_split: Where Grad-CAM looks. ``None``: the backbone's output, the last
+            feature map of a ConvNet. Otherwise ``explain_split(backbone)`` returns
+            ``(front, back)`` callables with ``back(front(x)) == backbone(x)``; Grad-CAM
+            weighs ``front``'s output (a feature map, or tokens on a square patch grid).
     """
 
     name: str
@@ -71,6 +75,7 @@ class BackboneSpec:
     pooling: str | Callable[[str], keras.layers.Layer] = "avg"
     weights_sources: tuple[WeightsSource, ...] = ()
     pretrained_cfgs: tuple[tuple[str, PretrainedConfig], ...] = ()
+    explain_split: Callable[[keras.Model], tuple[Callable, Callable]] | None = None
 
     @property
     def stage_names(self) -> list[str]:
@@ -132,6 +137,7 @@ def register_backbone(
     pooling: str | Callable[[str], keras.layers.Layer] = "avg",
     weights_sources: tuple[WeightsSource, ...] = (),
     pretrained_cfg: dict[str, PretrainedConfig] | None = None,
+    explain_split: Callable[[keras.Model], tuple[Callable, Callable]] | None = None,
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
     """Register the decorated factory under its function name (or ``name``).
 
@@ -165,6 +171,7 @@ def register_backbone(
             pooling=pooling,
             weights_sources=tuple(weights_sources),
             pretrained_cfgs=tuple(configs.items()),
+            explain_split=explain_split,
         )
         return factory
 

@@ -48,6 +48,31 @@ def _stages(backbone: keras.Model) -> dict[str, list]:
     return groups
 
 
+def _explain_split(backbone: keras.Model):
+    """Grad-CAM's target for ViT: the patch tokens entering the last encoder layer.
+
+    The classifier pools the class token of the last layer's output, so gradients
+    reach no patch token there; one layer earlier every patch token still feeds the
+    class token through the last layer's attention (the choice pytorch-grad-cam's ViT
+    example makes). ``front`` runs rescaling, patch embedding and all encoder layers
+    but the last; ``back`` the last layer and the final norm.
+    """
+    rescaling = backbone.get_layer("vit_rescaling")
+    vit = backbone.get_layer("vit_backbone")
+    embedding, encoder = vit.get_layer("vit_patching_and_embedding"), vit.get_layer("vit_encoder")
+
+    def front(images, training=False):
+        x = embedding(rescaling(images))
+        for layer in encoder.encoder_layers[:-1]:
+            x = layer(x, training=training)
+        return x
+
+    def back(tokens, training=False):
+        return encoder.layer_norm(encoder.encoder_layers[-1](tokens, training=training))
+
+    return front, back
+
+
 def _factory(size: str):
     hidden, heads, mlp = VIT_SIZES[size]
 
@@ -103,4 +128,5 @@ for _size, (_hidden, _heads, _mlp) in VIT_SIZES.items():
         },
         stages=(("embedding", ""),) + tuple((f"layer{i}", "") for i in range(NUM_LAYERS)),
         stage_fn=_stages,
+        explain_split=_explain_split,
     )(_factory(_size))

@@ -22,6 +22,7 @@ import kerasimg
 from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.data.augment import parse_augment
+from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
@@ -383,8 +384,9 @@ class _Trainer:
             self.data,
             self.resolved.image_size,
             self.batch_size,
-            run.confusion_path,
+            run,
             self.title,
+            backbone=self.spec.name,
             tta=self.resolved.recipe.tta,
         )
         metrics["best_epoch"] = best_epoch
@@ -392,6 +394,7 @@ class _Trainer:
         # Model selection saw the test split: the test accuracy is optimistic.
         metrics[selection.METRICS_KEY] = selection.validated_on_test(self.data)
         run.write_metrics(metrics)
+        write_run_report(run.path)
         return best_epoch, metrics
 
 

@@ -1,16 +1,79 @@
-"""The test-split evaluation every run ends with: loss, accuracy, per-class metrics, the confusion plot."""
+"""The evaluation every run ends with, and ``python -m kerasimg.evaluate`` repeats for any split.
+
+Per-image predictions (``predictions.csv``), the metrics people compare on, the
+confusion matrix, the reliability diagram and the highest-loss images.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from kerasimg.data import LabelledData, image_dataset
-from kerasimg.data.splits import FileSplit
+from kerasimg.diagnose.metrics import classification_metrics
+from kerasimg.diagnose.mistakes import MISTAKES, write_mistakes
+from kerasimg.diagnose.plots import plot_reliability
+from kerasimg.diagnose.predictions import Predictions, predict_split, write_predictions
 from kerasimg.training import reports
+from kerasimg.training.run import Run
+
+
+def evaluate(
+    model: keras.Model,
+    data: LabelledData,
+    image_size: int,
+    batch_size: int,
+    run: Run,
+    title: str,
+    *,
+    backbone: str | None = None,
+    split: str = "test",
+    tag: str = "",
+    mistakes: int = MISTAKES,
+    tta: str = "none",
+) -> dict:
+    """Predict ``split`` of ``data``, write its ``predictions.csv`` and ``mistakes.png``, return its metrics.
+
+    ``tag`` names the files (``predictions-<tag>.csv``); the run's own test split
+    (no tag) also redraws ``confusion.png`` and ``reliability.png``. ``backbone``
+    overlays Grad-CAM on the mistakes. The metrics are the model's as exported and
+    served; ``tta="flip"`` adds, under ``"tta"``, the accuracy and loss of averaging each
+    image's and its mirror's probabilities (the exported signatures do not mirror).
+    """
+    images = getattr(data, split)
+    predictions = predict_split(model, images, data.class_names, image_size, batch_size)
+    write_predictions(predictions, run.predictions_path(tag))
+    summary = classification_metrics(predictions.labels, predictions.probabilities, data.class_names)
+    if not tag:
+        reports.plot_confusion(
+            summary["confusion_matrix"], data.class_names, run.confusion_path, f"{title}: {split}"
+        )
+        plot_reliability(
+            summary["calibration_bins"], summary["ece"], run.reliability_path, f"{title}: {split}"
+        )
+    explain = (model, backbone) if backbone else None
+    write_mistakes(
+        predictions,
+        images,
+        run.mistakes_path(tag),
+        image_size,
+        count=mistakes,
+        title=f"{title}: highest-loss {split} images",
+        explain=explain,
+    )
+    metrics = split_metrics(predictions, summary, split)
+    if tta != "none":
+        ds = image_dataset(images, image_size, batch_size, training=False).map(lambda x, _: x)
+        averaged = predict_probabilities(model, ds, tta)
+        labels = predictions.labels
+        picked = averaged[np.arange(len(labels)), labels]
+        metrics["tta"] = {
+            "mode": tta,
+            f"{split}_accuracy": float(np.mean(averaged.argmax(axis=1) == labels)),
+            f"{split}_loss": float(-np.mean(np.log(np.clip(picked, 1e-7, 1)))),
+        }
+    return metrics
 
 
 def predict_probabilities(model: keras.Model, images, tta: str = "none") -> np.ndarray:
@@ -24,49 +87,20 @@ def predict_probabilities(model: keras.Model, images, tta: str = "none") -> np.n
     return probabilities
 
 
-def evaluate(
-    model: keras.Model,
-    data: LabelledData,
-    image_size: int,
-    batch_size: int,
-    confusion_path: Path,
-    title: str,
-    tta: str = "none",
-) -> dict:
-    """Test loss and accuracy, per-class precision/recall/F1, and the confusion matrix plot.
-
-    The metrics are the model's as exported and served. ``tta="flip"`` adds, under
-    ``"tta"``, the accuracy and loss of averaging each image's and its mirror's
-    probabilities (the exported signatures do not mirror).
-    """
-    test_ds = image_dataset(data.test, image_size, batch_size, training=False)
-    images = test_ds.map(lambda images, _: images)
-    probabilities = predict_probabilities(model, images)
-    if isinstance(data.test, FileSplit):  # the labels are known without decoding every image again
-        labels = np.asarray(data.test.labels, np.int64)
-    else:
-        labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test_ds])
-    predictions = probabilities.argmax(axis=1)
-    matrix = reports.confusion_matrix(labels, predictions, data.num_classes)
-    reports.plot_confusion(matrix, data.class_names, confusion_path, f"{title}: test")
-    metrics = {
-        "test_loss": _loss(probabilities, labels),
-        "test_accuracy": float(np.mean(predictions == labels)),
-        "test_examples": int(len(labels)),
-        "per_class": reports.per_class_metrics(matrix, data.class_names),
-        "confusion_matrix": matrix.tolist(),
-        "class_names": data.class_names,
+def split_metrics(predictions: Predictions, summary: dict, split: str) -> dict:
+    """``metrics.json``'s keys for one split (``test_accuracy``, ``test_macro_f1``...)."""
+    return {
+        f"{split}_loss": float(predictions.losses.mean()) if len(predictions) else 0.0,
+        f"{split}_accuracy": summary["accuracy"],
+        "top_k": summary["top_k"],
+        f"{split}_top_k_accuracy": summary["top_k_accuracy"],
+        f"{split}_balanced_accuracy": summary["balanced_accuracy"],
+        f"{split}_macro_f1": summary["macro_f1"],
+        f"{split}_ece": summary["ece"],
+        "ece_bins": len(summary["calibration_bins"]),
+        f"{split}_examples": int(len(predictions)),
+        "per_class": summary["per_class"],
+        "confusion_matrix": summary["confusion_matrix"].tolist(),
+        "calibration": summary["calibration_bins"],
+        "class_names": predictions.class_names,
     }
-    if tta != "none":
-        averaged = predict_probabilities(model, images, tta)
-        metrics["tta"] = {
-            "mode": tta,
-            "test_accuracy": float(np.mean(averaged.argmax(axis=1) == labels)),
-            "test_loss": _loss(averaged, labels),
-        }
-    return metrics
-
-
-def _loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    picked = probabilities[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1))))

@@ -1,7 +1,8 @@
 """A run directory: the one class that knows its layout, its config schema and its state.
 
 ``runs/<name>/`` holds ``config.json`` (the resolved configuration), ``history.csv``,
-``curves.png``, ``confusion.png``, ``metrics.json``, ``model.keras``, ``features/``,
+``curves.png``, ``confusion.png``, ``metrics.json``, ``predictions.csv`` (per test
+image), ``reliability.png``, ``mistakes.png``, ``report.html``, ``explain/``, ``model.keras``, ``features/``,
 ``backup/`` (Keras's ``BackupAndRestore`` state), ``tensorboard/``,
 ``skipped_files.txt`` and ``.lock``. Everything else asks this class for a path or a
 fact ("finished?", "resumable?") instead of spelling a file name.
@@ -48,6 +49,27 @@ class Run:
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.json"
+
+    def predictions_path(self, tag: str = "") -> Path:
+        """``predictions.csv`` (the run's test split), else ``predictions-<tag>.csv``: one row per image."""
+        return self.path / _tagged("predictions", tag, ".csv")
+
+    def mistakes_path(self, tag: str = "") -> Path:
+        """The highest-loss images of the same split as ``predictions_path(tag)``."""
+        return self.path / _tagged("mistakes", tag, ".png")
+
+    @property
+    def reliability_path(self) -> Path:
+        return self.path / "reliability.png"
+
+    @property
+    def explain_dir(self) -> Path:
+        """Where ``python -m kerasimg.explain`` writes its overlays when no ``--out`` is given."""
+        return self.path / "explain"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.html"
 
     @property
     def model_path(self) -> Path:
@@ -133,6 +155,10 @@ class Run:
             for folder in backup.iterdir():
                 if folder != self.backup_dir(keep):
                     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _tagged(stem: str, tag: str, suffix: str) -> str:
+    return f"{stem}-{tag}{suffix}" if tag else f"{stem}{suffix}"
 
 
 def _read_json(path: Path, missing: str) -> dict:

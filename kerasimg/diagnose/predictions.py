@@ -1,0 +1,113 @@
+"""Per-image predictions of a split: the table every other diagnosis (loss ranking, calibration) reads.
+
+``predictions.csv`` has one row per image: the file, its true and predicted class,
+the probability of every class and the image's cross-entropy loss, in the split's
+order. Sorting it by loss finds the worst mistakes, and on the training split the
+files most likely mislabelled.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kerasimg.data import FileSplit, image_dataset
+from kerasimg.errors import UserError
+from kerasimg.files import write_text
+
+# Probabilities are clipped here before the log, as Keras's crossentropy clips by its epsilon.
+EPSILON = 1e-7
+FIXED_COLUMNS = ("file", "true", "predicted")
+
+
+@dataclass
+class Predictions:
+    """What a model said about each image of one split."""
+
+    files: list[str]
+    labels: np.ndarray  # [N] true class indices
+    probabilities: np.ndarray  # [N, C]
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Each image's cross-entropy, ``-log p(true class)``."""
+        true = self.probabilities[np.arange(len(self.labels)), self.labels]
+        return -np.log(np.clip(true, EPSILON, 1.0))
+
+    def worst(self, count: int) -> np.ndarray:
+        """Indices of the ``count`` highest-loss images, worst first (ties keep the split's order)."""
+        return np.argsort(-self.losses, kind="stable")[:count]
+
+
+def predict_split(
+    model: keras.Model, split, class_names: list[str], image_size: int, batch_size: int
+) -> Predictions:
+    """Run ``model`` over a labelled split in order.
+
+    ``predict()`` rather than ``predict_on_batch()``: under MirroredStrategy the latter
+    returns every replica's copy of the batch. The evaluation pipeline keeps the
+    split's order, so files and labels line up with the rows.
+    """
+    dataset = image_dataset(split, image_size, batch_size, training=False)
+    probabilities = np.asarray(model.predict(dataset.map(lambda images, _: images), verbose=0), np.float64)
+    if isinstance(split, FileSplit):  # the labels are known without decoding every image again
+        files, labels = list(split.paths), np.asarray(split.labels, np.int64)
+    else:
+        labels = np.concatenate([batch_labels.numpy() for _, batch_labels in dataset]).astype(np.int64)
+        files = [f"{split}#{i}" for i in range(len(labels))]
+    return Predictions(files, labels, probabilities, list(class_names))
+
+
+def write_predictions(predictions: Predictions, path: str | os.PathLike) -> Path:
+    """``file,true,predicted,p_<class>...,loss`` (probabilities to 6 decimals)."""
+    names = predictions.class_names
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*FIXED_COLUMNS, *(f"p_{name}" for name in names), "loss"])
+    for file, label, guess, row, loss in zip(
+        predictions.files,
+        predictions.labels,
+        predictions.predicted,
+        predictions.probabilities,
+        predictions.losses,
+    ):
+        writer.writerow([file, names[label], names[guess], *(f"{p:.6f}" for p in row), f"{loss:.6f}"])
+    return write_text(path, buffer.getvalue())
+
+
+def read_predictions(path: str | os.PathLike) -> Predictions:
+    """A ``predictions.csv`` back; one clear line when it is missing or not one."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        raise UserError(
+            f"No predictions at {path}: run `python -m kerasimg.evaluate` on the run first."
+        ) from None
+    header = rows[0] if rows else []
+    names = [c[2:] for c in header[len(FIXED_COLUMNS) : -1]]
+    if tuple(header[: len(FIXED_COLUMNS)]) != FIXED_COLUMNS or not names or header[-1] != "loss":
+        raise UserError(f"{path} is not a kerasimg predictions.csv (its header is {header[:4]}...).")
+    index = {name: i for i, name in enumerate(names)}
+    body = rows[1:]
+    return Predictions(
+        [r[0] for r in body],
+        np.asarray([index[r[1]] for r in body], np.int64),
+        np.asarray([[float(v) for v in r[3:-1]] for r in body], np.float64).reshape(len(body), len(names)),
+        names,
+    )

@@ -1,0 +1,221 @@
+"""Why a model errs: metrics from probabilities, evaluate on any split, Grad-CAM following the evidence."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kerasimg.evaluate as evaluate_cli
+import kerasimg.explain as explain_cli
+from kerasimg.diagnose.metrics import calibration_bins, classification_metrics, expected_calibration_error
+from kerasimg.diagnose.predictions import Predictions, read_predictions, write_predictions
+
+SIZE = 64
+QUADRANTS = {"top-left": (0, 0), "top-right": (0, 1), "bottom-left": (1, 0), "bottom-right": (1, 1)}
+
+
+def draw(rng, quadrant=None) -> np.ndarray:
+    """Dim noise; with ``quadrant``, a bright square somewhere inside that quadrant."""
+    image = rng.integers(0, 70, (SIZE, SIZE, 3), dtype=np.uint8)
+    if quadrant is not None:
+        row, column = QUADRANTS[quadrant]
+        side, half = 12, SIZE // 2
+        top = row * half + int(rng.integers(2, half - side - 2))
+        left = column * half + int(rng.integers(2, half - side - 2))
+        image[top : top + side, left : left + side] = 255
+    return image
+
+
+def save(image: np.ndarray, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def square_run(tmp_path_factory):
+    """small_cnn trained from scratch (seconds) to tell "a bright square in some quadrant" from "plain"."""
+    import kerasimg
+
+    root = tmp_path_factory.mktemp("squares")
+    rng = np.random.default_rng(0)
+    names = list(QUADRANTS)
+    for split, count in (("train", 40), ("test", 4)):
+        for i in range(count):
+            save(draw(rng, names[i % 4]), root / "data" / split / "square" / f"{names[i % 4]}-{i}.png")
+            save(draw(rng), root / "data" / split / "plain" / f"{i}.png")
+    result = kerasimg.fit(
+        backbone="small_cnn",
+        weights="none",
+        data=str(root / "data"),
+        image_size=SIZE,
+        epochs=6,
+        batch_size=8,
+        out=str(root / "run"),
+        seed=0,
+        log=lambda *_: None,
+    )
+    return root, result
+
+
+def test_grad_cam_peaks_in_the_quadrant_that_holds_the_evidence(square_run, tmp_path, capsys):
+    root, result = square_run
+    assert result.test_accuracy == 1.0, "the toy task is learnt, so the maps explain a working model"
+    rng = np.random.default_rng(7)
+    images = [save(draw(rng, q), tmp_path / "in" / f"{q}.png") for q in QUADRANTS]
+    code = explain_cli.main(
+        [str(result.run_dir), str(tmp_path / "in"), "--class", "square", "--out", str(tmp_path / "out")]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0 and printed.count("Grad-CAM for square") == 4
+    from kerasimg.diagnose.explain import explain_images
+
+    for r in explain_images(result.run_dir, images, class_name="square", out=tmp_path / "out"):
+        quadrant = QUADRANTS[r["file"].rsplit("/", 1)[-1].removesuffix(".png")]
+        peak = tuple(int(f >= 0.5) for f in r["peak"])
+        assert peak == quadrant, (r["file"], r["peak"])
+        assert Image.open(r["overlay"]).size[0] > 100
+
+
+def test_metrics_from_probabilities_match_hand_computed_values():
+    labels = np.array([0, 0, 1, 2])
+    probabilities = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.6, 0.3], [0.5, 0.1, 0.4]])
+    m = classification_metrics(labels, probabilities, ["a", "b", "c"])
+    assert m["accuracy"] == 0.5 and m["top_k"] == 2
+    assert m["top_k_accuracy"] == 1.0  # every true class is in the top two
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 0) / 3)  # a: P=R=1/2; b: P=1/2, R=1
+    # Confidences 0.9 (right), 0.7 (wrong), 0.6 (right), 0.5 (wrong) fall in four different bins.
+    assert m["ece"] == pytest.approx((0.1 + 0.7 + 0.4 + 0.5) / 4)
+    assert [b["count"] for b in calibration_bins(labels, probabilities) if b["count"]] == [1, 1, 1, 1]
+    assert expected_calibration_error(calibration_bins(labels[:1], probabilities[:1])) == pytest.approx(0.1)
+    assert m["per_class"]["a"]["support"] == 2
+
+
+def test_predictions_csv_round_trips(tmp_path):
+    p = Predictions(
+        ["x.png", "y.png"], np.array([1, 0]), np.array([[0.25, 0.75], [0.6, 0.4]]), ["cat", "dog"]
+    )
+    again = read_predictions(write_predictions(p, tmp_path / "predictions.csv"))
+    assert again.files == p.files and again.class_names == ["cat", "dog"]
+    np.testing.assert_allclose(again.losses, -np.log([0.75, 0.6]), atol=1e-6)
+    assert list(p.worst(1)) == [1]
+
+
+def test_evaluate_ranks_training_files_by_loss_and_refuses_other_classes(square_run, tmp_path, capsys):
+    root, result = square_run
+    code = evaluate_cli.main([str(result.run_dir), "--split", "train", "--explain", "--mistakes", "3"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "train: accuracy" in printed
+    rows = list(csv.DictReader((result.run_dir / "predictions-train.csv").open()))
+    metrics = json.loads((result.run_dir / "config.json").read_text())
+    assert len(rows) == metrics["data_summary"]["train"]
+    assert (
+        Image.open(result.run_dir / "mistakes-train.png").size[0]
+        < Image.open(result.run_dir / "mistakes.png").size[0]
+    ), "3 images in one row, not 4 columns"
+    assert (result.run_dir / "predictions.csv").read_text() != "", "the test table stays"
+    # Another dataset with other classes is refused by name.
+    rng = np.random.default_rng(1)
+    for i in range(8):
+        save(draw(rng), tmp_path / "other" / ("cat", "dog")[i % 2] / f"{i}.png")
+    assert evaluate_cli.main([str(result.run_dir), "--data", str(tmp_path / "other")]) == 2
+    assert "has classes ['cat', 'dog'], but the run" in capsys.readouterr().err
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Written into the DOM after every image has loaded, so the dump shows what the browser decoded.
+MEASURE = """<script>window.addEventListener("load", () => {
+  for (const img of document.images) img.setAttribute("data-natural-width", img.naturalWidth);
+  document.body.setAttribute("data-measured", document.images.length);
+});</script>"""
+
+
+def chromium(*args, profile):
+    import shutil
+    import subprocess
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip(
+            "Debian's chromium is not installed (.ci/run installs it); the report is not browser-checked"
+        )
+    command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def test_report_renders_in_headless_chromium_with_tables_filled_and_every_image_loaded(square_run, tmp_path):
+    import re
+
+    import kerasimg.report as report_cli
+
+    _, result = square_run
+    page = result.run_dir / "report.html"
+    assert page.is_file(), "fit writes the report"
+    assert report_cli.main([str(result.run_dir)]) == 0
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text, "nothing is fetched"
+    probe = tmp_path / "probe.html"
+    probe.write_text(text.replace("</body>", MEASURE + "</body>"))
+    dom = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
+    widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
+    assert re.search(r'data-measured="(\d+)"', dom).group(1) == "4" and len(widths) == 4
+    assert all(w > 0 for w in widths), widths
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", dom)
+    assert "small_cnn" in cells and "square" in cells and "plain" in cells
+    assert "100.00%" in cells, "the test accuracy of the learnt toy task is in the metrics table"
+    shot = tmp_path / "report.png"
+    chromium("--window-size=1200,3000", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile")
+    assert shot.stat().st_size > 10_000
+
+
+def test_vit_grad_cam_splits_the_backbone_exactly_and_maps_the_patch_grid():
+    """ViT is explained on the tokens entering its last layer: the split must recompose the backbone."""
+    import keras
+
+    from kerasimg.diagnose.gradcam import grad_cam
+    from kerasimg.models import backbone_of, build_classifier, get_backbone
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier("vit_tiny16", 3, image_size=48, weights="none")
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    backbone = backbone_of(model)
+    front, back = get_backbone("vit_tiny16").explain_split(backbone)
+    np.testing.assert_allclose(np.asarray(back(front(pixels))), np.asarray(backbone(pixels)), atol=1e-5)
+    maps, probabilities = grad_cam(model, pixels, "vit_tiny16")
+    assert maps.shape == (2, 3, 3), "48 px in 16 px patches: a 3x3 grid, the class token dropped"
+    assert np.all(maps >= 0) and np.all(maps.max(axis=(1, 2)) > 0), "some patch carries evidence"
+    np.testing.assert_allclose(probabilities, np.asarray(model(pixels)), atol=1e-5)
+
+
+def test_a_zoo_model_is_explained_through_its_run_and_the_report_lists_the_export(square_run, tmp_path):
+    """zoo.json records each version's run; the SavedModel itself is not opened (faked here)."""
+    from kerasimg.diagnose.explain import run_of
+    from kerasimg.diagnose.report import write_run_report
+    from kerasimg.errors import UserError
+
+    _, result = square_run
+    zoo = tmp_path / "zoo"
+    (zoo / "squares" / "1").mkdir(parents=True)
+    (zoo / "squares" / "1" / "saved_model.pb").write_bytes(b"")
+    entry = {"name": "squares", "version": 1, "path": str(zoo / "squares" / "1"), "exported": "today"}
+    (zoo / "zoo.json").write_text(json.dumps({"models": [{**entry, "run": str(result.run_dir.resolve())}]}))
+    assert run_of("squares", zoo).path == result.run_dir
+    assert run_of(zoo / "squares" / "1", zoo).path == result.run_dir
+    page = write_run_report(result.run_dir, zoo).read_text()
+    assert "Zoo exports (1, in" in page and str(zoo / "squares" / "1") in page
+    (zoo / "zoo.json").write_text(json.dumps({"models": [entry]}))
+    with pytest.raises(UserError, match="the zoo does not record one; pass a run directory instead"):
+        run_of("squares", zoo)
