@@ -25,7 +25,7 @@ def test_the_readmes_python_example_runs(tmp_path, monkeypatch, capsys):
     namespace: dict = {}
     exec(compile(from_python_block(), "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
-    assert "['resnet50', 'densenet201', 'inception_resnet_v2', 'efficientnet_b0']" in printed
+    assert "['resnet50', 'densenet201', 'inception_resnet_v2', 'convnext_tiny']" in printed
     assert "(None, 32, 32, 3) (None, 6)" in printed
     result, more = namespace["result"], namespace["more"]
     assert result.exported == (tmp_path / "saved_models" / "scenes-demo" / "1").resolve()
