@@ -266,7 +266,7 @@ def test_directory_that_is_a_file_is_one_clear_error(tmp_path):
     "flags, space, message",
     [
         (["--data", "{tmp}/missing"], "", "missing"),
-        ([], 'augment = "rotate"\n', "augment must be one of flip, none"),
+        ([], 'augment = "rotate"\n', "'rotate' is neither"),
         (["--lr", "0"], "", "--lr must be positive"),
     ],
 )
