@@ -2,7 +2,8 @@
 
 Loads the SavedModel with plain TensorFlow (no kerasimg model code) and sends each
 file's bytes through its ``serving_default`` signature, as TF Serving would.
-Unreadable files are reported by name; the rest are still predicted.
+Unreadable files are reported by name; the rest are still predicted. ``--format``
+runs the version's ONNX or LiteRT file instead, on the same decoded pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.serving.formats import FORMATS, SAVEDMODEL
 from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
@@ -36,11 +38,21 @@ def main(argv: list[str] | None = None) -> int:
         help="skip images whose header claims more pixels than this",
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--format",
+        default=SAVEDMODEL,
+        choices=list(FORMATS),
+        help="which exported file of the version runs (onnx and litert* need `kerasimg export --format`)",
+    )
     args = p.parse_args(argv)
 
     def run() -> int:
         results = predict_files(
-            resolve_model_dir(args.model, args.zoo), list_images(args.images), args.top_k, args.max_pixels
+            resolve_model_dir(args.model, args.zoo),
+            list_images(args.images),
+            args.top_k,
+            args.max_pixels,
+            format=args.format,
         )
         if args.json:
             print(json.dumps(results, indent=2))

@@ -39,6 +39,7 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
         assert set(row) == {
             "backbone",
             "mode",
+            "format",
             "image_size",
             "batch_size",
             "precision",
