@@ -78,11 +78,15 @@ def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> 
         with contextlib.redirect_stdout(io.StringIO()), _statistics_as_variables(model):
             model.export(str(path), verbose=False, **options)
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise UserError(
-            f"Converting the model to {name} failed ({type(error).__name__}: {reason}). The README's "
-            "backbone table lists the formats each family converts to; leave this one out of --format."
+            f"Converting the model to {name} failed ({type(error).__name__}: {_first_line(error)}). "
+            "The README's backbone table lists the formats each family converts to; "
+            "leave this one out of --format."
         ) from error
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 @contextlib.contextmanager
@@ -119,7 +123,17 @@ def verify(
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
 ) -> dict:
     """Run the ``name`` file of ``folder`` against ``model``; returns the figures, raises if it disagrees."""
-    runtime = load_runtime(folder, name)
+    try:
+        runtime = load_runtime(folder, name)
+        runtime(next(iter(images.validation()))[:1])
+    except UserError:
+        raise
+    except Exception as error:  # a converter that wrote an op its own runtime cannot run
+        raise UserError(
+            f"The {name} file was written but its runtime cannot run it ({type(error).__name__}: "
+            f"{_first_line(error)}). The README's backbone table lists the formats each family converts "
+            "to; leave this one out of --format."
+        ) from error
     if name == "litert-int8":
         agreement, count = _top1_agreement(model, runtime, images.test())
         facts = {"top1_agreement": round(agreement, 4), "agreement_images": count}
