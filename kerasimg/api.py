@@ -14,6 +14,7 @@ from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
 from kerasimg.models import list_backbones, load_classifier
 from kerasimg.models.registry import run_load_hooks
+from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, SAVEDMODEL, check_installed, parse_formats
 from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 from kerasimg.training import FitConfig, FitResult, Run, load_run_config
 from kerasimg.training import fit as fit_config
@@ -26,6 +27,8 @@ def fit(
     resume: str | os.PathLike | None = None,
     export: str | None = None,
     zoo: str | os.PathLike = DEFAULT_ZOO,
+    format: str | list[str] = SAVEDMODEL,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     callbacks: list | None = None,
     log=print,
     **arguments,
@@ -34,17 +37,21 @@ def fit(
 
     ``resume=RUN_DIR`` continues that run with its saved arguments (a larger
     ``epochs`` extends it; other arguments that differ are refused). ``export=NAME``
-    exports the best model to ``zoo`` when done (``FitResult.exported``). The README's
+    exports the best model to ``zoo`` when done (``FitResult.exported``) in each of
+    ``format`` (as ``export``'s; checked before training starts). The README's
     "From Python" section has examples (a test runs them).
     """
     names = [f.name for f in dataclasses.fields(FitConfig)]
     unknown = sorted(set(arguments) - set(names))
     if unknown:
         raise UserError(
-            f"Unknown arguments {unknown}; kerasimg.fit takes {', '.join(names)}, resume, export, zoo."
+            f"Unknown arguments {unknown}; kerasimg.fit takes {', '.join(names)}, resume, export, zoo, "
+            "format, calibration_images."
         )
-    if export:  # checked now, not after hours of training
+    if export:  # the name, the formats and their converters are checked now, not after hours of training
         Zoo(zoo).model_dir(export)
+        formats = parse_formats(format)
+        check_installed(formats)
     if resume is not None:
         result = fit_config(load_run_config(resume, **arguments), resume=True, callbacks=callbacks, log=log)
     else:
@@ -53,7 +60,9 @@ def fit(
         from kerasimg.diagnose.report import write_run_report
         from kerasimg.serving.export import export_run
 
-        result.exported = export_run(result.run_dir, export, zoo)
+        result.exported = export_run(
+            result.run_dir, export, zoo, formats=formats, calibration_images=calibration_images
+        )
         write_run_report(result.run_dir, zoo)  # the page lists the export
     return result
 
@@ -77,11 +86,25 @@ def export(
     zoo: str | os.PathLike = DEFAULT_ZOO,
     *,
     allow_unfinished: bool = False,
+    format: str | list[str] = SAVEDMODEL,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> Path:
-    """Export a run's best model to ``zoo/<name>/<next version>/`` (verified); returns that folder."""
+    """Export a run's best model to ``zoo/<name>/<next version>/`` (verified); returns that folder.
+
+    ``format`` (``"savedmodel,onnx,litert,litert-fp16,litert-int8"`` or a list) adds
+    ONNX and LiteRT files beside the SavedModel, each checked against the Keras model
+    on the run's images; int8 is calibrated on ``calibration_images`` training images.
+    """
     from kerasimg.serving.export import export_run
 
-    return export_run(run_dir, name, zoo, allow_unfinished=allow_unfinished)
+    return export_run(
+        run_dir,
+        name,
+        zoo,
+        allow_unfinished=allow_unfinished,
+        formats=format,
+        calibration_images=calibration_images,
+    )
 
 
 def predict(
@@ -92,18 +115,23 @@ def predict(
     zoo: str | os.PathLike = DEFAULT_ZOO,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = 32,
+    format: str = SAVEDMODEL,
 ) -> list[dict]:
     """Top-k classes per image from an exported model: a SavedModel folder or ``NAME[/VERSION]`` in ``zoo``.
 
     Each result is ``{"file", "top": [(class, score), ...]}``, or ``{"file", "error"}``
     for a file that could not be read. Files go ``batch_size`` per signature call.
+    ``format`` runs that file of the version instead of the SavedModel (``"onnx"``,
+    ``"litert"``, ``"litert-fp16"``, ``"litert-int8"``), one file at a time.
     """
     from kerasimg.serving.batch_predict import predict_files_batched
-    from kerasimg.serving.predict import list_images, resolve_model_dir
+    from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
 
     targets = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    files = list_images([str(t) for t in targets])
-    return predict_files_batched(resolve_model_dir(str(model), zoo), files, top_k, max_pixels, batch_size)
+    files, model_dir = list_images([str(t) for t in targets]), resolve_model_dir(str(model), zoo)
+    if format != SAVEDMODEL or batch_size == 1:
+        return predict_files(model_dir, files, top_k, max_pixels, format=format)
+    return predict_files_batched(model_dir, files, top_k, max_pixels, batch_size)
 
 
 def evaluate(

@@ -8,6 +8,7 @@ import sys
 from kerasimg.benchmarks.throughput import MODES
 from kerasimg.cli import run_cli
 from kerasimg.files import write_json
+from kerasimg.serving.formats import FORMATS, SAVEDMODEL
 from kerasimg.training.precision import PRECISIONS
 
 
@@ -16,7 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", action="append", required=True, help="repeat to compare backbones")
     p.add_argument("--mode", action="append", choices=MODES, help="repeatable; default train")
     p.add_argument("--image-size", type=int, default=None, help="default: each backbone's own size")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, action="append", help="repeatable (e.g. 1 and 32 in one run); default 32"
+    )
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=list(FORMATS),
+        help="repeatable; what --mode serve times, each file in its own runtime (default savedmodel)",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument(
@@ -33,28 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """``vs_float32``: images/s over the float32 row of the same backbone, mode and size."""
-    base = {
-        (r["backbone"], r["mode"], r["image_size"]): r["images_per_sec"]
-        for r in rows
-        if r["precision"] == "float32"
-    }
+    """``vs_float32``: images/s over the float32 row of the same backbone, mode, format, size and batch."""
+
+    def key(r):
+        return r["backbone"], r["mode"], r.get("format"), r["image_size"], r["batch_size"]
+
+    base = {key(r): r["images_per_sec"] for r in rows if r["precision"] == "float32"}
     for r in rows:
-        reference = base.get((r["backbone"], r["mode"], r["image_size"]))
+        reference = base.get(key(r))
         if reference and r["precision"] not in ("float32", "-"):
             r["vs_float32"] = round(r["images_per_sec"] / reference, 3)
 
 
 def format_table(rows: list[dict]) -> str:
     header = (
-        f"{'backbone':<22} {'mode':<7} {'size':>5} {'batch':>5} {'precision':<16} "
+        f"{'backbone':<22} {'mode':<7} {'format':<12} {'size':>5} {'batch':>5} {'precision':<16} "
         f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = f"{r['vs_float32']:.2f}x" if "vs_float32" in r else ""
         lines.append(
-            f"{r['backbone']:<22} {r['mode']:<7} {r['image_size']:>5} {r['batch_size']:>5} "
+            f"{r['backbone']:<22} {r['mode']:<7} {r.get('format', ''):<12} {r['image_size']:>5} "
+            f"{r['batch_size']:>5} "
             f"{r['precision']:<16} {r['images_per_sec']:>9.2f} {r['step_seconds_median']:>8.3f} "
             f"{r['params']:>12,} {ratio:>7}"
         )
@@ -67,30 +77,43 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         import tensorflow as tf
 
-        from kerasimg.benchmarks.throughput import measure
+        from kerasimg.benchmarks.throughput import measure, measure_serving
 
         if args.intra_op is not None:
             tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
         if args.inter_op is not None:
             tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
         rows = []
+        batch_sizes = args.batch_size or [32]
         for backbone in args.backbone:
             for mode in args.mode or ["train"]:
                 # The input pipeline has no model, so no precision to vary.
                 for precision in ["-"] if mode == "input" else args.precision or ["float32"]:
                     print(f"Measuring {backbone} ({mode}, {precision})...", flush=True)
-                    rows.append(
-                        measure(
+                    if mode == "serve":  # one export with every format, timed at every batch size
+                        rows += measure_serving(
                             backbone,
-                            mode,
+                            args.format or [SAVEDMODEL],
                             args.image_size,
-                            args.batch_size,
+                            batch_sizes,
                             args.steps,
                             args.warmup,
                             precision=precision,
-                            data=args.data,
                         )
-                    )
+                        continue
+                    for batch_size in batch_sizes:
+                        rows.append(
+                            measure(
+                                backbone,
+                                mode,
+                                args.image_size,
+                                batch_size,
+                                args.steps,
+                                args.warmup,
+                                precision=precision,
+                                data=args.data,
+                            )
+                        )
         add_speedups(rows)
         print(format_table(rows))
         if args.json:

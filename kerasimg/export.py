@@ -1,4 +1,4 @@
-"""``python -m kerasimg.export RUN_DIR [--name NAME] [--zoo saved_models/]``: a run into the zoo."""
+"""``python -m kerasimg.export RUN_DIR [--name NAME] [--format savedmodel,onnx,...]``: a run into the zoo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
+from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, FORMATS, SAVEDMODEL
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
@@ -21,16 +22,59 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="export a run stopped before its evaluation, marked as unevaluated in the zoo",
     )
+    add_format_flags(p)
     args = p.parse_args(argv)
 
     def run() -> int:
-        from kerasimg.serving import export_run
-
-        path = export_run(args.run_dir, args.name, args.zoo, allow_unfinished=args.allow_unfinished)
+        path = api.export(
+            args.run_dir,
+            args.name,
+            args.zoo,
+            allow_unfinished=args.allow_unfinished,
+            format=args.format,
+            calibration_images=args.calibration_images,
+        )
         print(f"Exported {path} (verified against the Keras model); index: {path.parent.parent / 'zoo.json'}")
+        print_formats(path)
         return 0
 
     return run_cli(run)
+
+
+def add_format_flags(p: argparse.ArgumentParser) -> None:
+    """``--format`` and ``--calibration-images``, shared with ``fit --export``."""
+    p.add_argument(
+        "--format",
+        default=SAVEDMODEL,
+        help=f"comma-separated, from {','.join(FORMATS)}; the SavedModel is always written and the "
+        "others go beside it in the version folder, each verified against the Keras model",
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        default=DEFAULT_CALIBRATION_IMAGES,
+        help="training images that calibrate litert-int8",
+    )
+
+
+def print_formats(path) -> None:
+    """One line per exported file: size, parity or int8 agreement (from the zoo's index)."""
+    from kerasimg.serving.zoo import Zoo
+
+    entry = next(
+        (e for e in Zoo(path.parent.parent).entries() if e["path"] == str(path)),
+        {},
+    )
+    for name, facts in entry.get("formats", {}).items():
+        line = f"  {name:<12} {facts['bytes'] / 1e6:8.2f} MB"
+        if "top1_agreement" in facts:
+            line += (
+                f"  top-1 agrees with the float model on {facts['top1_agreement']:.2%} "
+                f"of {facts['agreement_images']} test images"
+            )
+        elif "max_abs_diff" in facts:
+            line += f"  max |prob diff| {facts['max_abs_diff']:.1e} on {facts['checked_images']} images"
+        print(line)
 
 
 # ``kerasimg.export(...)`` is the API call even after this CLI module is imported (see kerasimg.api).

@@ -10,6 +10,7 @@ from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.augment import PRESETS
 from kerasimg.data.sources import VAL_FROM
+from kerasimg.export import add_format_flags, print_formats
 from kerasimg.models.classifier import HEADS
 from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.config import FitConfig
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
     p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")
     p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo folder for --export")
+    add_format_flags(p)  # --format, --calibration-images: how --export writes
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -187,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
         "an interrupted or finished run, other flags that differ from the run are refused",
     )
     return p
+
+
+# Flags that say how to resume or export, not how to train: kerasimg.fit's own keywords.
+EXPORT_OPTIONS = ("resume", "export", "zoo", "format", "calibration_images")
 
 
 def given_flags(argv: list[str] | None) -> dict:
@@ -204,11 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         import kerasimg
 
         if args.resume:
-            arguments = {k: v for k, v in given_flags(argv).items() if k not in ("resume", "export", "zoo")}
+            arguments = {k: v for k, v in given_flags(argv).items() if k not in EXPORT_OPTIONS}
             print(f"Resuming {args.resume}")
         else:
-            arguments = {k: v for k, v in vars(args).items() if k not in ("resume", "export", "zoo")}
-        result = kerasimg.fit(resume=args.resume, export=args.export, zoo=args.zoo, **arguments)
+            arguments = {k: v for k, v in vars(args).items() if k not in EXPORT_OPTIONS}
+        result = kerasimg.fit(
+            resume=args.resume,
+            export=args.export,
+            zoo=args.zoo,
+            format=args.format,
+            calibration_images=args.calibration_images,
+            **arguments,
+        )
         per_class = result.metrics["per_class"]
         worst = min(per_class, key=lambda c: per_class[c]["f1"])
         print(
@@ -228,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if result.exported:
             print(f"Exported to {result.exported}")
+            print_formats(result.exported)
         return 0
 
     return run_cli(run, "Resume with: python -m kerasimg.fit --resume RUN_DIR (printed above).")

@@ -5,6 +5,7 @@ files' bytes through its ``serving_default`` signature, as TF Serving would,
 ``--batch-size`` files per call (1: one request per file, the old path).
 Unreadable files are reported by name; the rest are still predicted. ``--csv``
 writes one row per file: file, top-1 class and score, the top-k classes and scores.
+``--format`` runs the version's ONNX or LiteRT file instead, on the same decoded pixels.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.serving.batch_predict import predict_files_batched, write_csv
+from kerasimg.serving.formats import FORMATS, SAVEDMODEL
 from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
@@ -41,12 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--csv", default=None, help="write one row per file to this CSV instead of printing them")
     p.add_argument("--batch-size", type=int, default=32, help="files per signature call (1: one per file)")
+    p.add_argument(
+        "--format",
+        default=SAVEDMODEL,
+        choices=list(FORMATS),
+        help="which exported file of the version runs (onnx and litert* need `kerasimg export --format`)",
+    )
     args = p.parse_args(argv)
 
     def run() -> int:
         model_dir, files = resolve_model_dir(args.model, args.zoo), list_images(args.images)
-        if args.batch_size == 1:
-            results = predict_files(model_dir, files, args.top_k, args.max_pixels)
+        if args.format != SAVEDMODEL or args.batch_size == 1:
+            results = predict_files(model_dir, files, args.top_k, args.max_pixels, format=args.format)
         else:
             results = predict_files_batched(model_dir, files, args.top_k, args.max_pixels, args.batch_size)
         if args.csv:

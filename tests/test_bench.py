@@ -39,6 +39,7 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
         assert set(row) == {
             "backbone",
             "mode",
+            "format",
             "image_size",
             "batch_size",
             "precision",
@@ -66,3 +67,21 @@ def test_models_list_json_counts_parameters_from_built_models(capsys, monkeypatc
         previous = width
     assert row["parameters"] == params
     assert row["stages"] == ["block1", "block2", "block3", "block4"] and row["preprocessing"] == "tf"
+
+
+def test_bench_serve_times_each_format_in_its_runtime_beside_keras(tmp_path):
+    path = tmp_path / "bench.json"
+    argv = ["--backbone", "small_cnn", "--mode", "infer", "--mode", "serve", "--image-size", "32"]
+    argv += ["--format", "litert-int8", "--batch-size", "1", "--batch-size", "3", "--steps", "1"]
+    assert bench.main([*argv, "--warmup", "0", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())
+    # The SavedModel is always exported, so it is timed beside the asked-for format.
+    assert [(r["mode"], r["format"], r["batch_size"]) for r in rows] == [
+        ("infer", "keras", 1),
+        ("infer", "keras", 3),
+        ("serve", "savedmodel", 1),
+        ("serve", "savedmodel", 3),
+        ("serve", "litert-int8", 1),
+        ("serve", "litert-int8", 3),
+    ]
+    assert all(r["images_per_sec"] > 0 for r in rows)

@@ -1,5 +1,8 @@
 """Serving: SavedModel export with image-bytes signatures, the zoo index and TF Serving config.
 
+ONNX and LiteRT files go beside the SavedModel (``formats``, ``convert``) and run through
+``runtimes``, the one place that knows how to call each format.
+
 ``export_model`` and ``export_run`` load TensorFlow; they are imported on first use so
 that the zoo's index (``kerasimg.serving.zoo``) can be read without it.
 """

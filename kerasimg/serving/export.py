@@ -7,7 +7,9 @@ The SavedModel (written with ``keras.export.ExportArchive``) has two signatures:
 go in ``assets/labels.txt`` and warm-up requests in ``assets.extra/``. The export
 is written to a temporary folder, loaded back and checked against the Keras model,
 and only then renamed into ``<zoo>/<name>/<next version>/``: a failed or
-interrupted export leaves no version folder behind.
+interrupted export leaves no version folder behind. Other formats (ONNX, LiteRT
+float/float16/int8; ``kerasimg.serving.formats``) are converted and verified into
+the same temporary folder first, beside the SavedModel, with ``labels.txt``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,17 @@ import tensorflow as tf
 
 from kerasimg import selection
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
-from kerasimg.errors import UserError
+from kerasimg.errors import ArgumentError, UserError
 from kerasimg.files import make_temp_dir
+from kerasimg.serving.convert import CheckImages, add_formats
+from kerasimg.serving.formats import (
+    DEFAULT_CALIBRATION_IMAGES,
+    LABELS_FILE,
+    MIN_INT8_AGREEMENT,
+    SAVEDMODEL,
+    parse_formats,
+)
+from kerasimg.serving.formats import check_installed as check_format_packages
 from kerasimg.serving.signatures import BYTES_INPUT, PIXELS_INPUT, decode_batch, serving_functions
 from kerasimg.serving.warmup import write_warmup_requests
 from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
@@ -52,14 +63,23 @@ def export_model(
     metadata: dict | None = None,
     top_k: int = 3,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    formats: str | list[str] = SAVEDMODEL,
+    images: CheckImages | None = None,
+    min_int8_agreement: float = MIN_INT8_AGREEMENT,
 ) -> Path:
     """Write ``<zoo>/<name>/<next version>/`` and index it; returns the version folder.
 
     ``serving_default`` refuses images whose header claims more than ``max_pixels``
-    pixels before decoding them; the limit is recorded in the index.
+    pixels before decoding them; the limit is recorded in the index. ``formats``
+    adds ONNX/LiteRT files beside the SavedModel, each calibrated and checked on
+    ``images`` (default: a few synthetic images; ``export_run`` passes the run's splits);
+    an int8 file whose top-1 matches the Keras model's on less than ``min_int8_agreement``
+    of the test images fails the export.
     """
     zoo = Zoo(zoo)
     folder = zoo.model_dir(name)
+    formats = parse_formats(formats)
+    check_format_packages(formats)
     if model.output_shape[-1] != len(class_names):
         raise UserError(
             f"The model has {model.output_shape[-1]} outputs but {len(class_names)} class names were given."
@@ -78,6 +98,12 @@ def export_model(
         samples = _sample_jpegs(image_size, WARMUP_IMAGES)
         write_warmup_requests(staging / "assets.extra" / "tf_serving_warmup_requests", name, samples)
         verify_export(staging, model, image_size, samples)
+        files = {SAVEDMODEL: {"bytes": _folder_bytes(staging)}}
+        (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n", encoding="utf-8")
+        if images is None:
+            pixels = decode_batch(tf.constant(samples), image_size)
+            images = CheckImages.from_array(pixels, f"{len(samples)} synthetic images")
+        files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement))
         version = _move_into_place(staging, zoo, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -93,6 +119,7 @@ def export_model(
         "path": str(target),
         "exported": datetime.datetime.now().isoformat(timespec="seconds"),
         "signatures": {"serving_default": BYTES_INPUT, "predict_images": PIXELS_INPUT},
+        "formats": files,
     }
     entry.setdefault("parameters", int(model.count_params()))
     zoo.add(entry)
@@ -115,6 +142,10 @@ def verify_export(path: Path, model: keras.Model, image_size: int, samples: list
             )
 
 
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def _move_into_place(staging: Path, zoo: Zoo, name: str) -> int:
     """Rename ``staging`` to the next free version; a concurrent export that wins makes us take the next."""
     while True:
@@ -133,12 +164,21 @@ def export_run(
     zoo: str | Path = DEFAULT_ZOO,
     *,
     allow_unfinished: bool = False,
+    formats: str | list[str] = SAVEDMODEL,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    min_int8_agreement: float = MIN_INT8_AGREEMENT,
 ) -> Path:
     """Export the best model of a finished ``kerasimg.fit`` run with its metrics in the index.
 
     A run that was stopped before its evaluation is refused unless ``allow_unfinished``;
-    it then enters the zoo marked as unevaluated.
+    it then enters the zoo marked as unevaluated. ``formats`` beyond the SavedModel are
+    checked on the run's validation split; int8 is calibrated on ``calibration_images``
+    training images and judged on the test split.
     """
+    formats = parse_formats(formats)
+    check_format_packages(formats)
+    if calibration_images < 1:
+        raise ArgumentError("calibration_images", "must be at least 1", calibration_images)
     from kerasimg.models import load_classifier
     from kerasimg.training.run import Run
 
@@ -171,12 +211,63 @@ def export_run(
         "run": str(run.path.resolve()),
         "config_sha256": hashlib.sha256(run.config_path.read_bytes()).hexdigest(),
     }
+    image_size = int(resolved["image_size"])
+    images = None
+    if len(formats) > 1:
+        images = run_images(arguments, image_size, calibration_images)
+        metadata["calibration_images"] = calibration_images if "litert-int8" in formats else None
     return export_model(
         model,
         config["class_names"],
-        int(resolved["image_size"]),
+        image_size,
         name or arguments["backbone"],
         zoo,
         metadata,
         max_pixels=int(arguments.get("max_pixels", DEFAULT_MAX_PIXELS)),
+        formats=formats,
+        images=images,
+        min_int8_agreement=min_int8_agreement,
+    )
+
+
+def run_images(
+    arguments: dict, image_size: int, calibration_images: int, batch_size: int = 32
+) -> CheckImages:
+    """The run's own splits, rebuilt from its arguments: training images to calibrate, val and test to check.
+
+    The calibration sample is ``calibration_images`` training files drawn with the
+    run's seed, so the same run calibrates the same way twice.
+    """
+    from kerasimg.data import image_dataset, load_data
+    from kerasimg.data.splits import FileSplit
+
+    data = load_data(
+        arguments.get("data", "scenes"),
+        val_split=float(arguments.get("val_split", 0.1)),
+        val_from=arguments.get("val_from", "train"),
+        seed=int(arguments.get("seed", 0)),
+        max_pixels=int(arguments.get("max_pixels", DEFAULT_MAX_PIXELS)),
+        log=lambda *_: None,
+    )
+    train = data.train
+    if isinstance(train, FileSplit) and len(train) > calibration_images:
+        rng = np.random.default_rng(int(arguments.get("seed", 0)))
+        chosen = sorted(rng.choice(len(train), calibration_images, replace=False))
+        train = FileSplit([train.paths[i] for i in chosen], [train.labels[i] for i in chosen])
+
+    def batches(split, limit=None):
+        def iterate():
+            dataset = image_dataset(split, image_size, batch_size, training=False).map(lambda x, y: x)
+            if limit is not None:
+                dataset = dataset.unbatch().take(limit).batch(batch_size)
+            return dataset.as_numpy_iterator()
+
+        return iterate
+
+    validation = data.val if len(data.val) else data.test
+    return CheckImages(
+        calibration=batches(train, calibration_images),
+        validation=batches(validation),
+        test=batches(data.test),
+        source=f"the run's {len(validation)} validation and {len(data.test)} test images",
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
+from kerasimg.serving.formats import SAVEDMODEL
 from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 
 
@@ -44,12 +45,24 @@ def list_images(targets: list[str]) -> list[Path]:
 
 
 def predict_files(
-    model_dir: Path, files: list[Path], top_k: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
+    model_dir: Path,
+    files: list[Path],
+    top_k: int = 3,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    format: str = SAVEDMODEL,
 ) -> list[dict]:
-    """One result per file: ``{file, top: [(class, score)...]}`` or ``{file, error}``."""
+    """One result per file: ``{file, top: [(class, score)...]}`` or ``{file, error}``.
+
+    ``format`` other than the SavedModel runs that file of the version (``kerasimg.serving.runtimes``).
+    """
     import tensorflow as tf
 
     from kerasimg.data.verify import check_image
+
+    if format != SAVEDMODEL:
+        from kerasimg.serving.runtimes import predict_files_in_format
+
+        return predict_files_in_format(model_dir, format, files, top_k, max_pixels)
 
     serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
     results = []

@@ -1,0 +1,190 @@
+"""Convert a classifier to ONNX and LiteRT files and check each against the Keras model before keeping it.
+
+Keras's own exporters do the conversion (``model.export(format="onnx")`` through
+tf2onnx, ``format="litert"`` through the TFLite converter, which takes the
+converter's settings for float16 and int8). Each file is then run in its own
+runtime (``kerasimg.serving.runtimes``): a float file must match the Keras
+probabilities within its tolerance with the same top-1 on every validation image;
+the int8 file, calibrated on training images, must pick the Keras model's top-1 on
+at least ``MIN_INT8_AGREEMENT`` of the test images. A file that fails raises and
+the caller throws the whole export away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kerasimg.errors import UserError
+from kerasimg.serving.formats import FORMATS, MIN_INT8_AGREEMENT
+from kerasimg.serving.runtimes import format_path, load_runtime
+
+Batches = Callable[[], Iterable[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class CheckImages:
+    """The pixels the formats are calibrated and checked on: each a fresh iterable of float32 0-255 batches.
+
+    Attributes:
+        calibration: Images the int8 converter measures activation ranges on.
+        validation: Images every float format must match the Keras model on.
+        test: Images the int8 file's top-1 agreement is measured on.
+        source: Where they came from, for messages and the zoo ("the run's splits").
+    """
+
+    calibration: Batches
+    validation: Batches
+    test: Batches
+    source: str
+
+    @classmethod
+    def from_array(cls, pixels: np.ndarray, source: str) -> CheckImages:
+        """The same few images for all three uses (models without a run: tests, ``bench``)."""
+        pixels = np.asarray(pixels, np.float32)
+        return cls(*(lambda: [pixels],) * 3, source=source)
+
+
+def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> None:
+    """Write ``model`` as format ``name`` at ``path``; a converter that fails becomes one clear error."""
+    import tensorflow as tf
+
+    # Given, not guessed: Keras's ONNX exporter refuses a model that was never called.
+    signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="image")]
+    if name == "onnx":
+        options = {"format": "onnx", "input_signature": signature}
+    else:
+        options = {"format": "litert", "input_signature": signature}
+        if name == "litert-fp16":
+            options.update(
+                optimizations=[tf.lite.Optimize.DEFAULT], target_spec={"supported_types": [tf.float16]}
+            )
+        elif name == "litert-int8":
+            options.update(
+                optimizations=[tf.lite.Optimize.DEFAULT],
+                representative_dataset=lambda: ([image[None]] for batch in calibration() for image in batch),
+                # Integer kernels only, as edge accelerators need; the input is raw uint8 pixels.
+                target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+                inference_input_type=tf.uint8,
+            )
+    try:
+        # The converters print pages of progress to stdout; a failure keeps its message below.
+        with contextlib.redirect_stdout(io.StringIO()), _statistics_as_variables(model):
+            model.export(str(path), verbose=False, **options)
+    except Exception as error:
+        raise UserError(
+            f"Converting the model to {name} failed ({type(error).__name__}: {_first_line(error)}). "
+            "The README's backbone table lists the formats each family converts to; "
+            "leave this one out of --format."
+        ) from error
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+@contextlib.contextmanager
+def _statistics_as_variables(model: keras.Model):
+    """Hold each ``Normalization`` layer's mean and variance in variables while converting.
+
+    The layer keeps them as constant tensors; a traced function captures those as
+    inputs, and tf2onnx leaves captured tensors as ONNX graph inputs (onnxruntime then
+    asks for ``normalization/Sub/y:0``) while it freezes captured variables into
+    the graph. EfficientNet's rescaling is such a layer.
+    """
+    import tensorflow as tf
+
+    swapped = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
+            swapped.append((layer, layer.mean, layer.variance))
+            # object.__setattr__: Keras must not track these as the layer's weights.
+            object.__setattr__(layer, "mean", tf.Variable(layer.mean, trainable=False))
+            object.__setattr__(layer, "variance", tf.Variable(layer.variance, trainable=False))
+    try:
+        yield
+    finally:
+        for layer, mean, variance in swapped:
+            object.__setattr__(layer, "mean", mean)
+            object.__setattr__(layer, "variance", variance)
+
+
+def verify(
+    model: keras.Model,
+    name: str,
+    folder: Path,
+    images: CheckImages,
+    min_int8_agreement: float = MIN_INT8_AGREEMENT,
+) -> dict:
+    """Run the ``name`` file of ``folder`` against ``model``; returns the figures, raises if it disagrees."""
+    try:
+        runtime = load_runtime(folder, name)
+        runtime(next(iter(images.validation()))[:1])
+    except UserError:
+        raise
+    except Exception as error:  # a converter that wrote an op its own runtime cannot run
+        raise UserError(
+            f"The {name} file was written but its runtime cannot run it ({type(error).__name__}: "
+            f"{_first_line(error)}). The README's backbone table lists the formats each family converts "
+            "to; leave this one out of --format."
+        ) from error
+    if name == "litert-int8":
+        agreement, count = _top1_agreement(model, runtime, images.test())
+        facts = {"top1_agreement": round(agreement, 4), "agreement_images": count}
+        if agreement < min_int8_agreement:
+            raise UserError(
+                f"The int8 file picks the float model's class on only {agreement:.1%} of {count} test "
+                f"images ({images.source}), below the {min_int8_agreement:.0%} needed; it was not kept and "
+                "nothing was added to the zoo. Try more --calibration-images, or export litert-fp16."
+            )
+        return facts
+    difference, count = 0.0, 0
+    for pixels in images.validation():
+        expected = _keras_probabilities(model, pixels)
+        got = runtime(pixels)
+        difference = max(difference, float(np.max(np.abs(got - expected), initial=0.0)))
+        count += len(pixels)
+        tolerance = FORMATS[name].tolerance
+        if difference > tolerance or np.any(got.argmax(-1) != expected.argmax(-1)):
+            raise RuntimeError(
+                f"The {name} file disagrees with the Keras model on {images.source} (max probability "
+                f"difference {difference:.2e}, allowed {tolerance:.0e}, top-1 must match); it was not kept."
+            )
+    return {"max_abs_diff": float(f"{difference:.3g}"), "checked_images": count}
+
+
+def _keras_probabilities(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(pixels, training=False)).astype("float32")
+
+
+def _top1_agreement(model: keras.Model, runtime, batches: Iterable[np.ndarray]) -> tuple[float, int]:
+    same = count = 0
+    for pixels in batches:
+        same += int(np.sum(runtime(pixels).argmax(-1) == _keras_probabilities(model, pixels).argmax(-1)))
+        count += len(pixels)
+    if not count:
+        raise UserError("No test images to measure the int8 file's top-1 agreement on.")
+    return same / count, count
+
+
+def add_formats(
+    model: keras.Model,
+    folder: Path,
+    names: Iterable[str],
+    images: CheckImages,
+    min_int8_agreement: float = MIN_INT8_AGREEMENT,
+) -> dict:
+    """Convert and verify each non-SavedModel format into ``folder``; returns ``{format: facts}``."""
+    facts = {}
+    for name in names:
+        path = format_path(folder, name)
+        convert(model, name, path, images.calibration)
+        checked = verify(model, name, folder, images, min_int8_agreement)
+        facts[name] = {"file": path.name, "bytes": path.stat().st_size, **checked}
+    return facts

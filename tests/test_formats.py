@@ -1,0 +1,156 @@
+"""ONNX and LiteRT exports: checked before kept, beside a SavedModel TF Serving loads, run by predict."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasimg.export as export_cli
+import kerasimg.predict as predict_cli
+from kerasimg.errors import UserError
+from kerasimg.serving import Zoo, export_model
+from kerasimg.serving.formats import FORMATS
+from kerasimg.serving.zoo import parse_models_config
+
+ALL = "savedmodel,onnx,litert,litert-fp16,litert-int8"
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_scenes, tmp_path_factory):
+    """A one-epoch small_cnn run exported by ``fit --export --format`` to every format."""
+    import kerasimg.fit as fit_cli
+
+    root = tmp_path_factory.mktemp("formats")
+    zoo, run = root / "zoo", root / "run"
+    flags = ["--backbone", "small_cnn", "--weights", "none", "--data", str(tiny_scenes), "--epochs", "1"]
+    flags += ["--batch-size", "8", "--image-size", "32", "--out", str(run), "--export", "scenes"]
+    assert fit_cli.main([*flags, "--zoo", str(zoo), "--format", ALL, "--calibration-images", "8"]) == 0
+    (entry,) = Zoo(zoo).entries()
+    return run, zoo, entry
+
+
+def test_every_format_is_kept_beside_a_savedmodel_that_tf_serving_loads(exported, tiny_scenes):
+    run, zoo, entry = exported
+    version = zoo / "scenes" / "1"
+    assert (version / "labels.txt").read_text().split() == entry["class_names"]
+    assert list(entry["formats"]) == ALL.split(",")
+    for name, facts in entry["formats"].items():
+        if name != "savedmodel":
+            assert facts["bytes"] == (version / FORMATS[name].filename).stat().st_size > 0
+        if FORMATS[name].tolerance is not None and name != "savedmodel":
+            assert facts["max_abs_diff"] <= FORMATS[name].tolerance and facts["checked_images"] > 0
+    int8 = entry["formats"]["litert-int8"]
+    test_images = sum(1 for p in (tiny_scenes / "seg_test").rglob("*") if p.is_file())
+    assert int8["agreement_images"] == test_images and 0.98 <= int8["top1_agreement"] <= 1
+    assert int8["bytes"] < entry["formats"]["litert"]["bytes"] / 2
+    assert (
+        f"litert-int8 {int8['bytes'] / 1e6:.1f} MB ({int8['top1_agreement']:.1%} top-1)"
+        in (zoo / "ZOO.md").read_text()
+    )
+    # The version folder loads as TF Serving's SavedModelBundle does: tag "serve", its signatures.
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version))
+    assert {"serving_default", "predict_images"} <= set(meta.signature_def)
+    config = parse_models_config((zoo / "models.config").read_text())
+    assert [c.base_path for c in config.model_config_list.config] == ["/models/scenes"]
+
+
+def test_predict_runs_every_format_like_the_savedmodel(exported, tiny_scenes, capsys):
+    _, zoo, _ = exported
+    images = sorted((tiny_scenes / "seg_test").rglob("*.jpg"))[:4]
+
+    def predict(name):
+        argv = ["--model", "scenes", "--zoo", str(zoo), "--format", name, "--json"]
+        assert predict_cli.main([*argv, *map(str, images)]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    reference = predict("savedmodel")
+    for name in ("onnx", "litert", "litert-fp16", "litert-int8"):
+        results = predict(name)
+        assert [r["file"] for r in results] == [r["file"] for r in reference]
+        tolerance = FORMATS[name].tolerance or 0.05
+        for got, want in zip(results, reference):
+            assert np.allclose([s for _, s in got["top"]], [s for _, s in want["top"]], atol=tolerance)
+            if FORMATS[name].tolerance is not None:
+                assert [c for c, _ in got["top"]] == [c for c, _ in want["top"]]
+
+
+def test_int8_below_the_bar_fails_with_its_figure_and_adds_nothing(exported):
+    from kerasimg.models import build_classifier
+    from kerasimg.serving.convert import CheckImages
+
+    _, zoo, _ = exported
+    before = Zoo(zoo).entries()
+    model = build_classifier("small_cnn", 3, image_size=32, weights="none")
+    pixels = np.random.default_rng(0).uniform(0, 255, (7, 32, 32, 3))
+    # No file can agree on more than 100%: the bar is out of reach, the measurement still real.
+    with pytest.raises(UserError, match=r"on only 1?\d?\d\.\d% of 7 test images .* nothing was added"):
+        export_model(
+            model,
+            ["a", "b", "c"],
+            32,
+            "strict",
+            zoo,
+            formats="litert-int8",
+            images=CheckImages.from_array(pixels, "7 random images"),
+            min_int8_agreement=1.01,
+        )
+    assert Zoo(zoo).entries() == before and Zoo(zoo).versions("strict") == []
+    assert not list((zoo / "strict").iterdir())
+
+
+def test_a_missing_runtime_or_unknown_format_is_one_line_naming_the_fix(exported, monkeypatch, capsys):
+    run, zoo, _ = exported
+    assert export_cli.main([str(run), "--zoo", str(zoo), "--format", "onnx,tflite"]) == 2
+    assert "--format must be a comma-separated list of savedmodel, onnx" in capsys.readouterr().err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
+    )
+    assert export_cli.main([str(run), "--zoo", str(zoo), "--format", "onnx"]) == 2
+    assert (
+        "needs onnxruntime, which is not installed: pip install 'kerasimg[onnx]'" in capsys.readouterr().err
+    )
+    assert len(Zoo(zoo).entries()) == 1
+    with pytest.raises(UserError, match=r"pip install 'kerasimg\[onnx\]'"):
+        predict_cli.api.predict("scenes", str(run), zoo=zoo, format="onnx")
+
+
+# One backbone per family; small_cnn is exported above. tf2onnx takes 20-50 s per family on a shared
+# 2-core machine even at 32 px (graph size, not pixels), so this matrix runs on demand:
+# KERASIMG_EXPORT_FAMILIES=1 pytest tests/test_formats.py -k family. The README table is its result.
+FAMILIES = {
+    "resnet50": 32,
+    "densenet201": 32,
+    "inception_resnet_v2": 75,
+    "efficientnet_b0": 32,
+    "resnext50_32x4d": 32,
+    "vit_tiny16": 32,
+}
+
+
+# What a family cannot convert to, and how the export says so (the README's table).
+UNSUPPORTED = {"vit_tiny16": {"onnx": "onnx file was written but its runtime cannot run it"}}
+
+
+@pytest.mark.skipif(not os.environ.get("KERASIMG_EXPORT_FAMILIES"), reason="minutes per family; on demand")
+@pytest.mark.parametrize("backbone", list(FAMILIES))
+def test_every_backbone_family_converts_to_every_format(backbone, tmp_path):
+    from kerasimg.models import build_classifier
+
+    size = FAMILIES[backbone]
+    model = build_classifier(backbone, 3, image_size=size, weights="none")
+    unsupported = UNSUPPORTED.get(backbone, {})
+    formats = [f for f in ALL.split(",") if f not in unsupported]
+    # Random weights: the int8 file is converted and run, its agreement is not judged.
+    export_model(model, ["a", "b", "c"], size, "family", tmp_path, formats=formats, min_int8_agreement=0.0)
+    assert list(Zoo(tmp_path).entries()[0]["formats"]) == formats
+    for name, message in unsupported.items():
+        with pytest.raises(UserError, match=message):
+            export_model(model, ["a", "b", "c"], size, "family", tmp_path, formats=name)
+        assert Zoo(tmp_path).versions("family") == [1]
