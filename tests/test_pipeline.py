@@ -50,5 +50,6 @@ def test_flip_augmentation_is_seeded_and_only_flips(tmp_path):
 
 
 def test_unknown_augmentation_is_a_clear_error():
-    with pytest.raises(UserError, match="--augment must be one of .*Received: augment='jitter'"):
+    message = "augment takes a preset.*'jitter' is neither. Received: augment='jitter'"
+    with pytest.raises(UserError, match=message):
         image_dataset(FileSplit(["x.jpg"], [0]), 32, 1, training=True, augment="jitter")

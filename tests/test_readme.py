@@ -58,7 +58,7 @@ def with_new_fit_flag(monkeypatch):
 
     def build_parser():
         parser = original()
-        parser.add_argument("--label-smoothing", type=float, default=0.1, help="from another branch | a pipe")
+        parser.add_argument("--mix-ratio", type=float, default=0.1, help="from another branch | a pipe")
         return parser
 
     monkeypatch.setattr(kerasimg.fit, "build_parser", build_parser)
@@ -78,9 +78,9 @@ def test_a_flag_added_to_a_parser_makes_the_readme_stale_until_regenerated(monke
     assert readme.read_text(encoding="utf-8") == README, "--check changes nothing"
     assert docs.main([str(readme)]) == 0
     updated = readme.read_text(encoding="utf-8")
-    assert "| `--label-smoothing` | `0.1` | from another branch \\| a pipe |" in updated
+    assert "| `--mix-ratio` | `0.1` | from another branch \\| a pipe |" in updated
     assert docs.main(["--check", str(readme)]) == 0
-    assert updated.replace("| `--label-smoothing` | `0.1` | from another branch \\| a pipe |\n", "") == README
+    assert updated.replace("| `--mix-ratio` | `0.1` | from another branch \\| a pipe |\n", "") == README
 
 
 def test_a_table_marker_naming_no_parser_is_a_clear_error(tmp_path, capsys):
