@@ -16,7 +16,8 @@ from kerasimg.files import write_text
 Column = tuple[str, str, str]
 
 
-def _cell(value, spec: str) -> str:
+def format_cell(value, spec: str) -> str:
+    """A value by a format spec; empty for missing values, the plain text when the spec does not fit."""
     if value is None or value == "":
         return ""
     try:
@@ -29,7 +30,7 @@ def markdown_table(rows: list[dict], columns: list[Column]) -> str:
     lines = ["| " + " | ".join(header for _, header, _ in columns) + " |"]
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(key), spec) for key, _, spec in columns) + " |")
+        lines.append("| " + " | ".join(format_cell(row.get(key), spec) for key, _, spec in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from kerasimg.files import write_text
-from kerasimg.tables import Column
+from kerasimg.tables import Column, format_cell
 from kerasimg.training.run import Run
 
 CONFIG_ROWS = (
@@ -53,22 +53,13 @@ def _escape(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _format(value, spec: str) -> str:
-    if value is None or value == "":
-        return ""
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def table(rows: list[dict], columns: list[Column]) -> str:
     """``rows`` as HTML with ``(key, header, format)`` columns, as ``kerasimg.tables`` writes Markdown."""
     head = "".join(f"<th>{_escape(header)}</th>" for _, header, _ in columns)
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td{' class=n' if spec else ''}>{_escape(_format(row.get(key), spec))}</td>"
+            f"<td{' class=n' if spec else ''}>{_escape(format_cell(row.get(key), spec))}</td>"
             for key, _, spec in columns
         )
         + "</tr>"
@@ -107,7 +98,7 @@ def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike | None = None
         parts.append(
             _pairs(
                 [
-                    (label.replace("top-k", f"top-{k}"), _format(metrics.get(key), spec))
+                    (label.replace("top-k", f"top-{k}"), format_cell(metrics.get(key), spec))
                     for label, key, spec in METRIC_ROWS
                     if key in metrics
                 ]
