@@ -35,7 +35,8 @@ from kerasimg.serving.zoo import DEFAULT_ZOO  # noqa: E402
 from kerasimg.tables import markdown_table, write_csv  # noqa: E402
 from kerasimg.training import reports  # noqa: E402
 from kerasimg.training.config import FitConfig  # noqa: E402
-from kerasimg.training.driver import fit, load_run_config  # noqa: E402
+from kerasimg.training.driver import fit  # noqa: E402
+from kerasimg.training.resume import load_run_config  # noqa: E402
 from kerasimg.training.run import Run  # noqa: E402
 
 COLUMNS = [

@@ -36,7 +36,7 @@ from kerasimg.training.callbacks import (
     checkpoint_bytes,
     forget_restored_epoch,
 )
-from kerasimg.training.config import FitConfig, ResolvedFit, arguments_of
+from kerasimg.training.config import FitConfig, ResolvedFit
 from kerasimg.training.distribution import resolve_strategy
 from kerasimg.training.evaluation import evaluate
 from kerasimg.training.feature_cache import split_classifier
@@ -45,7 +45,7 @@ from kerasimg.training.recipe import class_weights, compile_classifier, learning
 from kerasimg.training.run import CONFIG_FORMAT, Run
 from kerasimg.training.schedules import ALL, HEAD, apply_phase
 
-__all__ = ["FitConfig", "FitResult", "fit", "load_run_config"]
+__all__ = ["FitConfig", "FitResult", "fit"]
 
 
 @dataclass
@@ -431,52 +431,3 @@ def _save_classifier_with_best_head(model, head, head_weights: Path, target: Pat
 def _write_skipped(run: Run, data: LabelledData) -> None:
     lines = [f"{path}\t{reason}" for path, reason in sorted(data.skipped.items())]
     write_text(run.skipped_path, "\n".join(lines) + ("\n" if lines else ""))
-
-
-def load_run_config(run_dir: str | Path, **overrides) -> FitConfig:
-    """The ``FitConfig`` an earlier run was started with, for ``--resume``.
-
-    ``overrides`` are the arguments the caller gave beside the run: any that differs
-    from the saved run is refused by name, except a larger ``epochs``, which extends
-    an interrupted or finished run. A finished run needs one to be resumed.
-    """
-    run = Run(run_dir)
-    if not run.exists:
-        raise UserError(f"No config.json in {run_dir}: --resume takes the directory of an earlier run.")
-    saved = run.read_config()
-    config = dataclasses.replace(arguments_of(saved), out=str(run_dir))
-    names = {f.name for f in dataclasses.fields(FitConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise UserError(f"Unknown settings for a resumed run: {', '.join(unknown)}.")
-    epochs = overrides.pop("epochs", None)
-    out = overrides.pop("out", None)
-    conflicts = [
-        f"--{key.replace('_', '-')} {value} (the run has {getattr(config, key)})"
-        for key, value in sorted(overrides.items())
-        if value != getattr(config, key)
-    ]
-    if out is not None and Path(out).resolve() != Path(run_dir).resolve():
-        conflicts.append(f"--out {out} (a resumed run stays in {run_dir})")
-    trained = int(saved["resolved"].get("epochs", config.epochs))
-    if epochs is not None and epochs < trained:
-        conflicts.append(f"--epochs {epochs} (the run has {trained}; it can only grow)")
-    if conflicts:
-        raise UserError(
-            f"--resume continues {run_dir} with its saved settings; these differ: {'; '.join(conflicts)}. "
-            "Drop them, or start a new run with another --out."
-        )
-    extends = epochs is not None and epochs > trained
-    if run.finished and not extends:
-        raise UserError(
-            f"The run in {run_dir} already finished (metrics.json exists); nothing to resume. "
-            f"Pass a larger --epochs (it has {trained}) to train it further."
-        )
-    last = len(saved["resolved"].get("phases") or [None]) - 1
-    if run.finished and not run.backup_dir(last).is_dir():
-        raise UserError(
-            f"The run in {run_dir} cannot be extended: its last phase's training state "
-            f"({run.backup_dir(last).relative_to(run.path)}) is gone (it was deleted, or an earlier "
-            "kerasimg finished the run without keeping it). Start a new run instead."
-        )
-    return dataclasses.replace(config, epochs=epochs) if extends else config

@@ -1,0 +1,64 @@
+"""What ``--resume`` continues: an earlier run's arguments, checked against what the caller gives.
+
+A resumed run keeps its saved arguments. Any other argument that differs is refused
+by name, except a larger ``epochs``, which extends an interrupted run or a finished one
+whose last phase's training state is still in ``backup/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from kerasimg.errors import UserError
+from kerasimg.training.config import FitConfig, arguments_of
+from kerasimg.training.run import Run
+
+
+def load_run_config(run_dir: str | Path, **overrides) -> FitConfig:
+    """The ``FitConfig`` an earlier run was started with, for ``--resume``.
+
+    ``overrides`` are the arguments the caller gave beside the run: any that differs
+    from the saved run is refused by name, except a larger ``epochs``, which extends
+    an interrupted or finished run. A finished run needs one to be resumed.
+    """
+    run = Run(run_dir)
+    if not run.exists:
+        raise UserError(f"No config.json in {run_dir}: --resume takes the directory of an earlier run.")
+    saved = run.read_config()
+    config = dataclasses.replace(arguments_of(saved), out=str(run_dir))
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UserError(f"Unknown settings for a resumed run: {', '.join(unknown)}.")
+    epochs = overrides.pop("epochs", None)
+    out = overrides.pop("out", None)
+    conflicts = [
+        f"--{key.replace('_', '-')} {value} (the run has {getattr(config, key)})"
+        for key, value in sorted(overrides.items())
+        if value != getattr(config, key)
+    ]
+    if out is not None and Path(out).resolve() != Path(run_dir).resolve():
+        conflicts.append(f"--out {out} (a resumed run stays in {run_dir})")
+    trained = int(saved["resolved"].get("epochs", config.epochs))
+    if epochs is not None and epochs < trained:
+        conflicts.append(f"--epochs {epochs} (the run has {trained}; it can only grow)")
+    if conflicts:
+        raise UserError(
+            f"--resume continues {run_dir} with its saved settings; these differ: {'; '.join(conflicts)}. "
+            "Drop them, or start a new run with another --out."
+        )
+    extends = epochs is not None and epochs > trained
+    if run.finished and not extends:
+        raise UserError(
+            f"The run in {run_dir} already finished (metrics.json exists); nothing to resume. "
+            f"Pass a larger --epochs (it has {trained}) to train it further."
+        )
+    last = len(saved["resolved"].get("phases") or [None]) - 1
+    if run.finished and not run.backup_dir(last).is_dir():
+        raise UserError(
+            f"The run in {run_dir} cannot be extended: its last phase's training state "
+            f"({run.backup_dir(last).relative_to(run.path)}) is gone (it was deleted, or an earlier "
+            "kerasimg finished the run without keeping it). Start a new run instead."
+        )
+    return dataclasses.replace(config, epochs=epochs) if extends else config
