@@ -52,8 +52,7 @@ def evaluate_run(
         raise ArgumentError("batch_size", "must be at least 1", batch_size)
     run = Run(run_dir)
     config = run.read_config()
-    if not run.has_model:
-        raise UserError(f"{run.path} has no trained model yet ({run.model_path.name} is missing).")
+    run.require_model()
     arguments = config["arguments"]
     own = data is None or data == arguments["data"]
     loaded = load_data(

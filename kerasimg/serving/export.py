@@ -184,8 +184,7 @@ def export_run(
 
     run = Run(run_dir)
     config = run.read_config()
-    if not run.has_model:
-        raise UserError(f"{run.path} has no trained model yet ({run.model_path.name} is missing).")
+    run.require_model()
     if not run.finished and not allow_unfinished:
         raise UserError(
             f"The run in {run.path} was stopped before its evaluation, so it has no test metrics. "

@@ -110,6 +110,12 @@ class Run:
     def has_model(self) -> bool:
         return self.model_path.exists()
 
+    def require_model(self) -> Path:
+        """``model.keras``, or one line saying the run has not saved one yet."""
+        if not self.has_model:
+            raise UserError(f"{self.path} has no trained model yet ({self.model_path.name} is missing).")
+        return self.model_path
+
     def check_usable(self) -> None:
         """Refuse a ``path`` that is a file (``holds_other_files`` tells a folder of other things)."""
         if self.path.exists() and not self.path.is_dir():
