@@ -53,27 +53,54 @@ def predict_files(
 ) -> list[dict]:
     """One result per file: ``{file, top: [(class, score)...]}`` or ``{file, error}``.
 
-    ``format`` other than the SavedModel runs that file of the version (``kerasimg.serving.runtimes``).
+    ``format`` other than the SavedModel runs that file of the version in its own runtime
+    (``kerasimg.serving.runtimes``), each image decoded and resized as the SavedModel would.
     """
-    import tensorflow as tf
-
     from kerasimg.data.verify import check_image
 
-    if format != SAVEDMODEL:
-        from kerasimg.serving.runtimes import predict_files_in_format
-
-        return predict_files_in_format(model_dir, format, files, top_k, max_pixels)
-
-    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    top_of = (
+        _savedmodel_top(model_dir) if format == SAVEDMODEL else _runtime_top(model_dir, format, max_pixels)
+    )
     results = []
     for path in files:
         # The same check training uses, so a bad file gets its reason instead of a graph error.
         reason = check_image(str(path), max_pixels)
         if reason:
             results.append({"file": str(path), "error": reason})
-            continue
-        out = serve(image_bytes=tf.constant([path.read_bytes()]))
-        names = [n.decode() for n in out["top_k_classes"].numpy()[0][:top_k]]
-        scores = [float(s) for s in out["top_k_scores"].numpy()[0][:top_k]]
-        results.append({"file": str(path), "top": list(zip(names, scores))})
+        else:
+            results.append({"file": str(path), "top": top_of(path)[:top_k]})
     return results
+
+
+def _savedmodel_top(model_dir: Path):
+    """``path -> [(class, score)...]`` through ``serving_default``, best first."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+
+    def top_of(path: Path) -> list[tuple[str, float]]:
+        out = serve(image_bytes=tf.constant([path.read_bytes()]))
+        names = [n.decode() for n in out["top_k_classes"].numpy()[0]]
+        return list(zip(names, (float(s) for s in out["top_k_scores"].numpy()[0])))
+
+    return top_of
+
+
+def _runtime_top(model_dir: Path, format: str, max_pixels: int):
+    """``path -> [(class, score)...]`` through the ``format`` file of the version, best first."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasimg.data.decode import decode_rgb
+    from kerasimg.data.pipeline import resize
+    from kerasimg.serving.runtimes import load_runtime, read_labels
+
+    runtime = load_runtime(model_dir, format)
+    labels = read_labels(model_dir)
+
+    def top_of(path: Path) -> list[tuple[str, float]]:
+        pixels = resize(decode_rgb(tf.constant(path.read_bytes()), max_pixels), runtime.image_size)
+        probabilities = runtime(pixels.numpy()[None])[0]
+        return [(labels[i], float(probabilities[i])) for i in np.argsort(-probabilities, kind="stable")]
+
+    return top_of

@@ -118,28 +118,3 @@ def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL) -> Runtime:
 def read_labels(folder: str | os.PathLike) -> list[str]:
     """The class names written beside the files (``labels.txt``)."""
     return Path(folder, LABELS_FILE).read_text(encoding="utf-8").splitlines()
-
-
-def predict_files_in_format(
-    folder: Path, name: str, files: list[Path], top_k: int, max_pixels: int
-) -> list[dict]:
-    """``predict_files`` through the ``name`` file: each image decoded and resized as the SavedModel would."""
-    import tensorflow as tf
-
-    from kerasimg.data.decode import decode_rgb
-    from kerasimg.data.pipeline import resize
-    from kerasimg.data.verify import check_image
-
-    runtime = load_runtime(folder, name)
-    labels = read_labels(folder)
-    results = []
-    for path in files:
-        reason = check_image(str(path), max_pixels)
-        if reason:
-            results.append({"file": str(path), "error": reason})
-            continue
-        pixels = resize(decode_rgb(tf.constant(path.read_bytes()), max_pixels), runtime.image_size)
-        probabilities = runtime(pixels.numpy()[None])[0]
-        best = np.argsort(-probabilities, kind="stable")[: min(top_k, len(labels))]
-        results.append({"file": str(path), "top": [(labels[i], float(probabilities[i])) for i in best]})
-    return results
