@@ -18,9 +18,8 @@ from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
-from kerasimg.serving.batch_predict import predict_files_batched, write_csv
+from kerasimg.serving.batch_predict import write_csv
 from kerasimg.serving.formats import FORMATS, SAVEDMODEL
-from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
@@ -52,11 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def run() -> int:
-        model_dir, files = resolve_model_dir(args.model, args.zoo), list_images(args.images)
-        if args.format != SAVEDMODEL or args.batch_size == 1:
-            results = predict_files(model_dir, files, args.top_k, args.max_pixels, format=args.format)
-        else:
-            results = predict_files_batched(model_dir, files, args.top_k, args.max_pixels, args.batch_size)
+        results = api.predict(
+            args.model,
+            args.images,
+            top_k=args.top_k,
+            zoo=args.zoo,
+            max_pixels=args.max_pixels,
+            batch_size=args.batch_size,
+            format=args.format,
+        )
         if args.csv:
             write_csv(results, args.csv, args.top_k)
             print(f"Wrote {len(results) - sum('error' in r for r in results)} prediction(s) to {args.csv}.")
