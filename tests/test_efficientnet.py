@@ -73,6 +73,14 @@ def test_arbitrary_coefficients_are_backbone_names():
         get_backbone("efficientnet_wide")
 
 
+@pytest.mark.parametrize(
+    "name", ["efficientnet_w0_d1_r64", "efficientnet_w1_d0_r64", "efficientnet_w1_d1_r16"]
+)
+def test_impossible_coefficients_are_refused_when_the_name_is_looked_up(name):
+    with pytest.raises(UserError, match=f"EfficientNet needs width > 0.*backbone='{name}'"):
+        get_backbone(name)
+
+
 def test_flops_match_a_hand_count():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)  # 6x6 outputs x 3x3x3 taps x 4 filters

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import keras
 
+from kerasimg.errors import UserError
 from kerasimg.models.keras_application import keras_weights
 from kerasimg.models.pretrained import (
     IMAGENET_MEAN_RGB,
@@ -194,10 +195,9 @@ def EfficientNet(
     before the top classifier, ``drop_connect`` is the final stochastic-depth rate,
     growing linearly with block index.
     """
-    if width <= 0 or depth <= 0 or resolution < 32:
-        raise ValueError(
-            f"Need width, depth > 0 and resolution >= 32. Received: {width}, {depth}, {resolution}"
-        )
+    problem = coefficient_problem(width, depth, resolution)
+    if problem:
+        raise ValueError(problem)
     inputs = keras.Input(input_shape or (resolution, resolution, 3))
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(inputs)
     x = keras.layers.Normalization(axis=-1, name="normalization")(x)
@@ -305,8 +305,25 @@ def scaled_name(width: float, depth: float, resolution: int) -> str:
     return f"efficientnet_w{width:.4g}_d{depth:.4g}_r{int(resolution)}"
 
 
+def coefficient_problem(width: float, depth: float, resolution: int) -> str | None:
+    """Why these coefficients build no network, or None."""
+    if width <= 0 or depth <= 0 or resolution < 32:
+        return (
+            "EfficientNet needs width > 0, depth > 0 and resolution >= 32. "
+            f"Received: width={width:g}, depth={depth:g}, resolution={resolution}"
+        )
+    return None
+
+
 def register_scaled(width: float, depth: float, resolution: int) -> str:
-    """Register (once) and return the registry name for these coefficients."""
+    """Register (once) and return the registry name for these coefficients.
+
+    Impossible coefficients are refused here, when the name is first looked up, rather
+    than after the data is read and the network is being built.
+    """
+    problem = coefficient_problem(width, depth, resolution)
+    if problem:
+        raise UserError(f"{problem} (backbone={scaled_name(width, depth, resolution)!r}).")
     name = scaled_name(width, depth, resolution)
     if not is_registered(name):
 
