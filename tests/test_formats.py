@@ -131,11 +131,12 @@ FAMILIES = {
     "efficientnet_b0": 32,
     "resnext50_32x4d": 32,
     "vit_tiny16": 32,
+    "convnext_tiny": 32,
 }
 
 
 # What a family cannot convert to, and how the export says so (the README's table).
-UNSUPPORTED = {"vit_tiny16": {"onnx": "onnx file was written but its runtime cannot run it"}}
+UNSUPPORTED: dict[str, dict[str, str]] = {}
 
 
 @pytest.mark.skipif(not os.environ.get("KERASIMG_EXPORT_FAMILIES"), reason="minutes per family; on demand")
@@ -154,3 +155,23 @@ def test_every_backbone_family_converts_to_every_format(backbone, tmp_path):
         with pytest.raises(UserError, match=message):
             export_model(model, ["a", "b", "c"], size, "family", tmp_path, formats=name)
         assert Zoo(tmp_path).versions("family") == [1]
+
+
+def test_exact_gelu_and_constant_tensors_convert_to_onnx(tmp_path):
+    """tf2onnx lacks ``Erfc`` (the exact GELU of ViT, ConvNeXt, DINOv2) and leaves a layer's constant
+    tensors as graph inputs; both kept ViT and ConvNeXt out of ONNX."""
+    import keras
+
+    from kerasimg.serving.convert import convert
+    from kerasimg.serving.runtimes import OnnxRuntime
+
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Normalization(mean=[10.0, 20.0, 30.0], variance=[4.0, 9.0, 16.0])(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(8, activation=keras.activations.gelu)(x)  # approximate=False: erfc
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    convert(model, "onnx", tmp_path / "model.onnx", calibration=None)
+    pixels = np.random.default_rng(0).uniform(0, 255, (5, 4, 4, 3)).astype("float32")
+    np.testing.assert_allclose(
+        OnnxRuntime(tmp_path / "model.onnx")(pixels), model.predict(pixels, verbose=0), atol=1e-5
+    )

@@ -58,6 +58,9 @@ def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> 
     # Given, not guessed: Keras's ONNX exporter refuses a model that was never called.
     signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="image")]
     if name == "onnx":
+        from kerasimg.serving.onnx_ops import register
+
+        register()
         options = {"format": "onnx", "input_signature": signature}
     else:
         options = {"format": "litert", "input_signature": signature}
@@ -75,7 +78,7 @@ def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> 
             )
     try:
         # The converters print pages of progress to stdout; a failure keeps its message below.
-        with contextlib.redirect_stdout(io.StringIO()), _statistics_as_variables(model):
+        with contextlib.redirect_stdout(io.StringIO()), _constants_as_variables(model):
             model.export(str(path), verbose=False, **options)
     except Exception as error:
         raise UserError(
@@ -90,29 +93,28 @@ def _first_line(error: Exception) -> str:
 
 
 @contextlib.contextmanager
-def _statistics_as_variables(model: keras.Model):
-    """Hold each ``Normalization`` layer's mean and variance in variables while converting.
+def _constants_as_variables(model: keras.Model):
+    """Hold every constant tensor a layer keeps as an attribute in a variable while converting.
 
-    The layer keeps them as constant tensors; a traced function captures those as
-    inputs, and tf2onnx leaves captured tensors as ONNX graph inputs (onnxruntime then
-    asks for ``normalization/Sub/y:0``) while it freezes captured variables into
-    the graph. EfficientNet's rescaling is such a layer.
+    A traced function captures such tensors as inputs, and tf2onnx leaves captured
+    tensors as ONNX graph inputs (onnxruntime then asks for ``normalization/Sub/y:0``)
+    while it freezes captured variables into the graph. EfficientNet's ``Normalization``
+    mean and variance and keras-hub ViT's position ids are such tensors.
     """
     import tensorflow as tf
 
     swapped = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
-            swapped.append((layer, layer.mean, layer.variance))
-            # object.__setattr__: Keras must not track these as the layer's weights.
-            object.__setattr__(layer, "mean", tf.Variable(layer.mean, trainable=False))
-            object.__setattr__(layer, "variance", tf.Variable(layer.variance, trainable=False))
+        for attribute, value in list(vars(layer).items()):
+            if isinstance(value, tf.Tensor) and hasattr(value, "numpy"):  # eager, so a constant
+                swapped.append((layer, attribute, value))
+                # object.__setattr__: Keras must not track these as the layer's weights.
+                object.__setattr__(layer, attribute, tf.Variable(value, trainable=False))
     try:
         yield
     finally:
-        for layer, mean, variance in swapped:
-            object.__setattr__(layer, "mean", mean)
-            object.__setattr__(layer, "variance", variance)
+        for layer, attribute, value in swapped:
+            object.__setattr__(layer, attribute, value)
 
 
 def verify(
