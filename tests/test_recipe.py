@@ -11,7 +11,7 @@ import tensorflow as tf
 from helpers import CrashAfterEpoch, tiny_config
 
 import kerasimg.fit as fit_cli
-from kerasimg.data.augment import PRESETS, Augmenter, parse_augment
+from kerasimg.data.augment import PRESETS, Augmenter, crop_boxes, parse_augment
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
 from kerasimg.training import fit, load_run_config
@@ -41,6 +41,19 @@ def test_every_augmentation_keeps_shape_range_and_label_mass(augment):
         assert out_images.shape == (8, 32, 32, 3) and out_images.dtype == tf.float32
         assert 0 <= float(tf.reduce_min(out_images)) and float(tf.reduce_max(out_images)) <= 255
         np.testing.assert_allclose(tf.reduce_sum(out_labels, axis=1), 1, rtol=1e-5)
+
+
+def test_random_resized_crop_samples_like_crop_and_resize():
+    """The crop is an affine transform (no warning per batch from TensorFlow's optimiser) with the
+    same bilinear samples as ``tf.image.crop_and_resize``."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (4, 37, 53, 3)).astype("float32")
+    top, left = np.array([0, 0.1, 0.3, 0.5], "float32"), np.array([0, 0.2, 0.05, 0.4], "float32")
+    height, width = np.array([1, 0.5, 0.6, 0.5], "float32"), np.array([1, 0.7, 0.3, 0.6], "float32")
+    boxes = np.stack([top, left, top + height, left + width], axis=1)
+    expected = tf.image.crop_and_resize(images, boxes, tf.range(4), (37, 53)).numpy()
+    np.testing.assert_allclose(crop_boxes(images, top, left, height, width).numpy(), expected, atol=0.01)
+    np.testing.assert_allclose(expected[0], images[0], atol=0.01)  # the whole image is itself
 
 
 def test_mixing_really_mixes_labels():

@@ -110,7 +110,6 @@ def parse_augment(augment: str) -> Augmentation:
 def random_resized_crop(images: tf.Tensor, min_area: float, seed: tf.Tensor) -> tf.Tensor:
     """Inception-style crops: area in [min_area, 1], aspect ratio in [3/4, 4/3], resized back."""
     batch = tf.shape(images)[0]
-    size = tf.shape(images)[1:3]
     seeds = tf.random.experimental.stateless_split(seed, 4)
     area = tf.random.stateless_uniform([batch], seeds[0], min_area, 1.0)
     log_ratio = tf.random.stateless_uniform([batch], seeds[1], math.log(3 / 4), math.log(4 / 3))
@@ -119,9 +118,31 @@ def random_resized_crop(images: tf.Tensor, min_area: float, seed: tf.Tensor) -> 
     width = tf.minimum(tf.sqrt(area * ratio), 1.0)
     top = tf.random.stateless_uniform([batch], seeds[2]) * (1.0 - height)
     left = tf.random.stateless_uniform([batch], seeds[3]) * (1.0 - width)
-    boxes = tf.stack([top, left, top + height, left + width], axis=1)
-    crops = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
-    return tf.clip_by_value(crops, 0.0, 255.0)
+    return tf.clip_by_value(crop_boxes(images, top, left, height, width), 0.0, 255.0)
+
+
+def crop_boxes(images: tf.Tensor, top, left, height, width) -> tf.Tensor:
+    """Each image's box (fractions of its side) resized back to the image's size, bilinear.
+
+    The same samples as ``tf.image.crop_and_resize``, written as an affine image
+    transform: inside ``tf.data``, TensorFlow's graph optimiser logs a warning for every
+    ``CropAndResize`` it meets (it has no cost model for it), which filled the console
+    on every epoch of crop augmentation.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    rows = tf.cast(tf.shape(images)[1] - 1, tf.float32)
+    columns = tf.cast(tf.shape(images)[2] - 1, tf.float32)
+    zeros = tf.zeros_like(top)
+    # Output pixel (x, y) reads input (width * x + left * columns, height * y + top * rows).
+    transforms = tf.stack([width, zeros, left * columns, zeros, height, top * rows, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+        fill_value=0.0,
+    )
 
 
 class Augmenter:
