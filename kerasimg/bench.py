@@ -1,4 +1,8 @@
-"""``python -m kerasimg.bench``: images/s per backbone and mode on random in-memory data."""
+"""``python -m kerasimg.bench``: images/s per backbone and mode on random in-memory data.
+
+Beside images/s: the GFLOP/s achieved (a train step counted as 3 forward passes) and that as
+a fraction of a large matmul measured in the same run and precision, the machine's ceiling.
+"""
 
 from __future__ import annotations
 
@@ -57,16 +61,20 @@ def add_speedups(rows: list[dict]) -> None:
 def format_table(rows: list[dict]) -> str:
     header = (
         f"{'backbone':<22} {'mode':<7} {'format':<12} {'size':>5} {'batch':>5} {'precision':<16} "
-        f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7}"
+        f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7} {'GFLOP/s':>8} {'ceiling':>8} "
+        f"{'of ceil':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = f"{r['vs_float32']:.2f}x" if "vs_float32" in r else ""
+        achieved = f"{r['gflop_per_sec']:.1f}" if "gflop_per_sec" in r else ""
+        ceiling = f"{r['ceiling_gflop_per_sec']:.0f}" if "ceiling_gflop_per_sec" in r else ""
+        fraction = f"{r['of_ceiling']:.1%}" if "of_ceiling" in r else ""
         lines.append(
             f"{r['backbone']:<22} {r['mode']:<7} {r.get('format', ''):<12} {r['image_size']:>5} "
             f"{r['batch_size']:>5} "
             f"{r['precision']:<16} {r['images_per_sec']:>9.2f} {r['step_seconds_median']:>8.3f} "
-            f"{r['params']:>12,} {ratio:>7}"
+            f"{r['params']:>12,} {ratio:>7} {achieved:>8} {ceiling:>8} {fraction:>7}"
         )
     return "\n".join(lines)
 

@@ -46,11 +46,28 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
             "images_per_sec",
             "step_seconds_median",
             "params",
+            "step_flops_per_image",
+            "gflop_per_sec",
+            "ceiling_gflop_per_sec",
+            "of_ceiling",
         }
         assert row["images_per_sec"] > 0
         assert abs(row["images_per_sec"] * row["step_seconds_median"] - 4) < 0.05
         assert row["image_size"] == 32 and row["precision"] == "float32"
-    assert "small_cnn" in capsys.readouterr().out
+        # Achieved GFLOP/s is the step's FLOPs times images/s; the fraction is of the run's one ceiling.
+        achieved = row["step_flops_per_image"] * row["images_per_sec"] / 1e9
+        assert abs(row["gflop_per_sec"] - achieved) <= 0.01 + 1e-3 * achieved
+        assert abs(row["of_ceiling"] - row["gflop_per_sec"] / row["ceiling_gflop_per_sec"]) < 1e-3
+    train, infer, serve = rows
+    # A train step is three forward passes; inference and serving one; one ceiling for the run.
+    assert (
+        train["step_flops_per_image"]
+        == 3 * infer["step_flops_per_image"]
+        == 3 * serve["step_flops_per_image"]
+    )
+    assert train["ceiling_gflop_per_sec"] == infer["ceiling_gflop_per_sec"] > 0
+    out = capsys.readouterr().out
+    assert "small_cnn" in out and "GFLOP/s" in out and "of ceil" in out
 
 
 def test_models_list_json_counts_parameters_from_built_models(capsys, monkeypatch):

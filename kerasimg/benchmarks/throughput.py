@@ -3,6 +3,9 @@
 The yardstick every speed goal uses: no disk, no decoding, just the model's
 step. Warm-up steps (tracing, oneDNN kernel selection) are excluded and the
 median step is reported, so one slow step from a busy machine does not move it.
+Each model row also gives the GFLOP/s it achieved and that as a fraction of a
+large matmul's in the same process and precision (``ceiling.py``), so a number
+says how far from the machine's limit it is.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import time
 import keras
 import numpy as np
 
+from kerasimg.benchmarks.ceiling import matmul_ceiling
 from kerasimg.errors import UserError
-from kerasimg.models import backbone_of, build_classifier, get_backbone
+from kerasimg.models import backbone_of, build_classifier, count_flops, get_backbone
 from kerasimg.serving.formats import SAVEDMODEL
 from kerasimg.training.precision import dtype_policy, resolve_precision
 from kerasimg.training.recipe import compile_classifier
@@ -23,6 +27,10 @@ from kerasimg.training.recipe import compile_classifier
 # plain TensorFlow, or the ONNX/LiteRT files of --format). input: the tf.data pipeline alone
 # (decode, resize, flip) on real files, no model.
 MODES = ("train", "frozen", "infer", "serve", "input")
+# FLOPs of one step per forward pass: a full train step runs the forward pass, the gradient with
+# respect to activations and the one with respect to weights (each about a forward's cost);
+# a frozen backbone only runs forward (the head's backward is negligible).
+FORWARDS_PER_STEP = {"train": 3, "frozen": 1, "infer": 1, "serve": 1}
 
 
 def measure(
@@ -79,7 +87,7 @@ def _median_step(step, steps: int, warmup: int) -> float:
 
 
 def _row(backbone, mode, size, batch_size, precision, median, model, format_name) -> dict:
-    return {
+    row = {
         "backbone": backbone,
         "mode": mode,
         "format": format_name,
@@ -89,6 +97,21 @@ def _row(backbone, mode, size, batch_size, precision, median, model, format_name
         "images_per_sec": round(batch_size / median, 2),
         "step_seconds_median": round(median, 4),
         "params": int(model.count_params()),
+    }
+    row.update(ceiling_columns(mode, model, batch_size / median, precision))
+    return row
+
+
+def ceiling_columns(mode: str, model: keras.Model, images_per_sec: float, precision: str) -> dict:
+    """Step FLOPs per image, achieved GFLOP/s, the matmul ceiling in ``precision`` and the fraction of it."""
+    flops = FORWARDS_PER_STEP[mode] * count_flops(model)
+    achieved = flops * images_per_sec / 1e9
+    ceiling = matmul_ceiling(keras.DTypePolicy(precision).compute_dtype)
+    return {
+        "step_flops_per_image": flops,
+        "gflop_per_sec": round(achieved, 2),
+        "ceiling_gflop_per_sec": round(ceiling, 1),
+        "of_ceiling": round(achieved / ceiling, 4),
     }
 
 
