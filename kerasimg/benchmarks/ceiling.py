@@ -23,11 +23,10 @@ def matmul_flops(size: int = MATMUL_SIZE) -> int:
     return 2 * size**3
 
 
-@functools.cache
-def matmul_ceiling(compute_dtype: str, size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> float:
-    """Median GFLOP/s of a ``size``-square matmul in ``compute_dtype`` (float32 or bfloat16).
+def matmul_step(compute_dtype: str, size: int = MATMUL_SIZE):
+    """A function running one ``size``-square matmul in ``compute_dtype`` (float32 or bfloat16), traced.
 
-    Cached per dtype for the process, so every row of one bench run is set against the same figure.
+    ``bench`` times it in turn with the model steps, so the ceiling and the model see the same load.
     """
     import tensorflow as tf
 
@@ -36,9 +35,19 @@ def matmul_ceiling(compute_dtype: str, size: int = MATMUL_SIZE, repeats: int = M
     a, b = tf.cast(a, compute_dtype), tf.cast(b, compute_dtype)
     product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
     product()  # trace and let oneDNN pick its kernel
+    return lambda: product().numpy()
+
+
+@functools.cache
+def matmul_ceiling(compute_dtype: str, size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> float:
+    """Median GFLOP/s of a ``size``-square matmul in ``compute_dtype``, measured once per process.
+
+    For rows timed on their own (serving); ``measure_variants`` interleaves the matmul with its steps.
+    """
+    step = matmul_step(compute_dtype, size)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        product().numpy()
+        step()
         times.append(time.perf_counter() - start)
     return matmul_flops(size) / statistics.median(times) / 1e9
