@@ -16,7 +16,7 @@ import time
 import keras
 import numpy as np
 
-from kerasimg.benchmarks.ceiling import matmul_ceiling, matmul_flops, matmul_step
+from kerasimg.benchmarks.ceiling import MatmulCeiling, matmul_ceiling
 from kerasimg.errors import UserError
 from kerasimg.models import build_classifier, count_flops, get_backbone
 from kerasimg.serving.formats import SAVEDMODEL
@@ -125,13 +125,12 @@ def measure_variants(
                 step = lambda m=compute: m.train_on_batch(images, labels)  # noqa: E731
             variants.append((policy, fold, model, step))
     # The ceiling's matmul in each compute dtype takes its turn with the steps, under the same load.
-    dtypes = list(dict.fromkeys(keras.DTypePolicy(policy).compute_dtype for policy, *_ in variants))
-    matmuls = [matmul_step(dtype) for dtype in dtypes]
-    medians = _median_steps([step for *_, step in variants] + matmuls, steps, warmup)
-    ceilings = {d: matmul_flops() / m / 1e9 for d, m in zip(dtypes, medians[len(variants) :])}
+    dtypes = dict.fromkeys(keras.DTypePolicy(policy).compute_dtype for policy, *_ in variants)
+    ceilings = {dtype: MatmulCeiling(dtype) for dtype in dtypes}
+    medians = _median_steps([step for *_, step in variants], steps, warmup, between=ceilings.values())
     rows = []
     for (policy, fold, model, _), median in zip(variants, medians):
-        ceiling = ceilings[keras.DTypePolicy(policy).compute_dtype]
+        ceiling = ceilings[keras.DTypePolicy(policy).compute_dtype].gflop_per_sec
         row = _row(spec.name, mode, size, batch_size, policy, median, model, "keras", ceiling)
         row["fold_bn"] = fold
         rows.append(row)
@@ -143,8 +142,11 @@ def _check_steps(steps: int, warmup: int) -> None:
         raise UserError(f"--steps must be >= 1 and --warmup >= 0. Received: steps={steps}, warmup={warmup}")
 
 
-def _median_steps(step_functions, steps: int, warmup: int) -> list[float]:
-    """Median seconds of each function's step, calling them in turn, warm-up rounds untimed."""
+def _median_steps(step_functions, steps: int, warmup: int, between=()) -> list[float]:
+    """Median seconds of each function's step, calling them in turn, warm-up rounds untimed.
+
+    ``between``: ceilings whose matmuls run a round after each round of steps.
+    """
     times = [[] for _ in step_functions]
     for i in range(warmup + steps):
         for timed, step in zip(times, step_functions):
@@ -152,6 +154,8 @@ def _median_steps(step_functions, steps: int, warmup: int) -> list[float]:
             step()
             if i >= warmup:
                 timed.append(time.perf_counter() - start)
+        for ceiling in between:
+            ceiling.run()
     return [statistics.median(t) for t in times]
 
 
