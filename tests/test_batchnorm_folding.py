@@ -112,7 +112,7 @@ def test_training_the_folded_model_trains_the_saved_one_unchanged_in_structure(t
     folded.train_on_batch(images, np.array([0, 1, 2, 0]))
     # Only the unfrozen stage and the head moved, in the original model's own variables.
     assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
-    model.save(tmp_path / "model.keras")
+    folded.save(tmp_path / "model.keras")  # what ModelCheckpoint calls: it writes the original model
     loaded = load_classifier(tmp_path / "model.keras")
     assert [type(la) for la in backbone_of(loaded).layers] == [type(la) for la in backbone_of(model).layers]
     assert not any(isinstance(la, FoldedConvBatchNorm) for la in loaded._flatten_layers())

@@ -147,7 +147,26 @@ def fold_frozen_batchnorm(model: keras.Model) -> keras.Model:
     inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name) for x in model.inputs]
     # Keras's own graph runner (what Functional.call uses), with the folded operations substituted.
     outputs = model._run_through_graph(inputs, operation_fn=lambda op: replacements.get(id(op), op))
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
+    return FoldedComputeModel(model, inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
+
+
+class FoldedComputeModel(keras.Model):
+    """The folded graph; ``save`` writes the original model, so ``ModelCheckpoint`` keeps its format.
+
+    Weights-only saving (``BackupAndRestore``) stays this model's own: it is rebuilt the same
+    way on resuming, and its optimizer's state belongs to it.
+    """
+
+    def __init__(self, original: keras.Model, inputs, outputs, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self._original = lambda: original  # a function, so Keras does not track it as a sublayer
+
+    @property
+    def original(self) -> keras.Model:
+        return self._original()
+
+    def save(self, filepath, *args, **kwargs):
+        return self.original.save(filepath, *args, **kwargs)
 
 
 def foldable_pairs(model: keras.Model) -> list[tuple[keras.layers.Layer, keras.layers.BatchNormalization]]:
