@@ -1,4 +1,8 @@
-"""``python -m kerasimg.bench``: images/s per backbone and mode on random in-memory data."""
+"""``python -m kerasimg.bench``: images/s per backbone and mode on random in-memory data.
+
+Beside images/s: the GFLOP/s achieved (a train step counted as 3 forward passes) and that as
+a fraction of a large matmul measured in the same run and precision, the machine's ceiling.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRECISIONS,
         help="repeatable (e.g. float32 and mixed_bfloat16 in one run); default float32",
     )
+    p.add_argument(
+        "--fold-bn",
+        action="append",
+        choices=("off", "on"),
+        help="repeatable (off and on in one run): frozen BatchNorm folded into the convolution; default off",
+    )
+    p.add_argument(
+        "--train-bn",
+        action="store_true",
+        help="train mode updates BatchNorm (batch statistics) instead of keeping it frozen as fit does",
+    )
     p.add_argument("--data", default="scenes", help="files that --mode input decodes (default: the demo set)")
     p.add_argument("--intra-op", type=int, help="TensorFlow intra-op threads (default: TensorFlow's choice)")
     p.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
@@ -42,31 +57,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """``vs_float32``: images/s over the float32 row of the same backbone, mode, format, size and batch."""
+    """``vs_float32``: images/s over the float32 row of the same backbone, mode, format, size, batch and
+    folding; ``vs_unfolded``: a folded row's images/s over the unfolded row of the same precision."""
 
     def key(r):
         return r["backbone"], r["mode"], r.get("format"), r["image_size"], r["batch_size"]
 
-    base = {key(r): r["images_per_sec"] for r in rows if r["precision"] == "float32"}
+    base = {(*key(r), r.get("fold_bn")): r["images_per_sec"] for r in rows if r["precision"] == "float32"}
+    unfolded = {(*key(r), r["precision"]): r["images_per_sec"] for r in rows if r.get("fold_bn") is False}
     for r in rows:
-        reference = base.get(key(r))
+        reference = base.get((*key(r), r.get("fold_bn")))
         if reference and r["precision"] not in ("float32", "-"):
             r["vs_float32"] = round(r["images_per_sec"] / reference, 3)
+        reference = unfolded.get((*key(r), r["precision"]))
+        if reference and r.get("fold_bn"):
+            r["vs_unfolded"] = round(r["images_per_sec"] / reference, 3)
 
 
 def format_table(rows: list[dict]) -> str:
     header = (
-        f"{'backbone':<22} {'mode':<7} {'format':<12} {'size':>5} {'batch':>5} {'precision':<16} "
-        f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7}"
+        f"{'backbone':<22} {'mode':<7} {'format':<12} {'size':>5} {'batch':>5} {'precision':<16} {'fold':<4} "
+        f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7} {'vs unf':>7} {'GFLOP/s':>8} "
+        f"{'ceiling':>8} {'of ceil':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = f"{r['vs_float32']:.2f}x" if "vs_float32" in r else ""
+        vs_unfolded = f"{r['vs_unfolded']:.2f}x" if "vs_unfolded" in r else ""
+        fold = {True: "on", False: "off"}.get(r.get("fold_bn"), "")
+        achieved = f"{r['gflop_per_sec']:.1f}" if "gflop_per_sec" in r else ""
+        ceiling = f"{r['ceiling_gflop_per_sec']:.0f}" if "ceiling_gflop_per_sec" in r else ""
+        fraction = f"{r['of_ceiling']:.1%}" if "of_ceiling" in r else ""
         lines.append(
             f"{r['backbone']:<22} {r['mode']:<7} {r.get('format', ''):<12} {r['image_size']:>5} "
             f"{r['batch_size']:>5} "
-            f"{r['precision']:<16} {r['images_per_sec']:>9.2f} {r['step_seconds_median']:>8.3f} "
-            f"{r['params']:>12,} {ratio:>7}"
+            f"{r['precision']:<16} {fold:<4} {r['images_per_sec']:>9.2f} {r['step_seconds_median']:>8.3f} "
+            f"{r['params']:>12,} {ratio:>7} {vs_unfolded:>7} {achieved:>8} {ceiling:>8} {fraction:>7}"
         )
     return "\n".join(lines)
 
@@ -77,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         import tensorflow as tf
 
-        from kerasimg.benchmarks.throughput import measure, measure_serving
+        from kerasimg.benchmarks.throughput import measure, measure_serving, measure_variants
 
         if args.intra_op is not None:
             tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
@@ -85,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
         rows = []
         batch_sizes = args.batch_size or [32]
+        precisions = args.precision or ["float32"]
+        folds = [choice == "on" for choice in args.fold_bn or ["off"]]
         for backbone in args.backbone:
             for mode in args.mode or ["train"]:
-                # The input pipeline has no model, so no precision to vary.
-                for precision in ["-"] if mode == "input" else args.precision or ["float32"]:
-                    print(f"Measuring {backbone} ({mode}, {precision})...", flush=True)
-                    if mode == "serve":  # one export with every format, timed at every batch size
+                print(f"Measuring {backbone} ({mode})...", flush=True)
+                if mode == "serve":  # one export per precision with every format, timed at every batch size
+                    for precision in precisions:
                         rows += measure_serving(
                             backbone,
                             args.format or [SAVEDMODEL],
@@ -100,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                             args.warmup,
                             precision=precision,
                         )
-                        continue
-                    for batch_size in batch_sizes:
+                    continue
+                for batch_size in batch_sizes:
+                    if mode == "input":  # the input pipeline has no model, so no precision to vary
                         rows.append(
                             measure(
                                 backbone,
@@ -110,10 +138,22 @@ def main(argv: list[str] | None = None) -> int:
                                 batch_size,
                                 args.steps,
                                 args.warmup,
-                                precision=precision,
                                 data=args.data,
                             )
                         )
+                        continue
+                    # Every precision and folding of one mode timed in turn, step by step.
+                    rows += measure_variants(
+                        backbone,
+                        mode,
+                        args.image_size,
+                        batch_size,
+                        args.steps,
+                        args.warmup,
+                        precisions=precisions,
+                        fold_bn=folds,
+                        train_bn=args.train_bn,
+                    )
         add_speedups(rows)
         print(format_table(rows))
         if args.json:

@@ -36,7 +36,8 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
     rows = json.loads(path.read_text())
     assert [r["mode"] for r in rows] == ["train", "infer", "serve"]
     for row in rows:
-        assert set(row) == {
+        # Keras-model rows say whether BatchNorm was folded; the serve row times an exported file.
+        assert set(row) - {"fold_bn"} == {
             "backbone",
             "mode",
             "format",
@@ -46,11 +47,29 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
             "images_per_sec",
             "step_seconds_median",
             "params",
+            "step_flops_per_image",
+            "gflop_per_sec",
+            "ceiling_gflop_per_sec",
+            "of_ceiling",
         }
         assert row["images_per_sec"] > 0
         assert abs(row["images_per_sec"] * row["step_seconds_median"] - 4) < 0.05
         assert row["image_size"] == 32 and row["precision"] == "float32"
-    assert "small_cnn" in capsys.readouterr().out
+        # Achieved GFLOP/s is the step's FLOPs times images/s; the fraction is of the run's one ceiling.
+        achieved = row["step_flops_per_image"] * row["images_per_sec"] / 1e9
+        assert abs(row["gflop_per_sec"] - achieved) <= 0.01 + 1e-3 * achieved
+        assert abs(row["of_ceiling"] - row["gflop_per_sec"] / row["ceiling_gflop_per_sec"]) < 1e-3
+    train, infer, serve = rows
+    assert train["fold_bn"] is infer["fold_bn"] is False and "fold_bn" not in serve
+    # A train step is three forward passes; inference and serving one.
+    assert (
+        train["step_flops_per_image"]
+        == 3 * infer["step_flops_per_image"]
+        == 3 * serve["step_flops_per_image"]
+    )
+    assert all(r["ceiling_gflop_per_sec"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "small_cnn" in out and "GFLOP/s" in out and "of ceil" in out
 
 
 def test_models_list_json_counts_parameters_from_built_models(capsys, monkeypatch):
@@ -85,3 +104,17 @@ def test_bench_serve_times_each_format_in_its_runtime_beside_keras(tmp_path):
         ("serve", "litert-int8", 3),
     ]
     assert all(r["images_per_sec"] > 0 for r in rows)
+
+
+def test_bench_times_folded_and_unfolded_batchnorm_in_one_run(tmp_path):
+    path = tmp_path / "bench.json"
+    argv = ["--backbone", "small_cnn", "--mode", "train", "--image-size", "32", "--batch-size", "2"]
+    assert (
+        bench.main([*argv, "--fold-bn", "off", "--fold-bn", "on", "--steps", "1", "--json", str(path)]) == 0
+    )
+    off, on = json.loads(path.read_text())
+    assert (off["fold_bn"], on["fold_bn"]) == (False, True)
+    assert "vs_unfolded" not in off
+    assert on["vs_unfolded"] == round(on["images_per_sec"] / off["images_per_sec"], 3)
+    # FLOPs are counted on the standard model, so the two rows are compared on equal terms.
+    assert on["step_flops_per_image"] == off["step_flops_per_image"]

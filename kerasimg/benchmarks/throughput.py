@@ -3,6 +3,9 @@
 The yardstick every speed goal uses: no disk, no decoding, just the model's
 step. Warm-up steps (tracing, oneDNN kernel selection) are excluded and the
 median step is reported, so one slow step from a busy machine does not move it.
+Each model row also gives the GFLOP/s it achieved and that as a fraction of a
+large matmul's in the same process and precision (``ceiling.py``), so a number
+says how far from the machine's limit it is.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import time
 import keras
 import numpy as np
 
+from kerasimg.benchmarks.ceiling import MatmulCeiling, matmul_ceiling
 from kerasimg.errors import UserError
-from kerasimg.models import backbone_of, build_classifier, get_backbone
+from kerasimg.models import build_classifier, count_flops, get_backbone
 from kerasimg.serving.formats import SAVEDMODEL
 from kerasimg.training.precision import dtype_policy, resolve_precision
 from kerasimg.training.recipe import compile_classifier
@@ -23,6 +27,10 @@ from kerasimg.training.recipe import compile_classifier
 # plain TensorFlow, or the ONNX/LiteRT files of --format). input: the tf.data pipeline alone
 # (decode, resize, flip) on real files, no model.
 MODES = ("train", "frozen", "infer", "serve", "input")
+# FLOPs of one step per forward pass: a full train step runs the forward pass, the gradient with
+# respect to activations and the one with respect to weights (each about a forward's cost);
+# a frozen backbone only runs forward (the head's backward is negligible).
+FORWARDS_PER_STEP = {"train": 3, "frozen": 1, "infer": 1, "serve": 1}
 
 
 def measure(
@@ -36,50 +44,128 @@ def measure(
     seed: int = 0,
     precision: str = "float32",
     data: str = "scenes",
+    fold_bn: bool = False,
+    train_bn: bool = False,
 ) -> dict:
     """One row of the benchmark table for ``backbone`` in ``mode`` (``serve``: the SavedModel)."""
     if mode not in MODES:
         raise UserError(f"--mode must be one of {MODES}. Received: mode={mode!r}")
-    if steps < 1 or warmup < 0:
-        raise UserError(f"--steps must be >= 1 and --warmup >= 0. Received: steps={steps}, warmup={warmup}")
-    spec = get_backbone(backbone)
-    size = int(image_size or spec.image_size)
     if mode == "input":
-        return _input_row(spec.name, data, size, batch_size, steps, warmup, seed)
+        _check_steps(steps, warmup)
+        spec = get_backbone(backbone)
+        return _input_row(
+            spec.name, data, int(image_size or spec.image_size), batch_size, steps, warmup, seed
+        )
     if mode == "serve":
         (row,) = measure_serving(
-            backbone, [SAVEDMODEL], size, [batch_size], steps, warmup, num_classes, seed, precision
+            backbone, [SAVEDMODEL], image_size, [batch_size], steps, warmup, num_classes, seed, precision
         )
         return row
-    policy = resolve_precision(precision, spec.name)
-    keras.utils.set_random_seed(seed)
-    with dtype_policy(policy):
-        model = build_classifier(spec, num_classes, image_size=size, weights="none")
+    (row,) = measure_variants(
+        backbone,
+        mode,
+        image_size,
+        batch_size,
+        steps,
+        warmup,
+        num_classes,
+        seed,
+        [precision],
+        [fold_bn],
+        train_bn,
+    )
+    return row
+
+
+def measure_variants(
+    backbone: str,
+    mode: str,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    steps: int = 5,
+    warmup: int = 2,
+    num_classes: int = 10,
+    seed: int = 0,
+    precisions: list[str] | tuple[str, ...] = ("float32",),
+    fold_bn: list[bool] | tuple[bool, ...] = (False,),
+    train_bn: bool = False,
+) -> list[dict]:
+    """Rows for every precision x BN folding of a ``train``, ``frozen`` or ``infer`` step, timed interleaved.
+
+    One model per precision, one compiled graph per folding (both share the model's
+    variables); the step functions take turns (A B A B ...), so a shared machine's
+    changing load falls on every variant alike and their ratios hold. ``train`` freezes
+    as ``fit``'s ``full`` schedule does (BatchNorm frozen unless ``train_bn``), ``frozen``
+    as its linear probe.
+    """
+    from kerasimg.models.batchnorm_folding import fold_frozen_batchnorm
+    from kerasimg.training.schedules import ALL, HEAD, Phase, apply_phase
+
+    if mode not in FORWARDS_PER_STEP or mode == "serve":
+        raise UserError(f"--mode must be one of train, frozen, infer here. Received: mode={mode!r}")
+    _check_steps(steps, warmup)
+    spec = get_backbone(backbone)
+    size = int(image_size or spec.image_size)
     rng = np.random.default_rng(seed)
     images = rng.uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
     labels = rng.integers(0, num_classes, batch_size)
-    if mode == "infer":
-        step = lambda: model.predict_on_batch(images)  # noqa: E731
-    else:
-        backbone_of(model).trainable = mode == "train"
-        compile_classifier(model, 1e-3)
-        step = lambda: model.train_on_batch(images, labels)  # noqa: E731
-    median = _median_step(step, steps, warmup)
-    return _row(spec.name, mode, size, batch_size, policy, median, model, "keras")
+    variants = []
+    for policy in dict.fromkeys(resolve_precision(p, spec.name) for p in precisions):
+        keras.utils.set_random_seed(seed)
+        with dtype_policy(policy):
+            model = build_classifier(spec, num_classes, image_size=size, weights="none")
+        if mode != "infer":
+            apply_phase(model, spec, Phase(0, 1, ALL if mode == "train" else HEAD, 1e-3), train_bn)
+        for fold in dict.fromkeys(fold_bn):
+            compute = fold_frozen_batchnorm(model) if fold else model
+            if mode == "infer":
+                step = lambda m=compute: m.predict_on_batch(images)  # noqa: E731
+            else:
+                compile_classifier(compute, 1e-3)
+                step = lambda m=compute: m.train_on_batch(images, labels)  # noqa: E731
+            variants.append((policy, fold, model, step))
+    # The ceiling's matmul in each compute dtype takes its turn with the steps, under the same load.
+    dtypes = dict.fromkeys(keras.DTypePolicy(policy).compute_dtype for policy, *_ in variants)
+    ceilings = {dtype: MatmulCeiling(dtype) for dtype in dtypes}
+    medians = _median_steps([step for *_, step in variants], steps, warmup, between=ceilings.values())
+    rows = []
+    for (policy, fold, model, _), median in zip(variants, medians):
+        ceiling = ceilings[keras.DTypePolicy(policy).compute_dtype].gflop_per_sec
+        row = _row(spec.name, mode, size, batch_size, policy, median, model, "keras", ceiling)
+        row["fold_bn"] = fold
+        rows.append(row)
+    return rows
+
+
+def _check_steps(steps: int, warmup: int) -> None:
+    if steps < 1 or warmup < 0:
+        raise UserError(f"--steps must be >= 1 and --warmup >= 0. Received: steps={steps}, warmup={warmup}")
+
+
+def _median_steps(step_functions, steps: int, warmup: int, between=()) -> list[float]:
+    """Median seconds of each function's step, calling them in turn, warm-up rounds untimed.
+
+    ``between``: ceilings whose matmuls run a round after each round of steps.
+    """
+    times = [[] for _ in step_functions]
+    for i in range(warmup + steps):
+        for timed, step in zip(times, step_functions):
+            start = time.perf_counter()
+            step()
+            if i >= warmup:
+                timed.append(time.perf_counter() - start)
+        for ceiling in between:
+            ceiling.run()
+    return [statistics.median(t) for t in times]
 
 
 def _median_step(step, steps: int, warmup: int) -> float:
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    (median,) = _median_steps([step], steps, warmup)
+    return median
 
 
-def _row(backbone, mode, size, batch_size, precision, median, model, format_name) -> dict:
-    return {
+def _row(backbone, mode, size, batch_size, precision, median, model, format_name, ceiling=None) -> dict:
+    row = {
         "backbone": backbone,
         "mode": mode,
         "format": format_name,
@@ -89,6 +175,26 @@ def _row(backbone, mode, size, batch_size, precision, median, model, format_name
         "images_per_sec": round(batch_size / median, 2),
         "step_seconds_median": round(median, 4),
         "params": int(model.count_params()),
+    }
+    row.update(ceiling_columns(mode, model, batch_size / median, precision, ceiling))
+    return row
+
+
+def ceiling_columns(
+    mode: str, model: keras.Model, images_per_sec: float, precision: str, ceiling: float | None = None
+) -> dict:
+    """Step FLOPs per image, achieved GFLOP/s, the matmul ceiling in ``precision`` and the fraction of it.
+
+    ``ceiling`` (GFLOP/s) when it was timed beside the model's steps; else measured once now.
+    """
+    flops = FORWARDS_PER_STEP[mode] * count_flops(model)
+    achieved = flops * images_per_sec / 1e9
+    ceiling = ceiling or matmul_ceiling(keras.DTypePolicy(precision).compute_dtype)
+    return {
+        "step_flops_per_image": flops,
+        "gflop_per_sec": round(achieved, 2),
+        "ceiling_gflop_per_sec": round(ceiling, 1),
+        "of_ceiling": round(achieved / ceiling, 4),
     }
 
 
@@ -114,8 +220,7 @@ def measure_serving(
     from kerasimg.serving.formats import parse_formats
     from kerasimg.serving.runtimes import load_runtime
 
-    if steps < 1 or warmup < 0:
-        raise UserError(f"--steps must be >= 1 and --warmup >= 0. Received: steps={steps}, warmup={warmup}")
+    _check_steps(steps, warmup)
     formats = parse_formats(formats)
     spec = get_backbone(backbone)
     size = int(image_size or spec.image_size)

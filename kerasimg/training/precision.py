@@ -24,8 +24,11 @@ PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 # at 224 px, batch 32, on 2 cores with AMX (python -m kerasimg.bench --mode train
 # --precision float32 --precision mixed_bfloat16): resnet50 1.22x, resnext50_32x4d 1.12x,
 # vit_small16 1.51x. Not listed, so float32: densenet201 (1.04x, within noise) and
-# efficientnet_b0 (0.65x: its depthwise convolutions, swish and squeeze-excite ops are
-# memory-bound, and casts around them cost more than bfloat16 saves).
+# efficientnet_b0 (0.65x). Its cause, measured with ONEDNN_VERBOSE: oneDNN's bfloat16 depthwise
+# *weight* gradient is a generic kernel (jit_bf16), 3.3x slower than float32's. Folding frozen
+# BatchNorm (models/batchnorm_folding.py) computes that gradient in float32 and lifts bfloat16
+# from 0.43x to 0.66x of float32 folded (bench --fold-bn off --fold-bn on, train, 224 px, batch
+# 32); swish and squeeze-excite, element-wise in bfloat16, keep it below 1, so it stays float32.
 BF16_ON_CPU: frozenset[str] = frozenset({"resnet50", "resnext50_32x4d", "vit_small16"})
 
 
