@@ -143,21 +143,21 @@ class FitConfig:
         if augmentation.cached_views is not None:
             raise ArgumentError(
                 "cache_views",
-                f"is for augmentation beyond flips; --augment {augment} is cached exactly "
+                f"is for augmentation beyond flips; augment {augment!r} is cached exactly "
                 f"({len(augmentation.cached_views)} view(s) per image) without it",
                 self.cache_views,
             )
         if augmentation.mixes_labels:
             raise ArgumentError(
                 "cache_views",
-                f"cannot cache --augment {augment}: mixup and cutmix mix pairs of images drawn anew "
-                "in every batch, which fixed cached views cannot do; drop them from --augment or "
-                "leave out --cache-views to train on images",
+                f"cannot cache augment {augment!r}: mixup and cutmix mix pairs of images drawn anew "
+                "in every batch, which fixed cached views cannot do; drop them from the augmentation "
+                "or leave cache_views out to train on images",
                 self.cache_views,
             )
         if not self.feature_cache:
             raise ArgumentError(
-                "cache_views", "needs the caches that --no-feature-cache turns off", self.cache_views
+                "cache_views", "needs the caches, which feature_cache=False turns off", self.cache_views
             )
         return augmentation.views_to_cache(self.cache_views)
 
