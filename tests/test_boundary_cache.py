@@ -15,7 +15,8 @@ from kerasimg.models.registry import BackboneSpec
 from kerasimg.training import fit
 from kerasimg.training.boundary_cache import CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.config import FitConfig
-from kerasimg.training.feature_cache import CachedViews, view_order, views_dataset
+from kerasimg.training.feature_cache import CachedViews, extract, view_order, views_dataset
+from kerasimg.training.precision import dtype_policy
 from kerasimg.training.reports import read_history
 from kerasimg.training.schedules import parse_schedule
 
@@ -134,3 +135,19 @@ def test_a_cut_that_a_connection_skips_is_refused():
         split_at_stage(model, spec, "block2")
     with pytest.raises(CutRefused, match="nothing of skipping is frozen below"):
         split_at_stage(model, spec, "block1")
+
+
+def test_bfloat16_activations_are_stored_as_their_bits_and_read_back_exactly(tmp_path):
+    with dtype_policy("mixed_bfloat16"):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
+    batches = [([x[:4], -x[:4]], np.arange(4)), ([x[4:], -x[4:]], np.arange(4, 6))]
+    cached = extract(
+        model, batches, split=None, count=6, cache_dir=tmp_path, name="train", identity={"views": ["a", "b"]}
+    )
+    assert cached.dtype == "bfloat16" and cached.array.dtype == np.uint16 and cached.array.shape == (6, 2, 5)
+    (values, labels), *_ = views_dataset(cached, view_order(cached.labels, 2, training=False), 6)
+    expected = model.predict(x, verbose=0)
+    assert expected.dtype.name == "bfloat16"
+    np.testing.assert_array_equal(values.numpy(), expected.astype("float32"))
+    assert labels.numpy().tolist() == list(range(6))
