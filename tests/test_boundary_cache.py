@@ -12,7 +12,7 @@ from helpers import tiny_config
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
 from kerasimg.models.registry import BackboneSpec
-from kerasimg.training import fit
+from kerasimg.training import feature_cache, fit
 from kerasimg.training.boundary_cache import CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.config import FitConfig
 from kerasimg.training.feature_cache import CachedViews, extract, view_order, views_dataset
@@ -137,7 +137,8 @@ def test_a_cut_that_a_connection_skips_is_refused():
         split_at_stage(model, spec, "block1")
 
 
-def test_bfloat16_activations_are_stored_as_their_bits_and_read_back_exactly(tmp_path):
+def test_bfloat16_activations_are_stored_as_their_bits_and_read_back_exactly(tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_cache, "RAM_LIMIT_BYTES", 0)  # so it streams from disk
     with dtype_policy("mixed_bfloat16"):
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
     x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
@@ -146,6 +147,7 @@ def test_bfloat16_activations_are_stored_as_their_bits_and_read_back_exactly(tmp
         model, batches, split=None, count=6, cache_dir=tmp_path, name="train", identity={"views": ["a", "b"]}
     )
     assert cached.dtype == "bfloat16" and cached.array.dtype == np.uint16 and cached.array.shape == (6, 2, 5)
+    assert cached.streamed
     (values, labels), *_ = views_dataset(cached, view_order(cached.labels, 2, training=False), 6)
     expected = model.predict(x, verbose=0)
     assert expected.dtype.name == "bfloat16"
