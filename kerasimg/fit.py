@@ -72,7 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-feature-cache",
         dest="feature_cache",
         action="store_false",
-        help="train frozen-backbone phases on images instead of cached features",
+        help="train partly or wholly frozen phases on images instead of cached features or "
+        "stage-boundary activations",
+    )
+    p.add_argument(
+        "--cache-views",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with augmentation beyond flips (not mixup/cutmix), cache K augmented views per training "
+        "image and draw one per epoch (default: such phases train on images)",
     )
     p.add_argument(
         "--recipe",

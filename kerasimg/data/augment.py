@@ -36,6 +36,8 @@ OPERATIONS = {
     "erasing": ((0.25,), "the probability of erasing a patch"),
 }
 MIXING = ("mixup", "cutmix")
+# What a cache holds for no augmentation and for flips: every image the pipeline can produce.
+PLAIN_VIEW, FLIP_VIEWS = ("plain",), ("plain", "flipped")
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,18 @@ class Augmentation:
 
     @property
     def cached_views(self) -> tuple[str, ...] | None:
-        """The views a frozen-feature cache can hold, or ``None`` when the augmentation is too rich."""
+        """The views a cache holds exactly, or ``None`` when the augmentation is too rich for that."""
         if not self.operations:
-            return ("plain",)
+            return PLAIN_VIEW
         if self.names == ("flip",):
-            return ("plain", "flipped")
+            return FLIP_VIEWS
         return None
+
+    def views_to_cache(self, count: int | None) -> tuple[str, ...] | None:
+        """The exact views, else ``count`` augmented ones (``--cache-views``), else ``None``."""
+        if self.cached_views is not None or count is None:
+            return self.cached_views
+        return tuple(f"augmented-{i}" for i in range(1, count + 1))
 
 
 def parse_augment(augment: str) -> Augmentation:

@@ -11,6 +11,7 @@ from kerasimg.models.registry import BackboneSpec, get_backbone, name_slug, run_
 from kerasimg.models.weights import resolve_weights
 
 BACKBONE_LAYER = "backbone"
+PREPROCESS_LAYER = "preprocess"  # the layer feeding the backbone
 # The layer whose output is the backbone's pooled features; the head is everything after it.
 FEATURES_LAYER = "pool"
 HEADS = ("linear", "mlp")
@@ -45,7 +46,7 @@ def build_classifier(
         raise UserError(f"Image size must be at least {MIN_IMAGE_SIZE} pixels. Received: image_size={size}")
     weights_path = resolve_weights(spec, weights)
     inputs = keras.Input((size, size, 3), name="image")
-    x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
+    x = Preprocess(spec.preprocessing, name=PREPROCESS_LAYER)(inputs)
     features = spec.build(input_shape=(size, size, 3), weights=weights_path)
     x = features(x)
     x = pooling_layer(spec.pooling, FEATURES_LAYER)(x)

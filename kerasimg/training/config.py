@@ -15,6 +15,7 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+from kerasimg.data.augment import parse_augment
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.sources import VAL_FROM
 from kerasimg.errors import ArgumentError
@@ -43,6 +44,7 @@ class FitConfig:
     finetune_lr: float | None = None
     train_bn: bool = False
     feature_cache: bool = True
+    cache_views: int | None = None
     recipe: str = "seed"
     # None: the recipe's value (kerasimg.training.recipe.RECIPES).
     augment: str | None = None
@@ -91,6 +93,7 @@ class FitConfig:
         if self.val_from == "train" and not 0 < self.val_split < 1:
             raise ArgumentError("val_split", "must be between 0 and 1", self.val_split)
         recipe = resolve_recipe(self.recipe, **{k: getattr(self, k) for k in RECIPE_SETTINGS})
+        cached_views = self._cached_views(recipe.augment)
         for name, choices in (
             ("head", HEADS),
             ("val_from", VAL_FROM),
@@ -126,8 +129,37 @@ class FitConfig:
             train_bn=self.train_bn or not pretrained,
             precision=resolve_precision(self.precision, self.backbone),
             recipe=recipe,
+            cached_views=cached_views,
             notes=tuple(notes),
         )
+
+    def _cached_views(self, augment: str) -> tuple[str, ...] | None:
+        """The views per training image that the caches hold; ``None``: phases train on images."""
+        augmentation = parse_augment(augment)
+        if self.cache_views is None:
+            return augmentation.cached_views if self.feature_cache else None
+        if self.cache_views < 1:
+            raise ArgumentError("cache_views", "must be at least 1", self.cache_views)
+        if augmentation.cached_views is not None:
+            raise ArgumentError(
+                "cache_views",
+                f"is for augmentation beyond flips; augment {augment!r} is cached exactly "
+                f"({len(augmentation.cached_views)} view(s) per image) without it",
+                self.cache_views,
+            )
+        if augmentation.mixes_labels:
+            raise ArgumentError(
+                "cache_views",
+                f"cannot cache augment {augment!r}: mixup and cutmix mix pairs of images drawn anew "
+                "in every batch, which fixed cached views cannot do; drop them from the augmentation "
+                "or leave cache_views out to train on images",
+                self.cache_views,
+            )
+        if not self.feature_cache:
+            raise ArgumentError(
+                "cache_views", "needs the caches, which feature_cache=False turns off", self.cache_views
+            )
+        return augmentation.views_to_cache(self.cache_views)
 
 
 @dataclass(frozen=True)
@@ -143,6 +175,8 @@ class ResolvedFit:
     train_bn: bool
     precision: str
     recipe: Recipe = Recipe()
+    # The views per training image the feature and boundary caches hold (None: no cache).
+    cached_views: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
@@ -155,6 +189,7 @@ class ResolvedFit:
             "train_bn": self.train_bn,
             "precision": self.precision,
             "recipe": self.recipe.to_json(),
+            "cached_views": list(self.cached_views) if self.cached_views else None,
         }
 
     def run_dir(self, data_name: str, root: str | Path = "runs") -> Path:

@@ -21,12 +21,13 @@ import numpy as np
 import kerasimg
 from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
-from kerasimg.data.augment import parse_augment
+from kerasimg.data.augment import FLIP_VIEWS, PLAIN_VIEW
 from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
 from kerasimg.training import feature_cache, reports
+from kerasimg.training.boundary_cache import BoundarySplit, CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.callbacks import (
     CurvesCallback,
     EpochTimer,
@@ -46,6 +47,9 @@ from kerasimg.training.run import CONFIG_FORMAT, Run
 from kerasimg.training.schedules import ALL, HEAD, apply_phase
 
 __all__ = ["FitConfig", "FitResult", "fit"]
+
+# What a phase trains on (``_Trainer._source``).
+IMAGES, FEATURES, BOUNDARY = "images", "features", "boundary"
 
 
 @dataclass
@@ -169,7 +173,10 @@ class _Trainer:
         self._check_split_size()
         self.class_weight = class_weights(resolved.recipe, data.class_names, self._train_counts())
         self._images = None  # the image pipelines, built when a phase first trains on images
-        self._cached = None  # (head, train features, val features), built when a phase first needs them
+        # source -> (trained model, train data, val data), built when a phase first needs them
+        self._caches: dict[str, tuple] = {}
+        self._split: BoundarySplit | None | bool = None  # False: refused or not needed
+        self._orders: dict = {}  # the cached datasets' shared example order, per split
 
     def run(self, resume: bool) -> tuple[int, dict]:
         run = self.run_dir
@@ -222,27 +229,27 @@ class _Trainer:
         self.log(f"Run directory: {run.path}")
 
     def _train_phase(self, index: int, phase, best: float | None) -> float | None:
-        run, model, config = self.run_dir, self.model, self.config
+        run, model = self.run_dir, self.model
         recipe = self.resolved.recipe
         trainable = apply_phase(model, self.spec, phase, self.resolved.train_bn)
-        views = parse_augment(recipe.augment).cached_views
-        from_cache = config.feature_cache and views is not None and not phase.trains_backbone
-        if config.feature_cache and views is None and not phase.trains_backbone:
-            self.log(
-                f"--augment {recipe.augment} changes more than flips, so this frozen-backbone phase "
-                "trains on images rather than on cached features."
-            )
+        source = self._source(index, phase)
+        on = ""
+        if source == FEATURES:
+            on = ", on cached features"
+        elif source == BOUNDARY:
+            on = f", on the cached inputs of {self._split.stage}"
         self.log(
             f"Phase {index + 1}/{len(self.resolved.phases)}: epochs {phase.start + 1}-{phase.end}, "
-            f"{_describe(phase)}, lr {phase.lr:g}{', on cached features' if from_cache else ''}: "
+            f"{_describe(phase)}, lr {phase.lr:g}{on}: "
             f"{trainable:,} of {model.count_params():,} parameters trainable."
         )
-        if from_cache:
-            trained, train_data, val_data = self._cached_features()
-            checkpoint_path = run.head_weights_path
-        else:
+        if source == IMAGES:
             trained, (train_data, val_data) = model, self._image_pipelines()
             checkpoint_path = run.model_path
+        else:
+            trained, train_data, val_data = self._cached(source)
+            checkpoint_path = run.head_weights_path
+        from_cache = source != IMAGES
         steps = self._steps_per_epoch()
         compile_classifier(trained, learning_rate(recipe, phase.lr, steps, phase.end - phase.start), recipe)
         checkpoint = keras.callbacks.ModelCheckpoint(
@@ -305,34 +312,123 @@ class _Trainer:
             )
         return self._images
 
-    def _cached_features(self):
-        """The shared head and its train/val feature datasets (computed once, kept in the run)."""
-        if self._cached is None:
-            config, size, batch = self.config, self.resolved.image_size, self.batch_size
-            extractor, head = split_classifier(self.model)
-            identity = {
-                "backbone": config.backbone,
-                "weights": config.weights,
-                "data": config.data,
-                "precision": self.resolved.precision,
-            }
-            cache_dir = self.run_dir.features_dir
-            views = parse_augment(self.resolved.recipe.augment).cached_views
-            train_f, train_y = feature_cache.extract(
-                extractor, self.data.train, size, batch, views, cache_dir, "train", identity, self.log
+    def _source(self, index: int, phase) -> str:
+        """What ``phase`` trains on: ``IMAGES``, pooled ``FEATURES`` or ``BOUNDARY`` activations.
+
+        A cache holds what the frozen layers compute before any phase trains them: pooled
+        features serve head-only phases before the backbone first trains, boundary
+        activations every phase up to the first that unfreezes all of it.
+        """
+        phases = self.resolved.phases
+        if phase.unfrozen == ALL or any(p.unfrozen == ALL for p in phases[:index]):
+            return IMAGES
+        if not self.config.feature_cache:
+            return IMAGES
+        if self.resolved.cached_views is None:
+            self.log(
+                f"--augment {self.resolved.recipe.augment} changes more than flips, so this phase trains "
+                "on images rather than on cached features; --cache-views K caches K augmented views "
+                "per image."
             )
-            val_f, val_y = feature_cache.extract(
-                extractor, self.data.val, size, batch, ("plain",), cache_dir, "val", identity, self.log
-            )
-            depth = self._label_depth()
-            self._cached = (
-                head,
-                feature_cache.feature_dataset(
-                    train_f, train_y, batch, training=True, seed=config.seed, num_classes=depth
+            return IMAGES
+        if not phase.trains_backbone and not any(p.trains_backbone for p in phases[:index]):
+            return FEATURES
+        return BOUNDARY if self._boundary_split() is not None else IMAGES
+
+    def _boundary_split(self) -> BoundarySplit | None:
+        """The classifier cut below the lowest stage any cached phase trains; ``None`` (said once)
+        when the backbone cannot be cut there or no phase trains part of it."""
+        if self._split is None:
+            stage = boundary_stage(self.resolved.phases, self.spec.stage_names)
+            try:
+                self._split = split_at_stage(self.model, self.spec, stage) if stage else False
+            except CutRefused as refused:
+                self.log(f"No boundary cache: {refused}; phases that train part of the backbone use images.")
+                self._split = False
+        return self._split or None
+
+    def _cached(self, source: str):
+        """The model ``source`` trains and its train/val datasets, extracted once and kept in the run.
+
+        With a boundary split, pooled features are its ``pooled`` model applied to the cached
+        boundary activations: one pass over the images serves both kinds of phase.
+        """
+        if source not in self._caches:
+            split = self._boundary_split()
+            if split is not None:
+                caches = self._extract(
+                    split.bottom, {"boundary": split.stage}, f"the inputs of {split.stage}"
+                )
+                trained = split.top
+                if source == FEATURES:
+                    caches = self._extract(
+                        split.pooled,
+                        {"boundary": split.stage, "pooled": True},
+                        f"pooled features from the cached inputs of {split.stage}",
+                        from_caches=caches,
+                    )
+            if split is None or source == FEATURES:
+                extractor, trained = split_classifier(self.model)
+                if split is None:
+                    caches = self._extract(extractor, {}, "backbone features")
+            if not self._orders:
+                views, depth, seed = len(self.resolved.cached_views), self._label_depth(), self.config.seed
+                self._orders = {
+                    "train": feature_cache.view_order(
+                        caches["train"].labels, views, training=True, seed=seed, num_classes=depth
+                    ),
+                    "val": feature_cache.view_order(
+                        caches["val"].labels, 1, training=False, num_classes=depth
+                    ),
+                }
+            self._caches[source] = (
+                trained,
+                *(
+                    feature_cache.views_dataset(caches[s], self._orders[s], self.batch_size)
+                    for s in ("train", "val")
                 ),
-                feature_cache.feature_dataset(val_f, val_y, batch, training=False, num_classes=depth),
             )
-        return self._cached
+        return self._caches[source]
+
+    def _extract(self, model, extra: dict, what: str, from_caches: dict | None = None) -> dict:
+        """``{"train": CachedViews, "val": ...}``: ``model`` applied to the train and val images, or
+        to ``from_caches``; ``extra`` and the run's settings fix the model, the data and the views."""
+        config, size, batch = self.config, self.resolved.image_size, self.batch_size
+        identity = {
+            "backbone": config.backbone,
+            "weights": config.weights,
+            "data": config.data,
+            "precision": self.resolved.precision,
+            "image_size": size,
+            **extra,
+        }
+        views = self.resolved.cached_views
+        if views not in (PLAIN_VIEW, FLIP_VIEWS):
+            identity.update(augment=self.resolved.recipe.augment, seed=config.seed)
+        caches = {}
+        for split_name, data, data_views in (
+            ("train", self.data.train, views),
+            ("val", self.data.val, PLAIN_VIEW),
+        ):
+            batches = (
+                feature_cache.cached_batches(from_caches[split_name], batch)
+                if from_caches
+                else feature_cache.image_views(
+                    data, size, batch, data_views, self.resolved.recipe.augment, config.seed
+                )
+            )
+            caches[split_name] = feature_cache.extract(
+                model,
+                batches,
+                split=data,
+                count=len(data) if hasattr(data, "__len__") else None,
+                cache_dir=self.run_dir.features_dir,
+                name=split_name + ("-pooled" if from_caches else ""),
+                identity={**identity, "views": data_views},
+                log=self.log,
+                what=what,
+            )
+        return caches
 
     def _label_depth(self) -> int | None:
         """One-hot labels of this depth when the recipe needs them, else integer labels."""

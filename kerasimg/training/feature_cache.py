@@ -1,17 +1,26 @@
-"""Frozen-feature cache: while the whole backbone is frozen, compute its features once.
+"""Cached views of the training split: computed once, one view per image drawn each epoch.
 
-A linear probe otherwise recomputes the same backbone forward pass every epoch;
-with the features stored, an epoch is a few matrix multiplications. With flip
-augmentation both the plain and the mirrored view of every training image are
-cached and each epoch picks one per image at random, which is the distribution
-image training sees. The head trained here is the classifier's own head layers,
-shared, so the classifier carries the result without copying weights.
+A phase whose lower layers are frozen otherwise recomputes the same function of
+every image every epoch. Two caches share this storage (``kerasimg.training``):
+the pooled backbone features while the whole backbone is frozen (an epoch is then
+a few matrix multiplications), and the activations at a stage boundary while only
+the top stages train (``boundary_cache``). Both follow one views-per-epoch rule:
+with no augmentation one plain view; with ``flip`` the plain and the mirrored view,
+exactly what image training sees; with heavier augmentation ``--cache-views K``
+augmented views. Each epoch draws one view per image at random.
+
+Arrays are ``[N, views, ...]`` ``.npy`` files in the compute dtype (bfloat16 as its
+uint16 bits, since ``.npy`` does not round-trip it), written as they are computed
+so extraction never holds them in RAM; a cache larger than ``RAM_LIMIT_BYTES`` is
+read from disk (``np.load(mmap_mode="r")``) batch by batch while training.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -19,9 +28,15 @@ import numpy as np
 import tensorflow as tf
 
 from kerasimg.data import image_dataset
+from kerasimg.data.augment import FLIP_VIEWS, PLAIN_VIEW, Augmenter, parse_augment
 from kerasimg.data.splits import FileSplit
 from kerasimg.files import atomic_write, write_json
 from kerasimg.models.classifier import FEATURES_LAYER
+
+# Caches up to this size are loaded into RAM; larger ones stream from disk. 1 GiB holds the
+# pooled features of millions of images, or the 14x14x1024 ResNet-50 conv4 activations of
+# 1,300 images (float32) or 2,600 (bfloat16), per view.
+RAM_LIMIT_BYTES = 1 << 30
 
 
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -32,15 +47,32 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """
     pool = model.get_layer(FEATURES_LAYER)
     extractor = keras.Model(model.inputs, pool.output, name="feature_extractor")
-    layers = model.layers[model.layers.index(pool) + 1 :]
     features = keras.Input(tuple(pool.output.shape[1:]), name="features")
-    x = features
-    for layer in layers:
-        x = layer(x)
-    return extractor, keras.Model(features, x, name="head")
+    return extractor, keras.Model(features, head_after(model, pool, features), name="head")
 
 
-def _fingerprint(split, extra: dict) -> str:
+def head_after(model: keras.Model, layer: keras.Layer, x):
+    """Apply the classifier's layers after ``layer`` (its head) to ``x``."""
+    for later in model.layers[model.layers.index(layer) + 1 :]:
+        x = later(x)
+    return x
+
+
+@dataclass(frozen=True)
+class CachedViews:
+    """``array[N, views, ...]`` (in RAM or memory-mapped) and ``labels[N]``; ``dtype`` is what the
+    array's values mean (``"bfloat16"`` for uint16 bits)."""
+
+    array: np.ndarray
+    labels: np.ndarray
+    dtype: str
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.array, np.memmap)
+
+
+def fingerprint(split, extra: dict) -> str:
     h = hashlib.sha256(json.dumps(extra, sort_keys=True).encode())
     if isinstance(split, FileSplit):
         for path, label in zip(split.paths, split.labels):
@@ -50,73 +82,144 @@ def _fingerprint(split, extra: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def image_views(split, image_size: int, batch_size: int, views: tuple[str, ...], augment: str, seed: int):
+    """``(per-view image batches, labels)`` for ``split`` in order: plain, mirrored or augmented views."""
+    augmenter = None if views in (PLAIN_VIEW, FLIP_VIEWS) else Augmenter(parse_augment(augment), seed)
+    for images, labels in image_dataset(split, image_size, batch_size, training=False):
+        if augmenter is not None:
+            yield [augmenter(images, labels)[0] for _ in views], labels
+        elif views == FLIP_VIEWS:
+            yield [images, tf.image.flip_left_right(images)], labels
+        else:
+            yield [images], labels
+
+
+def cached_batches(source: CachedViews, batch_size: int):
+    """``(per-view batches, labels)`` of a cache in order, so a model can be applied to it."""
+    for start in range(0, len(source.labels), batch_size):
+        stop = start + batch_size
+        views = [_readable(source.array[start:stop, v], source.dtype) for v in range(source.array.shape[1])]
+        yield views, source.labels[start:stop]
+
+
 def extract(
-    extractor: keras.Model,
+    model: keras.Model,
+    batches: Iterable,
+    *,
     split,
-    image_size: int,
-    batch_size: int,
-    views: tuple[str, ...],
+    count: int | None,
     cache_dir: Path,
     name: str,
     identity: dict,
     log=print,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``[N, views, D]`` and labels ``[N]`` for ``split``, from disk when already cached."""
-    fingerprint = _fingerprint(split, {**identity, "views": views, "image_size": image_size})
-    path = cache_dir / f"{name}-{fingerprint}.npz"
-    if path.exists():
-        with np.load(path) as cached:
-            return cached["features"], cached["labels"]
-    dataset = image_dataset(split, image_size, batch_size, training=False)
-    total = -(-len(split) // batch_size) if hasattr(split, "__len__") else None
-    log(f"Caching backbone features for {name} ({', '.join(views)} view{'s' * (len(views) > 1)})...")
-    bar = keras.utils.Progbar(total, unit_name="batch")
-    features, labels = [], []
-    for step, (images, batch_labels) in enumerate(dataset, 1):
-        # predict(), not predict_on_batch(): the latter duplicates the batch per replica under
-        # MirroredStrategy.
-        per_view = [extractor.predict(images, batch_size=len(images), verbose=0)]
-        if "flipped" in views:
-            per_view.append(
-                extractor.predict(tf.image.flip_left_right(images), batch_size=len(images), verbose=0)
-            )
-        features.append(np.stack(per_view, axis=1).astype("float32"))  # bfloat16 does not round-trip .npz
-        labels.append(batch_labels.numpy())
-        bar.update(step)
-    features_array, labels_array = np.concatenate(features), np.concatenate(labels)
+    what: str = "backbone features",
+) -> CachedViews:
+    """``model`` applied to every view of ``batches`` (of ``split``, ``count`` examples when known),
+    stored under ``cache_dir``; read back when ``identity`` (which must fix the model, the data
+    and the views) was cached before."""
+    stem = cache_dir / f"{name}-{fingerprint(split, identity)}"
+    if not stem.with_suffix(".json").exists():
+        log(f"Caching {what} for {name} ({', '.join(identity['views'])})...")
+        count, dtype = _write(model, batches, count, stem)
+        # Written last: its presence says the arrays are complete.
+        write_json(stem.with_suffix(".json"), {**identity, "count": count, "dtype": dtype})
+    return load(stem)
+
+
+def load(stem: Path) -> CachedViews:
+    """A cache written by ``extract``: in RAM up to ``RAM_LIMIT_BYTES``, memory-mapped beyond."""
+    path = Path(f"{stem}.npy")
+    dtype = json.loads(stem.with_suffix(".json").read_text())["dtype"]
+    array = np.load(path, mmap_mode="r" if path.stat().st_size > RAM_LIMIT_BYTES else None)
+    return CachedViews(array, np.load(f"{stem}.labels.npy"), dtype)
+
+
+def _write(model: keras.Model, batches: Iterable, count: int | None, stem: Path) -> tuple[int, str]:
+    """Stream ``model``'s outputs into ``stem.npy`` and the labels into ``stem.labels.npy``;
+    returns the number of examples and the outputs' dtype."""
+    state: dict = {"offset": 0, "labels": [], "chunks": [], "dtype": None}
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, features=features_array, labels=labels_array)
+        array = None
+        bar = keras.utils.Progbar(None, unit_name="batch")
+        for step, (views, labels) in enumerate(batches, 1):
+            # predict(), not predict_on_batch(): the latter duplicates the batch per replica under
+            # MirroredStrategy.
+            outputs = np.stack([model.predict(v, batch_size=len(v), verbose=0) for v in views], axis=1)
+            state["dtype"] = str(outputs.dtype)
+            stored = _storable(outputs)
+            if count is None:  # a split of unknown size (TFDS): kept in RAM, then saved
+                state["chunks"].append(stored)
+            else:
+                if array is None:
+                    array = np.lib.format.open_memmap(tmp, "w+", stored.dtype, (count, *stored.shape[1:]))
+                array[state["offset"] : state["offset"] + len(stored)] = stored
+            state["offset"] += len(stored)
+            state["labels"].append(np.asarray(labels))
+            bar.update(step)
+        if array is not None:
+            array.flush()
+            del array
+        else:
+            np.save(tmp, np.concatenate(state["chunks"]), allow_pickle=False)
 
-    atomic_write(path, write)
-    write_json(
-        cache_dir / f"{name}-{fingerprint}.json", {**identity, "views": views, "count": len(labels_array)}
-    )
-    return features_array, labels_array
+    atomic_write(f"{stem}.npy", write)
+    atomic_write(f"{stem}.labels.npy", lambda tmp: np.save(tmp, np.concatenate(state["labels"])))
+    return state["offset"], state["dtype"]
 
 
-def feature_dataset(
-    features: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    *,
-    training: bool,
-    seed: int = 0,
-    num_classes: int | None = None,
+def _storable(array: np.ndarray) -> np.ndarray:
+    return array.view(np.uint16) if array.dtype.name == "bfloat16" else array
+
+
+def _readable(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored values as float32 (exact for bfloat16 and float16), what the models take in."""
+    if dtype == "bfloat16":
+        return (np.asarray(array, np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(array, np.float32)
+
+
+def view_order(
+    labels: np.ndarray, views: int, *, training: bool, seed: int = 0, num_classes: int | None = None
 ) -> tf.data.Dataset:
-    """Batches of ``(features, labels)``; in training, shuffled like the image pipeline and one
-    random view per example."""
-    ds = tf.data.Dataset.from_tensor_slices((features, labels.astype("int32")))
+    """``(index, view, label)`` per example: in training shuffled like the image pipeline, with one
+    random view each; in evaluation in order, the plain view.
+
+    Build it once per split and derive every cached dataset of the run from it (``views_dataset``):
+    its shuffling then continues from phase to phase, epoch by epoch, as the one image
+    pipeline's does, whichever cache a phase reads.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(labels)), labels.astype("int32")))
     if num_classes is not None:  # what label smoothing needs
-        ds = ds.map(lambda f, y: (f, tf.one_hot(y, num_classes)))
+        ds = ds.map(lambda i, y: (i, tf.one_hot(y, num_classes)))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-        views = features.shape[1]
-        if views > 1:
-            ds = ds.map(lambda f, y: (f[tf.random.uniform([], 0, views, tf.int32, seed=seed)], y))
-        else:
-            ds = ds.map(lambda f, y: (f[0], y))
-    else:
-        ds = ds.map(lambda f, y: (f[0], y))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if training and views > 1:
+        # Not tf.random.uniform inside map(): that restarts its sequence every epoch, giving each
+        # position in the batch order the same view each time. Dataset.random draws anew.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        return tf.data.Dataset.zip(ds, draws).map(lambda iy, r: (iy[0], tf.cast(r % views, tf.int32), iy[1]))
+    return ds.map(lambda i, y: (i, tf.constant(0), y))
+
+
+def views_dataset(source: CachedViews, order: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batches of ``(values, labels)`` in ``order`` (``view_order``); rows are read by index, so a
+    memory-mapped cache streams from disk."""
+    read = _row_reader(source)
+    shape = source.array.shape[2:]
+
+    def rows(index, view, labels):
+        values = tf.numpy_function(read, [index, view], tf.float32, stateful=False)
+        return tf.ensure_shape(values, [None, *shape]), labels
+
+    return order.batch(batch_size).map(rows).prefetch(tf.data.AUTOTUNE)
+
+
+def _row_reader(source: CachedViews) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def read(index: np.ndarray, view: np.ndarray) -> np.ndarray:
+        order = np.argsort(index)  # sequential reads from a memory-mapped file
+        values = np.empty((len(index), *source.array.shape[2:]), np.float32)
+        values[order] = _readable(source.array[index[order], view[order]], source.dtype)
+        return values
+
+    return read
