@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         "stage-boundary activations",
     )
     p.add_argument(
+        "--no-fold-bn",
+        dest="fold_bn",
+        action="store_false",
+        help="under mixed_bfloat16, compute frozen BatchNorm as its own layer instead of folding it "
+        "into the convolution before it (the saved model is the same either way)",
+    )
+    p.add_argument(
         "--cache-views",
         type=int,
         default=None,

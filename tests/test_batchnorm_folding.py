@@ -149,3 +149,37 @@ def test_bfloat16_folded_model_stays_close_to_float32(build):
         if path.endswith("kernel"):
             a, b = actual_gradients[path].ravel(), gradient.ravel()
             assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.99, path
+
+
+@pytest.mark.parametrize("fold_bn", [True, False])
+def test_fit_folds_frozen_batchnorm_under_bfloat16_unless_told_not_to(
+    fold_bn, tiny_scenes, tmp_path, monkeypatch
+):
+    from helpers import tiny_config
+
+    from kerasimg.training import driver, fit
+
+    folded = []
+
+    def spy(model):
+        folded.append(fold_frozen_batchnorm(model))
+        return folded[-1]
+
+    monkeypatch.setattr(driver, "fold_frozen_batchnorm", spy)
+    source = build_classifier("small_cnn", 6, image_size=32, weights="none")
+    backbone_of(source).save_weights(tmp_path / "backbone.weights.h5")  # pretrained: BatchNorm frozen
+    config = tiny_config(
+        tiny_scenes,
+        tmp_path / "run",
+        weights=str(tmp_path / "backbone.weights.h5"),
+        schedule="full",
+        epochs=1,
+        precision="mixed_bfloat16",
+        fold_bn=fold_bn,
+    )
+    fit(config, log=lambda *a: None)
+    assert len(folded) == int(fold_bn)
+    if fold_bn:
+        assert any(isinstance(la, FoldedConvBatchNorm) for la in folded[0]._flatten_layers())
+    loaded = load_classifier(tmp_path / "run" / "model.keras")  # Keras's own layers either way
+    assert not any(isinstance(la, FoldedConvBatchNorm) for la in loaded._flatten_layers())

@@ -26,6 +26,7 @@ from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
+from kerasimg.models.batchnorm_folding import fold_frozen_batchnorm
 from kerasimg.training import feature_cache, reports
 from kerasimg.training.boundary_cache import BoundarySplit, CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.callbacks import (
@@ -245,6 +246,9 @@ class _Trainer:
         )
         if source == IMAGES:
             trained, (train_data, val_data) = model, self._image_pipelines()
+            if self.config.fold_bn and self.resolved.precision == "mixed_bfloat16":
+                # Trains the same variables; its save() writes the original model's layers.
+                trained = fold_frozen_batchnorm(model)
             checkpoint_path = run.model_path
         else:
             trained, train_data, val_data = self._cached(source)
