@@ -41,6 +41,7 @@ from kerasimg.training.distribution import resolve_strategy
 from kerasimg.training.evaluation import evaluate
 from kerasimg.training.feature_cache import split_classifier
 from kerasimg.training.precision import dtype_policy
+from kerasimg.training.layer_decay import lr_multipliers, stage_rates
 from kerasimg.training.recipe import class_weights, compile_classifier, learning_rate
 from kerasimg.training.run import CONFIG_FORMAT, Run
 from kerasimg.training.schedules import ALL, HEAD, apply_phase
@@ -244,7 +245,17 @@ class _Trainer:
             trained, (train_data, val_data) = model, self._image_pipelines()
             checkpoint_path = run.model_path
         steps = self._steps_per_epoch()
-        compile_classifier(trained, learning_rate(recipe, phase.lr, steps, phase.end - phase.start), recipe)
+        multipliers = None
+        if recipe.layer_decay != 1 and phase.trains_backbone:
+            multipliers = lr_multipliers(model, self.spec, recipe.layer_decay)
+            rates = stage_rates(phase, self.spec.stage_names, recipe.layer_decay)
+            self.log(
+                f"  --layer-decay {recipe.layer_decay:g}: "
+                + ", ".join(f"{stage} {rate:.3g}" for stage, rate in rates.items())
+            )
+        compile_classifier(
+            trained, learning_rate(recipe, phase.lr, steps, phase.end - phase.start), recipe, multipliers
+        )
         checkpoint = keras.callbacks.ModelCheckpoint(
             str(checkpoint_path),
             monitor="val_accuracy",
