@@ -40,8 +40,8 @@ from kerasimg.training.config import FitConfig, ResolvedFit
 from kerasimg.training.distribution import resolve_strategy
 from kerasimg.training.evaluation import evaluate
 from kerasimg.training.feature_cache import split_classifier
-from kerasimg.training.precision import dtype_policy
 from kerasimg.training.layer_decay import lr_multipliers, stage_rates
+from kerasimg.training.precision import dtype_policy
 from kerasimg.training.recipe import class_weights, compile_classifier, learning_rate
 from kerasimg.training.run import CONFIG_FORMAT, Run
 from kerasimg.training.schedules import ALL, HEAD, apply_phase

@@ -32,7 +32,7 @@ def stage_multipliers(stage_names: list[str], decay: float) -> dict[str, float]:
 
 
 def stage_rates(phase: Phase, stage_names: list[str], decay: float) -> dict[str, float]:
-    """The learning rate of each stage ``phase`` trains, the head's first (shown per phase, in config.json)."""
+    """The rate of each stage ``phase`` trains, the head first (shown per phase and in config.json)."""
     trained = [] if phase.unfrozen == HEAD else stage_names
     if phase.unfrozen not in (HEAD, ALL):
         trained = stage_names[stage_names.index(phase.unfrozen) :]
