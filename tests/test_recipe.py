@@ -56,6 +56,19 @@ def test_random_resized_crop_samples_like_crop_and_resize():
     np.testing.assert_allclose(expected[0], images[0], atol=0.01)  # the whole image is itself
 
 
+def test_the_strong_preset_runs_inside_tf_data_and_keeps_static_shapes():
+    # Batched inside tf.data (batch size unknown to the graph), a crop that lost the static image
+    # size made Keras's CutMix mix int32 and float32 sizes: fit --augment strong failed.
+    images = tf.random.uniform([4, 32, 32, 3], 0, 255, seed=1)
+    labels = tf.one_hot(tf.range(4) % 3, 3)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    dataset = dataset.map(Augmenter(parse_augment("strong"), seed=0))
+    assert dataset.element_spec[0].shape.as_list() == [None, 32, 32, 3]
+    out_images, out_labels = next(iter(dataset))
+    assert out_images.shape == (4, 32, 32, 3)
+    np.testing.assert_allclose(out_labels.numpy().sum(axis=1), 1, rtol=1e-5)
+
+
 def test_mixing_really_mixes_labels():
     images = tf.random.uniform([16, 32, 32, 3], 0, 255, seed=2)
     labels = tf.one_hot(tf.range(16) % 4, 4)

@@ -135,7 +135,7 @@ def crop_boxes(images: tf.Tensor, top, left, height, width) -> tf.Tensor:
     zeros = tf.zeros_like(top)
     # Output pixel (x, y) reads input (width * x + left * columns, height * y + top * rows).
     transforms = tf.stack([width, zeros, left * columns, zeros, height, top * rows, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
+    crops = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
         output_shape=tf.shape(images)[1:3],
@@ -143,6 +143,10 @@ def crop_boxes(images: tf.Tensor, top, left, height, width) -> tf.Tensor:
         fill_mode="NEAREST",
         fill_value=0.0,
     )
+    # A tensor output_shape forgets the static height and width, and Keras's CutMix then mixes
+    # int32 and float32 sizes inside tf.data (``--augment strong`` failed to build there).
+    crops.set_shape(images.shape)
+    return crops
 
 
 class Augmenter:
