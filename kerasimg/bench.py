@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeatable (e.g. float32 and mixed_bfloat16 in one run); default float32",
     )
     p.add_argument("--data", default="scenes", help="files that --mode input decodes (default: the demo set)")
+    p.add_argument(
+        "--augment",
+        action="append",
+        help="repeatable; what --mode input applies, as fit's --augment (default flip)",
+    )
     p.add_argument("--intra-op", type=int, help="TensorFlow intra-op threads (default: TensorFlow's choice)")
     p.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
@@ -56,14 +61,15 @@ def add_speedups(rows: list[dict]) -> None:
 
 def format_table(rows: list[dict]) -> str:
     header = (
-        f"{'backbone':<22} {'mode':<7} {'format':<12} {'size':>5} {'batch':>5} {'precision':<16} "
+        f"{'backbone':<22} {'mode':<7} {'format/aug':<12} {'size':>5} {'batch':>5} {'precision':<16} "
         f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = f"{r['vs_float32']:.2f}x" if "vs_float32" in r else ""
         lines.append(
-            f"{r['backbone']:<22} {r['mode']:<7} {r.get('format', ''):<12} {r['image_size']:>5} "
+            f"{r['backbone']:<22} {r['mode']:<7} {r.get('augment', r.get('format', '')):<12} "
+            f"{r['image_size']:>5} "
             f"{r['batch_size']:>5} "
             f"{r['precision']:<16} {r['images_per_sec']:>9.2f} {r['step_seconds_median']:>8.3f} "
             f"{r['params']:>12,} {ratio:>7}"
@@ -101,19 +107,22 @@ def main(argv: list[str] | None = None) -> int:
                             precision=precision,
                         )
                         continue
-                    for batch_size in batch_sizes:
-                        rows.append(
-                            measure(
-                                backbone,
-                                mode,
-                                args.image_size,
-                                batch_size,
-                                args.steps,
-                                args.warmup,
-                                precision=precision,
-                                data=args.data,
+                    # Only the input pipeline augments; the model's step is the same for every --augment.
+                    for augment in (args.augment or ["flip"]) if mode == "input" else ["flip"]:
+                        for batch_size in batch_sizes:
+                            rows.append(
+                                measure(
+                                    backbone,
+                                    mode,
+                                    args.image_size,
+                                    batch_size,
+                                    args.steps,
+                                    args.warmup,
+                                    precision=precision,
+                                    data=args.data,
+                                    augment=augment,
+                                )
                             )
-                        )
         add_speedups(rows)
         print(format_table(rows))
         if args.json:
