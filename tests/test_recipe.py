@@ -12,6 +12,7 @@ from helpers import CrashAfterEpoch, tiny_config
 
 import kerasimg.fit as fit_cli
 from kerasimg.data.augment import PRESETS, Augmenter, crop_boxes, parse_augment
+from kerasimg.data.rand_augment import SelectiveRandAugment
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
 from kerasimg.training import fit, load_run_config
@@ -67,6 +68,17 @@ def test_the_strong_preset_runs_inside_tf_data_and_keeps_static_shapes():
     out_images, out_labels = next(iter(dataset))
     assert out_images.shape == (4, 32, 32, 3)
     np.testing.assert_allclose(out_labels.numpy().sum(axis=1), 1, rtol=1e-5)
+
+
+def test_selective_randaugment_equals_keras_for_the_same_draws():
+    images = tf.random.uniform([4, 32, 32, 3], 0, 255, seed=1)
+    settings = dict(value_range=(0, 255), num_ops=2, factor=0.9, seed=0)
+    ours, theirs = SelectiveRandAugment(**settings), keras.layers.RandAugment(**settings)
+    for _ in range(6):  # six draws of two operations out of fourteen
+        draw = ours.get_random_transformation(images, training=True)
+        expected = theirs.transform_images(images, draw)
+        np.testing.assert_allclose(ours.transform_images(images, draw), expected, rtol=1e-4, atol=1e-3)
+        assert not np.allclose(expected, images)
 
 
 def test_mixing_really_mixes_labels():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from kerasimg.data.rand_augment import SelectiveRandAugment
 from kerasimg.errors import ArgumentError
 
 PRESETS = {
@@ -162,7 +163,7 @@ class Augmenter:
             self.layers["flip"] = keras.layers.RandomFlip("horizontal", seed=seed)
         if "randaugment" in args:
             num_ops, magnitude = args["randaugment"]
-            self.layers["randaugment"] = keras.layers.RandAugment(
+            self.layers["randaugment"] = SelectiveRandAugment(
                 value_range=(0, 255), num_ops=int(num_ops), factor=min(magnitude / 10, 1.0), seed=seed
             )
         if "mixup" in args:
