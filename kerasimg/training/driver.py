@@ -148,6 +148,8 @@ def _check_extension(run: Run, resolved: ResolvedFit) -> None:
     if not saved:
         return
     new = [p.to_json() for p in resolved.phases]
+    # Compare what a phase is (its Phase fields), not what config.json derives from it (stage_lr).
+    saved = [{key: phase.get(key) for key in new[0]} for phase in saved]
     if len(new) != len(saved) or new[:-1] != saved[:-1] or new[-1]["start"] != saved[-1]["start"]:
         raise UserError(
             f"With --epochs {resolved.epochs} the schedule's phases would no longer match the run's "
