@@ -88,12 +88,15 @@ def export(
     allow_unfinished: bool = False,
     format: str | list[str] = SAVEDMODEL,
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    tta: str = "none",
 ) -> Path:
     """Export a run's best model to ``zoo/<name>/<next version>/`` (verified); returns that folder.
 
     ``format`` (``"savedmodel,onnx,litert,litert-fp16,litert-int8"`` or a list) adds
     ONNX and LiteRT files beside the SavedModel, each checked against the Keras model
     on the run's images; int8 is calibrated on ``calibration_images`` training images.
+    ``tta="flip"`` makes the SavedModel's signatures average each image's and its
+    mirror's probabilities (twice the cost of a request; recorded in the zoo).
     """
     from kerasimg.serving.export import export_run
 
@@ -104,6 +107,7 @@ def export(
         allow_unfinished=allow_unfinished,
         formats=format,
         calibration_images=calibration_images,
+        tta=tta,
     )
 
 

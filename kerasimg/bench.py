@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train mode updates BatchNorm (batch statistics) instead of keeping it frozen as fit does",
     )
     p.add_argument("--data", default="scenes", help="files that --mode input decodes (default: the demo set)")
+    p.add_argument(
+        "--augment",
+        action="append",
+        help="repeatable; what --mode input applies, as fit's --augment (default flip)",
+    )
     p.add_argument("--intra-op", type=int, help="TensorFlow intra-op threads (default: TensorFlow's choice)")
     p.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's choice)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
@@ -76,8 +81,8 @@ def add_speedups(rows: list[dict]) -> None:
 
 def format_table(rows: list[dict]) -> str:
     header = (
-        f"{'backbone':<22} {'mode':<7} {'format':<12} {'size':>5} {'batch':>5} {'precision':<16} {'fold':<4} "
-        f"{'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7} {'vs unf':>7} {'GFLOP/s':>8} "
+        f"{'backbone':<22} {'mode':<7} {'format/aug':<12} {'size':>5} {'batch':>5} {'precision':<16} "
+        f"{'fold':<4} {'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7} {'vs unf':>7} {'GFLOP/s':>8} "
         f"{'ceiling':>8} {'of ceil':>7}"
     )
     lines = [header, "-" * len(header)]
@@ -89,7 +94,8 @@ def format_table(rows: list[dict]) -> str:
         ceiling = f"{r['ceiling_gflop_per_sec']:.0f}" if "ceiling_gflop_per_sec" in r else ""
         fraction = f"{r['of_ceiling']:.1%}" if "of_ceiling" in r else ""
         lines.append(
-            f"{r['backbone']:<22} {r['mode']:<7} {r.get('format', ''):<12} {r['image_size']:>5} "
+            f"{r['backbone']:<22} {r['mode']:<7} {r.get('augment', r.get('format', '')):<12} "
+            f"{r['image_size']:>5} "
             f"{r['batch_size']:>5} "
             f"{r['precision']:<16} {fold:<4} {r['images_per_sec']:>9.2f} {r['step_seconds_median']:>8.3f} "
             f"{r['params']:>12,} {ratio:>7} {vs_unfolded:>7} {achieved:>8} {ceiling:>8} {fraction:>7}"
@@ -130,17 +136,19 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 for batch_size in batch_sizes:
                     if mode == "input":  # the input pipeline has no model, so no precision to vary
-                        rows.append(
-                            measure(
-                                backbone,
-                                mode,
-                                args.image_size,
-                                batch_size,
-                                args.steps,
-                                args.warmup,
-                                data=args.data,
+                        for augment in args.augment or ["flip"]:
+                            rows.append(
+                                measure(
+                                    backbone,
+                                    mode,
+                                    args.image_size,
+                                    batch_size,
+                                    args.steps,
+                                    args.warmup,
+                                    data=args.data,
+                                    augment=augment,
+                                )
                             )
-                        )
                         continue
                     # Every precision and folding of one mode timed in turn, step by step.
                     rows += measure_variants(

@@ -10,6 +10,7 @@ from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, FORMATS, SAVEDMODEL
 from kerasimg.serving.zoo import DEFAULT_ZOO
+from kerasimg.training.recipe import TTA_MODES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         help="export a run stopped before its evaluation, marked as unevaluated in the zoo",
     )
     add_format_flags(p)
+    p.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="flip: the SavedModel's signatures average each image's and its mirror's probabilities "
+        "(twice the cost of a request)",
+    )
     args = p.parse_args(argv)
 
     def run() -> int:
@@ -33,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_unfinished=args.allow_unfinished,
             format=args.format,
             calibration_images=args.calibration_images,
+            tta=args.tta,
         )
         print(f"Exported {path} (verified against the Keras model); index: {path.parent.parent / 'zoo.json'}")
         print_formats(path)

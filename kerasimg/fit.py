@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="flip: evaluate on the mean of each test image's and its mirror's probabilities",
     )
     p.add_argument(
+        "--layer-decay",
+        type=float,
+        default=None,
+        metavar="F",
+        help="each backbone stage trains at F^k of the head's rate, k stages below it (default: the "
+        "recipe's, 1)",
+    )
+    p.add_argument(
         "--dropout", type=float, default=_DEFAULTS.dropout, help="dropout rate before the output layer"
     )
     p.add_argument(

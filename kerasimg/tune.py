@@ -17,6 +17,7 @@ from pathlib import Path
 from kerasimg.cli import run_cli
 from kerasimg.data.augment import PRESETS
 from kerasimg.errors import UserError
+from kerasimg.training.recipe import RECIPES
 from kerasimg.tuning.hypermodel import TrialTraining
 from kerasimg.tuning.space import CompoundSpace, Triple
 
@@ -56,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--epochs", type=int, help=f"epochs per trial (default {_TRAINING.epochs})")
     c.add_argument("--batch-size", type=int, help=f"default {_TRAINING.batch_size}")
-    c.add_argument("--lr", type=float, help=f"Adam learning rate (default {_TRAINING.lr:g})")
-    c.add_argument("--augment", help=f"a preset ({', '.join(PRESETS)}) or list (default {_TRAINING.augment})")
+    c.add_argument("--lr", type=float, help=f"peak learning rate (default {_TRAINING.lr:g})")
+    c.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        help=f"training recipe of every trial, as fit's --recipe (default {_TRAINING.recipe})",
+    )
+    c.add_argument("--augment", help=f"a preset ({', '.join(PRESETS)}) or list (default: the recipe's)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--directory", default="tuning", help="KerasTuner's directory (default tuning)")
     c.add_argument("--project", default="compound", help="folder under --directory (default compound)")

@@ -12,6 +12,7 @@ from helpers import CrashAfterEpoch, tiny_config
 
 import kerasimg.fit as fit_cli
 from kerasimg.data.augment import PRESETS, Augmenter, crop_boxes, parse_augment
+from kerasimg.data.rand_augment import SelectiveRandAugment
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
 from kerasimg.training import fit, load_run_config
@@ -54,6 +55,30 @@ def test_random_resized_crop_samples_like_crop_and_resize():
     expected = tf.image.crop_and_resize(images, boxes, tf.range(4), (37, 53)).numpy()
     np.testing.assert_allclose(crop_boxes(images, top, left, height, width).numpy(), expected, atol=0.01)
     np.testing.assert_allclose(expected[0], images[0], atol=0.01)  # the whole image is itself
+
+
+def test_the_strong_preset_runs_inside_tf_data_and_keeps_static_shapes():
+    # Batched inside tf.data (batch size unknown to the graph), a crop that lost the static image
+    # size made Keras's CutMix mix int32 and float32 sizes: fit --augment strong failed.
+    images = tf.random.uniform([4, 32, 32, 3], 0, 255, seed=1)
+    labels = tf.one_hot(tf.range(4) % 3, 3)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    dataset = dataset.map(Augmenter(parse_augment("strong"), seed=0))
+    assert dataset.element_spec[0].shape.as_list() == [None, 32, 32, 3]
+    out_images, out_labels = next(iter(dataset))
+    assert out_images.shape == (4, 32, 32, 3)
+    np.testing.assert_allclose(out_labels.numpy().sum(axis=1), 1, rtol=1e-5)
+
+
+def test_selective_randaugment_equals_keras_for_the_same_draws():
+    images = tf.random.uniform([4, 32, 32, 3], 0, 255, seed=1)
+    settings = dict(value_range=(0, 255), num_ops=2, factor=0.9, seed=0)
+    ours, theirs = SelectiveRandAugment(**settings), keras.layers.RandAugment(**settings)
+    for _ in range(6):  # six draws of two operations out of fourteen
+        draw = ours.get_random_transformation(images, training=True)
+        expected = theirs.transform_images(images, draw)
+        np.testing.assert_allclose(ours.transform_images(images, draw), expected, rtol=1e-4, atol=1e-3)
+        assert not np.allclose(expected, images)
 
 
 def test_mixing_really_mixes_labels():
@@ -158,6 +183,48 @@ def test_class_weights_auto_are_inverse_frequency_and_change_the_loss():
     plain = model.fit(x, y, epochs=1, verbose=0).history["loss"][0]
     weighted = model.fit(x, y, epochs=1, verbose=0, class_weight=weights).history["loss"][0]
     assert weighted != pytest.approx(plain, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def imbalanced_scenes(tmp_path_factory):
+    """Two demo classes at 10:1 in train (40:4), balanced in validation (5:5) and test (20:20).
+
+    A validation split at 10:1 would choose, in both runs, the epoch that calls everything forest.
+    """
+    from kerasimg.data.scenes import ensure_scenes
+
+    source = ensure_scenes(40, 20, 0, seed=0, root=tmp_path_factory.mktemp("scenes") / "all")
+    root = tmp_path_factory.mktemp("imbalanced")
+    counts = {"forest": (40, 5, 20), "glacier": (4, 5, 20)}
+    for name, (train, val, test) in counts.items():
+        trained = sorted((source / "seg_train" / "seg_train" / name).iterdir())
+        tested = sorted((source / "seg_test" / "seg_test" / name).iterdir())
+        for split, files in (
+            ("train", trained[:train]),
+            ("val", trained[train : train + val]),
+            ("test", tested[:test]),
+        ):
+            (root / split / name).mkdir(parents=True)
+            for file in files:
+                (root / split / name / file.name).write_bytes(file.read_bytes())
+    return root
+
+
+def test_auto_class_weights_raise_the_minority_recall_on_a_10_to_1_split(
+    imbalanced_scenes, small_cnn_weights, tmp_path
+):
+    # A linear probe on cached features: many cheap steps, and no BatchNorm statistics still settling
+    # (a from-scratch net's would decide the test predictions after so few steps).
+    recalls = {}
+    for weighting in ("none", "auto"):
+        out = tmp_path / weighting
+        config = tiny_config(
+            imbalanced_scenes, out, weights=small_cnn_weights, epochs=8, lr=0.01, class_weight=weighting
+        )
+        fit(config, log=quiet)
+        metrics = json.loads((out / "metrics.json").read_text())
+        recalls[weighting] = metrics["per_class"]["glacier"]["recall"]
+    assert recalls["auto"] > recalls["none"], recalls
 
 
 def test_tta_is_the_mean_of_the_two_views():

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import kerasimg.export as export_cli
 import kerasimg.predict as predict_cli
 from kerasimg import zoo as zoo_cli
+from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
-from kerasimg.serving import Zoo, export_model, export_run
+from kerasimg.serving import Zoo, export_model
 from kerasimg.serving import export as export_module
 from kerasimg.serving.signatures import decode_batch
 from kerasimg.serving.warmup import read_warmup_requests
@@ -88,6 +90,36 @@ def test_a_fresh_tensorflow_process_serves_jpeg_bytes_like_the_keras_model(expor
     expected = keras.ops.convert_to_numpy(model(pixels, training=False))
     np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-5)
     assert result["classes"] == [CLASSES[i] for i in expected.argmax(axis=1)]
+
+
+def test_flip_tta_in_the_signatures_serves_the_mean_of_both_views_in_a_fresh_process(tmp_path):
+    model, zoo = tiny_model(seed=1), tmp_path / "zoo"
+    path = export_model(model, CLASSES, 32, "pets", zoo, tta="flip")
+    files = [tmp_path / f"{i}.jpg" for i in range(3)]
+    for i, file in enumerate(files):
+        file.write_bytes(jpeg(i))
+    (tmp_path / "serve.py").write_text(FRESH_PROCESS)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "serve.py"), str(path), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = np.array(json.loads(done.stdout.strip().splitlines()[-1])["probabilities"])
+    pixels = decode_batch(tf.constant([f.read_bytes() for f in files]), 32)
+    plain = keras.ops.convert_to_numpy(model(pixels, training=False))
+    mirrored = keras.ops.convert_to_numpy(model(tf.image.flip_left_right(pixels), training=False))
+    np.testing.assert_allclose(served, (plain + mirrored) / 2, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(served, plain, rtol=1e-4, atol=1e-5)
+    (entry,) = Zoo(zoo).entries()
+    assert entry["tta"] == "flip" and "flip TTA" in (zoo / "ZOO.md").read_text()
+
+
+def test_tta_with_a_format_that_cannot_hold_it_is_refused_before_export(tmp_path):
+    with pytest.raises(ArgumentError, match="tta.*SavedModel's signatures only, not into onnx"):
+        export_model(tiny_model(), CLASSES, 32, "pets", tmp_path, formats="savedmodel,onnx", tta="flip")
+    assert not (tmp_path / "pets").exists()
 
 
 def test_saved_model_cli_shows_both_signatures(exported):
@@ -248,7 +280,10 @@ def test_fit_export_and_zoo_cli(tiny_scenes, tmp_path, capsys):
         and entry["flops_per_image"] > 0
         and len(entry["config_sha256"]) == 64
     )
-    export_run(tmp_path / "run", "scenes", zoo)
+    assert (
+        export_cli.main([str(tmp_path / "run"), "--name", "scenes", "--zoo", str(zoo), "--tta", "flip"]) == 0
+    )
+    assert [e["tta"] for e in Zoo(zoo).entries()] == ["none", "flip"]
     capsys.readouterr()
     assert zoo_cli.main(["remove", "scenes/1", "--zoo", str(zoo)]) == 0
     assert Zoo(zoo).versions("scenes") == [2]

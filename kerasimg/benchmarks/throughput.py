@@ -25,7 +25,7 @@ from kerasimg.training.recipe import compile_classifier
 
 # serve: an exported file in its own runtime (the SavedModel's predict_images signature, loaded with
 # plain TensorFlow, or the ONNX/LiteRT files of --format). input: the tf.data pipeline alone
-# (decode, resize, flip) on real files, no model.
+# (decode, resize, the --augment of training) on real files, no model.
 MODES = ("train", "frozen", "infer", "serve", "input")
 # FLOPs of one step per forward pass: a full train step runs the forward pass, the gradient with
 # respect to activations and the one with respect to weights (each about a forward's cost);
@@ -46,15 +46,19 @@ def measure(
     data: str = "scenes",
     fold_bn: bool = False,
     train_bn: bool = False,
+    augment: str = "flip",
 ) -> dict:
-    """One row of the benchmark table for ``backbone`` in ``mode`` (``serve``: the SavedModel)."""
+    """One row of the benchmark table for ``backbone`` in ``mode`` (``serve``: the SavedModel).
+
+    ``augment`` is what ``mode="input"`` applies, as ``fit --augment`` would.
+    """
     if mode not in MODES:
         raise UserError(f"--mode must be one of {MODES}. Received: mode={mode!r}")
     if mode == "input":
         _check_steps(steps, warmup)
         spec = get_backbone(backbone)
         return _input_row(
-            spec.name, data, int(image_size or spec.image_size), batch_size, steps, warmup, seed
+            spec.name, data, int(image_size or spec.image_size), batch_size, steps, warmup, seed, augment
         )
     if mode == "serve":
         (row,) = measure_serving(
@@ -250,17 +254,23 @@ def measure_serving(
 
 
 def _input_row(
-    backbone: str, data: str, size: int, batch_size: int, steps: int, warmup: int, seed: int
+    backbone: str, data: str, size: int, batch_size: int, steps: int, warmup: int, seed: int, augment: str
 ) -> dict:
-    """Training-pipeline throughput: decode, resize, shuffle and flip real files, batched.
+    """Training-pipeline throughput: decode, resize, shuffle and augment real files, batched.
 
     Timed over ``steps`` consecutive batches (prefetching makes single batches
     uneven), so it reads directly against the model's train images/s.
     """
     from kerasimg.data import image_dataset, load_data
+    from kerasimg.data.augment import parse_augment
 
-    split = load_data(data, seed=seed).train
-    dataset = iter(image_dataset(split, size, batch_size, training=True, augment="flip", seed=seed).repeat())
+    loaded = load_data(data, seed=seed, log=lambda *_: None)
+    # MixUp and CutMix mix one-hot labels, as fit gives them.
+    num_classes = loaded.num_classes if parse_augment(augment).mixes_labels else None
+    dataset = image_dataset(
+        loaded.train, size, batch_size, training=True, augment=augment, seed=seed, num_classes=num_classes
+    )
+    dataset = iter(dataset.repeat())
     for _ in range(warmup):
         next(dataset)
     start = time.perf_counter()
@@ -271,6 +281,7 @@ def _input_row(
         "backbone": backbone,
         "mode": "input",
         "format": "-",
+        "augment": augment,
         "image_size": size,
         "batch_size": batch_size,
         "precision": "-",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from kerasimg.data.rand_augment import SelectiveRandAugment
 from kerasimg.errors import ArgumentError
 
 PRESETS = {
@@ -143,7 +144,7 @@ def crop_boxes(images: tf.Tensor, top, left, height, width) -> tf.Tensor:
     zeros = tf.zeros_like(top)
     # Output pixel (x, y) reads input (width * x + left * columns, height * y + top * rows).
     transforms = tf.stack([width, zeros, left * columns, zeros, height, top * rows, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
+    crops = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
         output_shape=tf.shape(images)[1:3],
@@ -151,6 +152,10 @@ def crop_boxes(images: tf.Tensor, top, left, height, width) -> tf.Tensor:
         fill_mode="NEAREST",
         fill_value=0.0,
     )
+    # A tensor output_shape forgets the static height and width, and Keras's CutMix then mixes
+    # int32 and float32 sizes inside tf.data (``--augment strong`` failed to build there).
+    crops.set_shape(images.shape)
+    return crops
 
 
 class Augmenter:
@@ -166,7 +171,7 @@ class Augmenter:
             self.layers["flip"] = keras.layers.RandomFlip("horizontal", seed=seed)
         if "randaugment" in args:
             num_ops, magnitude = args["randaugment"]
-            self.layers["randaugment"] = keras.layers.RandAugment(
+            self.layers["randaugment"] = SelectiveRandAugment(
                 value_range=(0, 255), num_ops=int(num_ops), factor=min(magnitude / 10, 1.0), seed=seed
             )
         if "mixup" in args:

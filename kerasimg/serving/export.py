@@ -40,6 +40,7 @@ from kerasimg.serving.formats import check_installed as check_format_packages
 from kerasimg.serving.signatures import BYTES_INPUT, PIXELS_INPUT, decode_batch, serving_functions
 from kerasimg.serving.warmup import write_warmup_requests
 from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
+from kerasimg.training.recipe import TTA_MODES
 
 WARMUP_IMAGES = 3
 
@@ -66,8 +67,13 @@ def export_model(
     formats: str | list[str] = SAVEDMODEL,
     images: CheckImages | None = None,
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
+    tta: str = "none",
 ) -> Path:
     """Write ``<zoo>/<name>/<next version>/`` and index it; returns the version folder.
+
+    ``tta="flip"`` builds test-time augmentation into both signatures (each image and
+    its mirror, probabilities averaged); the index records it under ``tta``. Only the
+    SavedModel's signatures can hold it, so it is refused with other formats.
 
     ``serving_default`` refuses images whose header claims more than ``max_pixels``
     pixels before decoding them; the limit is recorded in the index. ``formats``
@@ -79,6 +85,7 @@ def export_model(
     zoo = Zoo(zoo)
     folder = zoo.model_dir(name)
     formats = parse_formats(formats)
+    check_tta(tta, formats)
     check_format_packages(formats)
     if model.output_shape[-1] != len(class_names):
         raise UserError(
@@ -87,7 +94,9 @@ def export_model(
     folder.mkdir(parents=True, exist_ok=True)
     staging = make_temp_dir(folder, ".export-")
     try:
-        serving_default, predict_images = serving_functions(model, class_names, image_size, top_k, max_pixels)
+        serving_default, predict_images = serving_functions(
+            model, class_names, image_size, top_k, max_pixels, tta
+        )
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint("serving_default", serving_default)
@@ -97,7 +106,7 @@ def export_model(
         (staging / "assets" / "labels.txt").write_text("\n".join(class_names) + "\n", encoding="utf-8")
         samples = _sample_jpegs(image_size, WARMUP_IMAGES)
         write_warmup_requests(staging / "assets.extra" / "tf_serving_warmup_requests", name, samples)
-        verify_export(staging, model, image_size, samples)
+        verify_export(staging, model, image_size, samples, tta)
         files = {SAVEDMODEL: {"bytes": _folder_bytes(staging)}}
         (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n", encoding="utf-8")
         if images is None:
@@ -119,6 +128,7 @@ def export_model(
         "path": str(target),
         "exported": datetime.datetime.now().isoformat(timespec="seconds"),
         "signatures": {"serving_default": BYTES_INPUT, "predict_images": PIXELS_INPUT},
+        "tta": tta,
         "formats": files,
     }
     entry.setdefault("parameters", int(model.count_params()))
@@ -126,12 +136,31 @@ def export_model(
     return target
 
 
-def verify_export(path: Path, model: keras.Model, image_size: int, samples: list[bytes]) -> None:
-    """Load the SavedModel back and check both signatures against the Keras model."""
+def check_tta(tta: str, formats: list[str]) -> None:
+    """``tta`` is none or flip; flip goes with the SavedModel alone (other formats hold the bare model)."""
+    if tta not in TTA_MODES:
+        raise ArgumentError("tta", f"must be one of {', '.join(TTA_MODES)}", tta)
+    others = [f for f in formats if f != SAVEDMODEL]
+    if tta != "none" and others:
+        raise ArgumentError(
+            "tta",
+            f"is built into the SavedModel's signatures only, not into {', '.join(others)}; "
+            "export those without it",
+            tta,
+        )
+
+
+def verify_export(
+    path: Path, model: keras.Model, image_size: int, samples: list[bytes], tta: str = "none"
+) -> None:
+    """Load the SavedModel back and check both signatures against the Keras model (and its ``tta``)."""
     loaded = tf.saved_model.load(str(path))
     image_bytes = tf.constant(samples[:2])
     pixels = decode_batch(image_bytes, image_size)
     expected = keras.ops.convert_to_numpy(model(pixels, training=False)).astype("float32")
+    if tta == "flip":
+        mirrored = keras.ops.convert_to_numpy(model(tf.image.flip_left_right(pixels), training=False))
+        expected = (expected + mirrored.astype("float32")) / 2
     from_bytes = loaded.signatures["serving_default"](**{BYTES_INPUT: image_bytes})["probabilities"].numpy()
     from_pixels = loaded.signatures["predict_images"](**{PIXELS_INPUT: pixels})["probabilities"].numpy()
     for got, signature in ((from_bytes, "serving_default"), (from_pixels, "predict_images")):
@@ -167,8 +196,11 @@ def export_run(
     formats: str | list[str] = SAVEDMODEL,
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
+    tta: str = "none",
 ) -> Path:
     """Export the best model of a finished ``kerasimg.fit`` run with its metrics in the index.
+
+    ``tta="flip"`` builds flip test-time augmentation into the signatures (see ``export_model``).
 
     A run that was stopped before its evaluation is refused unless ``allow_unfinished``;
     it then enters the zoo marked as unevaluated. ``formats`` beyond the SavedModel are
@@ -176,6 +208,7 @@ def export_run(
     training images and judged on the test split.
     """
     formats = parse_formats(formats)
+    check_tta(tta, formats)
     check_format_packages(formats)
     if calibration_images < 1:
         raise ArgumentError("calibration_images", "must be at least 1", calibration_images)
@@ -226,6 +259,7 @@ def export_run(
         formats=formats,
         images=images,
         min_int8_agreement=min_int8_agreement,
+        tta=tta,
     )
 
 

@@ -5,7 +5,9 @@ TF Serving's REST API decodes ``{"b64": ...}`` itself, so the bytes signature ta
 EXIF and resizes them exactly as the training pipeline does; the model's first
 layer applies the backbone's own scaling. An image whose header claims more than
 ``max_pixels`` is refused with ``InvalidArgument`` before it is decoded, and an
-empty batch gets empty outputs.
+empty batch gets empty outputs. With ``tta="flip"`` (opt-in: it doubles the cost of
+every request) both signatures return the mean of the probabilities of each image
+and its mirror, as ``fit --tta flip`` evaluates.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from kerasimg.data.pipeline import resize
 BYTES_INPUT, PIXELS_INPUT = "image_bytes", "images"
 
 
-def make_outputs(model: keras.Model, class_names: list[str], top_k: int):
+def probabilities_of(model: keras.Model, images: tf.Tensor, tta: str = "none") -> tf.Tensor:
+    """The model's float32 probabilities, averaged with those of the mirrored images for ``tta="flip"``."""
+    probabilities = tf.cast(model(images, training=False), tf.float32)
+    if tta == "flip":
+        mirrored = tf.cast(model(tf.image.flip_left_right(images), training=False), tf.float32)
+        probabilities = (probabilities + mirrored) / 2
+    return probabilities
+
+
+def make_outputs(model: keras.Model, class_names: list[str], top_k: int, tta: str = "none"):
     """``images -> {probabilities, classes, scores, top_k_classes, top_k_scores}``."""
     labels = tf.constant(class_names)
     k = min(top_k, len(class_names))
@@ -38,7 +49,7 @@ def make_outputs(model: keras.Model, class_names: list[str], top_k: int):
         # An empty batch never reaches the model: BatchNorm and friends reject zero-sized inputs.
         return tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: outputs_of(tf.cast(model(images, training=False), tf.float32)),
+            lambda: outputs_of(probabilities_of(model, images, tta)),
             lambda: outputs_of(tf.zeros([0, len(class_names)], tf.float32)),
         )
 
@@ -62,9 +73,10 @@ def serving_functions(
     image_size: int,
     top_k: int = 3,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    tta: str = "none",
 ):
     """``(serving_default, predict_images)`` as ``tf.function``s with named input signatures."""
-    outputs = make_outputs(model, class_names, top_k)
+    outputs = make_outputs(model, class_names, top_k, tta)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
     def serving_default(image_bytes):

@@ -137,9 +137,15 @@ def render_table(entries: list[dict]) -> str:
             f"{selection.accuracy_cell(shown, optimistic(e))} | {len(e.get('class_names', []))} | "
             f"{e.get('image_size', '')} | {e.get('parameters', 0):,} | "
             f"{'' if flops is None else f'{flops / 1e9:.2f}'} | {e.get('schedule', '')} | "
-            f"{e.get('exported', '')} | {describe_formats(e.get('formats', {}))} |"
+            f"{e.get('exported', '')} | {describe_formats(e.get('formats', {}))}{_tta_note(e)} |"
         )
     return "\n".join(lines) + "\n" + selection.legend(any(optimistic(e) for e in entries))
+
+
+def _tta_note(entry: dict) -> str:
+    """Said beside the formats: a SavedModel with TTA costs two forward passes a request."""
+    tta = entry.get("tta", "none")
+    return "" if tta == "none" else f" (SavedModel signatures with {tta} TTA)"
 
 
 def optimistic(entry: dict) -> bool:

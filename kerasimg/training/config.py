@@ -23,6 +23,7 @@ from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
 from kerasimg.models.registry import name_slug
 from kerasimg.training.distribution import STRATEGIES
+from kerasimg.training.layer_decay import stage_rates
 from kerasimg.training.precision import resolve_precision
 from kerasimg.training.recipe import RECIPE_SETTINGS, Recipe, resolve_recipe
 from kerasimg.training.schedules import Phase, parse_schedule
@@ -60,6 +61,7 @@ class FitConfig:
     early_stop: int | None = None
     class_weight: str | None = None
     tta: str | None = None
+    layer_decay: float | None = None
     dropout: float = 0.2
     head: str = "linear"
     val_split: float = 0.1
@@ -133,6 +135,7 @@ class FitConfig:
             recipe=recipe,
             cached_views=cached_views,
             notes=tuple(notes),
+            stage_names=tuple(spec.stage_names),
         )
 
     def _cached_views(self, augment: str) -> tuple[str, ...] | None:
@@ -180,12 +183,16 @@ class ResolvedFit:
     # The views per training image the feature and boundary caches hold (None: no cache).
     cached_views: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
+    stage_names: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {
             "schedule": self.schedule,
             "epochs": self.epochs,
-            "phases": [p.to_json() for p in self.phases],
+            "phases": [
+                {**p.to_json(), "stage_lr": stage_rates(p, self.stage_names, self.recipe.layer_decay)}
+                for p in self.phases
+            ],
             "image_size": self.image_size,
             "finetune_lr": self.finetune_lr,
             "train_bn": self.train_bn,

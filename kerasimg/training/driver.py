@@ -42,6 +42,7 @@ from kerasimg.training.config import FitConfig, ResolvedFit
 from kerasimg.training.distribution import resolve_strategy
 from kerasimg.training.evaluation import evaluate
 from kerasimg.training.feature_cache import split_classifier
+from kerasimg.training.layer_decay import lr_multipliers, stage_rates
 from kerasimg.training.precision import dtype_policy
 from kerasimg.training.recipe import class_weights, compile_classifier, learning_rate
 from kerasimg.training.run import CONFIG_FORMAT, Run
@@ -152,6 +153,8 @@ def _check_extension(run: Run, resolved: ResolvedFit) -> None:
     if not saved:
         return
     new = [p.to_json() for p in resolved.phases]
+    # Compare what a phase is (its Phase fields), not what config.json derives from it (stage_lr).
+    saved = [{key: phase.get(key) for key in new[0]} for phase in saved]
     if len(new) != len(saved) or new[:-1] != saved[:-1] or new[-1]["start"] != saved[-1]["start"]:
         raise UserError(
             f"With --epochs {resolved.epochs} the schedule's phases would no longer match the run's "
@@ -255,7 +258,17 @@ class _Trainer:
             checkpoint_path = run.head_weights_path
         from_cache = source != IMAGES
         steps = self._steps_per_epoch()
-        compile_classifier(trained, learning_rate(recipe, phase.lr, steps, phase.end - phase.start), recipe)
+        multipliers = None
+        if recipe.layer_decay != 1 and phase.trains_backbone:
+            multipliers = lr_multipliers(model, self.spec, recipe.layer_decay)
+            rates = stage_rates(phase, self.spec.stage_names, recipe.layer_decay)
+            self.log(
+                f"  --layer-decay {recipe.layer_decay:g}: "
+                + ", ".join(f"{stage} {rate:.3g}" for stage, rate in rates.items())
+            )
+        compile_classifier(
+            trained, learning_rate(recipe, phase.lr, steps, phase.end - phase.start), recipe, multipliers
+        )
         checkpoint = keras.callbacks.ModelCheckpoint(
             str(checkpoint_path),
             monitor="val_accuracy",

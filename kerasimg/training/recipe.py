@@ -19,6 +19,7 @@ import keras
 
 from kerasimg.data.augment import parse_augment
 from kerasimg.errors import ArgumentError
+from kerasimg.training.layer_decay import WITH_LAYER_DECAY
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -42,6 +43,8 @@ class Recipe:
     early_stop: int = 0
     class_weight: str = "none"
     tta: str = "none"
+    # Each backbone stage trains at layer_decay**k of the head's rate (k stages below it); 1: all alike.
+    layer_decay: float = 1.0
 
     @property
     def one_hot(self) -> bool:
@@ -78,7 +81,7 @@ def resolve_recipe(name: str, **overrides) -> Recipe:
     for name_, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("tta", TTA_MODES)):
         if getattr(recipe, name_) not in choices:
             raise ArgumentError(name_, f"must be one of {', '.join(choices)}", getattr(recipe, name_))
-    for name_ in ("label_smoothing", "weight_decay", "warmup_epochs", "ema"):
+    for name_ in ("label_smoothing", "weight_decay", "warmup_epochs", "ema", "layer_decay"):
         if not math.isfinite(getattr(recipe, name_)):
             raise ArgumentError(name_, "must be a finite number", getattr(recipe, name_))
     if recipe.weight_decay < 0:
@@ -87,6 +90,10 @@ def resolve_recipe(name: str, **overrides) -> Recipe:
         raise ArgumentError("warmup_epochs", "must be at least 0", recipe.warmup_epochs)
     if not (recipe.ema == 0 or 0 < recipe.ema < 1):
         raise ArgumentError("ema", "is a decay in (0, 1), or 0 for none", recipe.ema)
+    if not 0 < recipe.layer_decay <= 1:
+        raise ArgumentError(
+            "layer_decay", "must be in (0, 1] (1: every stage at the head's rate)", recipe.layer_decay
+        )
     if recipe.grad_accum < 1:
         raise ArgumentError("grad_accum", "must be at least 1", recipe.grad_accum)
     if recipe.early_stop < 0:
@@ -146,19 +153,28 @@ def learning_rate(recipe: Recipe, lr: float, steps_per_epoch: int, epochs: int):
     return keras.optimizers.schedules.CosineDecay(0.0, decay_steps, warmup_target=lr, warmup_steps=warmup)
 
 
-def make_optimizer(recipe: Recipe, lr) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    recipe: Recipe, lr, lr_multipliers: dict[str, float] | None = None
+) -> keras.optimizers.Optimizer:
+    """The recipe's optimiser; with ``lr_multipliers`` (``{variable path: factor}``) a ``LayerDecay`` one."""
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
+    optimizer_class = classes[recipe.optimizer]
+    extra = {}
+    if lr_multipliers is not None:
+        optimizer_class, extra = WITH_LAYER_DECAY[optimizer_class], {"lr_multipliers": lr_multipliers}
     common = dict(
+        **extra,
         learning_rate=lr,
         use_ema=recipe.ema > 0,
         ema_momentum=recipe.ema or 0.99,
         gradient_accumulation_steps=recipe.grad_accum if recipe.grad_accum > 1 else None,
     )
     if recipe.optimizer == "adam":
-        return keras.optimizers.Adam(**common)
+        return optimizer_class(**common)
     if recipe.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(weight_decay=recipe.weight_decay, **common)
+        optimizer = optimizer_class(weight_decay=recipe.weight_decay, **common)
     else:
-        optimizer = keras.optimizers.SGD(
+        optimizer = optimizer_class(
             momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay or None, **common
         )
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
@@ -169,13 +185,22 @@ def compile_classifier(
     model: keras.Model,
     lr,
     recipe: Recipe | None = None,
+    lr_multipliers: dict[str, float] | None = None,
     **compile_kwargs,
 ) -> keras.Model:
-    """Compile with the recipe's optimiser and loss (the seed recipe: Adam, cross-entropy, accuracy)."""
+    """Compile with the recipe's optimiser and loss (the seed recipe: Adam, cross-entropy, accuracy).
+
+    ``lr_multipliers`` are ``--layer-decay``'s (``layer_decay.lr_multipliers``).
+    """
     recipe = recipe or RECIPES["seed"]
     if recipe.one_hot:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=make_optimizer(recipe, lr), loss=loss, metrics=["accuracy"], **compile_kwargs)
+    model.compile(
+        optimizer=make_optimizer(recipe, lr, lr_multipliers),
+        loss=loss,
+        metrics=["accuracy"],
+        **compile_kwargs,
+    )
     return model

@@ -201,4 +201,4 @@ def read_space_file(path: str | Path) -> dict:
 
 
 # Keys a space file may also set for the trials' training.
-TRAINING_KEYS = ("epochs", "batch_size", "lr", "data", "augment")
+TRAINING_KEYS = ("epochs", "batch_size", "lr", "data", "recipe", "augment")
