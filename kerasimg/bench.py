@@ -82,8 +82,8 @@ def add_speedups(rows: list[dict]) -> None:
 def format_table(rows: list[dict]) -> str:
     header = (
         f"{'backbone':<22} {'mode':<7} {'format/aug':<12} {'size':>5} {'batch':>5} {'precision':<16} "
-        f"{'fold':<4} {'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7} {'vs unf':>7} {'GFLOP/s':>8} "
-        f"{'ceiling':>8} {'of ceil':>7}"
+        f"{'fold':<4} {'images/s':>9} {'step s':>8} {'params':>12} {'vs f32':>7} {'vs unf':>7} "
+        f"{'GFLOP/s':>8} {'ceiling':>8} {'of ceil':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
