@@ -1,8 +1,10 @@
 """The training recipe: loss, optimiser, learning-rate schedule, EMA, augmentation, TTA, as named presets.
 
 ``--recipe seed`` is the ported 2021 recipe exactly (random flip, Adam at a constant
-rate per phase, plain cross-entropy). ``--recipe modern`` is what measured best on
-this project's CPU experiments (see the README). Every setting has its own flag, which
+rate per phase, plain cross-entropy). ``--recipe modern`` is the standard fine-tuning
+recipe for pretrained backbones (crops, label smoothing, AdamW, warm-up and cosine decay,
+flip TTA); on the synthetic demo set, from scratch, it measured worse than ``seed``
+(see the README). Every setting has its own flag, which
 overrides the preset; ``config.json`` records the resolved values. The compile step
 is shared by fit, the tuning trials and the benchmarks.
 """
