@@ -237,7 +237,7 @@ class _Trainer:
         if selection.validated_on_test(data):
             self.log(selection.NOTE)
         created = datetime.datetime.now().isoformat(timespec="seconds")
-        if resume:
+        if resume and run.exists:  # (processes 1.. of a multihost run write a scratch copy)
             created = run.read_config().get("created", created)
         run.write_config(
             {
@@ -304,6 +304,7 @@ class _Trainer:
             save_weights_only=from_cache,
             initial_value_threshold=best,
         )
+        multihost.copy_from_process_zero(run.backup_dir(index))  # every process restores the same state
         trained.fit(
             train_data,
             validation_data=val_data,
@@ -312,7 +313,6 @@ class _Trainer:
             callbacks=[
                 FreeSpaceGuard(run.path, checkpoint_bytes(model)),  # first: before the epoch's writes
                 keras.callbacks.BackupAndRestore(str(run.backup_dir(index)), delete_checkpoint=False),
-                *([multihost.SharedRestore()] if self.cluster and self.cluster.num_processes > 1 else []),
                 # The EMA weights are the ones validated and checkpointed (the backup keeps the raw ones).
                 *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema else []),
                 checkpoint,

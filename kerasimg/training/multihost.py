@@ -31,6 +31,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -136,20 +137,39 @@ def check_same_seed(seed: int) -> None:
 
 def from_process_zero(value):
     """Process 0's ``value`` (anything JSON can hold) on every process, e.g. what it read from the run."""
-    from jax.experimental import multihost_utils
-
     if _cluster is None or _cluster.num_processes == 1:
         return value
-    data = (
-        np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
-        if _cluster.writes
-        else np.zeros(0, np.uint8)
-    )
-    size = int(multihost_utils.broadcast_one_to_all(np.int64(data.size)))
+    return json.loads(_bytes_from_process_zero(json.dumps(value).encode() if _cluster.writes else b""))
+
+
+def _bytes_from_process_zero(data: bytes) -> bytes:
+    from jax.experimental import multihost_utils
+
+    size = int(multihost_utils.broadcast_one_to_all(np.int64(len(data))))
     padded = np.zeros(size, np.uint8)
-    padded[: data.size] = data[:size]
-    shared = np.asarray(multihost_utils.broadcast_one_to_all(padded), dtype=np.uint8)
-    return json.loads(shared.tobytes().decode())
+    if _cluster.writes:
+        padded[:] = np.frombuffer(data, np.uint8)
+    return np.asarray(multihost_utils.broadcast_one_to_all(padded), dtype=np.uint8).tobytes()
+
+
+def copy_from_process_zero(folder) -> None:
+    """Give every process process 0's files of ``folder`` (a ``BackupAndRestore`` backup).
+
+    Restoring assigns every variable, and an assignment is collective (JAX checks that
+    every process puts the same value), so every process must restore the same state;
+    only process 0 keeps the run, so it sends its backup before a resumed phase.
+    """
+    if _cluster is None or _cluster.num_processes == 1:
+        return
+    folder = Path(folder)
+    names = from_process_zero(
+        sorted(p.name for p in folder.glob("*") if p.is_file()) if _cluster.writes else []
+    )
+    for name in names:
+        data = _bytes_from_process_zero((folder / name).read_bytes() if _cluster.writes else b"")
+        if not _cluster.writes:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
 
 
 def shared_or_raise(compute):
@@ -164,32 +184,6 @@ def shared_or_raise(compute):
     if "error" in result:
         raise UserError(result["error"])
     return result["value"]
-
-
-class SharedRestore(keras.callbacks.Callback):
-    """After ``BackupAndRestore``: every process continues from process 0's restored state.
-
-    Only process 0 keeps the run's backup, so the others take its weights, optimizer
-    state and epoch, and all run the same number of steps.
-    """
-
-    def on_train_begin(self, logs=None):
-        from jax.experimental import multihost_utils
-
-        model = self.model
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
-        epoch = getattr(model, "_initial_epoch", None)
-        state = {
-            "epoch": np.int64(-1 if epoch is None else epoch),
-            "values": [np.asarray(v.value) for v in variables],
-        }
-        state = multihost_utils.broadcast_one_to_all(state)
-        for variable, value in zip(variables, state["values"]):
-            variable.assign(np.asarray(value))
-        epoch = int(state["epoch"])
-        model._initial_epoch = None if epoch < 0 else epoch
 
 
 @contextlib.contextmanager
