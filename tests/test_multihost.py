@@ -103,18 +103,17 @@ def launched(tmp_path_factory, tiny_scenes):
         "p1": worker(root / "p1", data, environment(1, port=port)),
         "devices": worker(root / "devices", data, environment(devices=2)),
     }
-    # The CLI as a user runs it, without KERAS_BACKEND: it restarts itself under JAX.
-    cli = [sys.executable, "-m", "kerasimg.fit", *to_flags(data)]
-    for process_id, seed in ((0, "0"), (1, "1")):
-        folder = root / f"seed{process_id}"
-        folder.mkdir()
-        processes[f"seed{process_id}"] = subprocess.Popen(
-            [*cli, "--seed", seed],
-            cwd=folder,
-            env=environment(process_id, port=seeds_port),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+    # Process 0 as a user starts it, without KERAS_BACKEND: the CLI restarts itself under JAX.
+    folder = root / "seed0"
+    folder.mkdir()
+    processes["seed0"] = subprocess.Popen(
+        [sys.executable, "-m", "kerasimg.fit", *to_flags(data), "--seed", "0"],
+        cwd=folder,
+        env=environment(0, port=seeds_port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    processes["seed1"] = worker(root / "seed1", dict(data, seed=1), environment(1, port=seeds_port))
     results = {name: finished(process) for name, process in processes.items()}
     return root, results
 
@@ -190,11 +189,32 @@ def test_the_export_is_a_tensorflow_saved_model_a_fresh_process_serves(launched,
 
 def test_processes_with_different_seeds_stop_at_once_saying_so(launched):
     _, results = launched
-    for name in ("seed0", "seed1"):
-        code, out, err = results[name]
-        assert code == 2, err[-3000:]
-        assert "restarting with KERAS_BACKEND=jax" in out
-        assert "needs the same --seed; the processes have [0, 1]" in err
+    code, out, err = results["seed0"]
+    assert code == 2, err[-3000:]
+    assert "restarting with KERAS_BACKEND=jax" in out
+    assert "needs the same --seed; the processes have [0, 1]" in err
+    code, _, err = results["seed1"]
+    assert code != 0 and "needs the same --seed; the processes have [0, 1]" in err
+
+
+def test_a_resumed_run_continues_from_process_0s_state_on_every_process(launched):
+    root, _ = launched
+    port = free_port()
+    run = str(root / "p0" / "run")
+    resumed = {
+        process_id: worker(
+            root / f"resume{process_id}", {"resume": run, "epochs": 3}, environment(process_id, port=port)
+        )
+        for process_id in (0, 1)
+    }
+    for process_id, process in resumed.items():
+        code, _, err = finished(process)
+        assert code == 0, f"process {process_id}: {err[-3000:]}"
+    history = (root / "p0" / "run" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+    for a, b in zip(weights(root, "resume0"), weights(root, "resume1", 1)):
+        np.testing.assert_array_equal(a, b)
+    assert not (root / "resume1" / "run").exists()
 
 
 def test_missing_jax_is_one_line_naming_the_extra(monkeypatch):
