@@ -1,8 +1,9 @@
 """``KERAS_BACKEND=jax python jax_families.py``: one training step of each registry family under JAX.
 
 Prints one JSON line per family, ``{family: "ok" | the error}``: one process for every
-family, since each JAX process costs seconds to start. Not in the suite: XLA compiles
-the big families' train steps for minutes on 2 CPU cores (run it by hand).
+family, since each JAX process costs seconds to start; arguments pick families. Not in
+the suite: XLA compiles DenseNet's and Inception-ResNet's train steps for minutes on 2
+CPU cores. Every family passed with Keras 3.15.1 and JAX 0.10.2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import keras
 import numpy as np
 
 from kerasimg.models import build_classifier, get_backbone, list_backbones
-from kerasimg.training.multihost import REFUSED_FAMILIES
 
 # The smallest input each family accepts (InceptionResNetV2 needs 75 px, ViT and DINOv2 their patch grid).
 TINY_SIZE = {"inception_resnet": 75}
@@ -26,7 +26,7 @@ if __name__ == "__main__":
         first.setdefault(get_backbone(name).family, name)
     results = {}
     for family, name in first.items():
-        if family in REFUSED_FAMILIES or (wanted and family not in wanted):
+        if wanted and family not in wanted:
             continue
         try:
             keras.utils.set_random_seed(0)

@@ -21,8 +21,7 @@ from kerasimg.errors import ArgumentError
 from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
 from kerasimg.models.registry import name_slug
-from kerasimg.training.distribution import MULTIHOST, STRATEGIES
-from kerasimg.training.multihost import check_backbone
+from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.precision import resolve_precision
 from kerasimg.training.recipe import RECIPE_SETTINGS, Recipe, resolve_recipe
 from kerasimg.training.schedules import Phase, parse_schedule
@@ -99,10 +98,8 @@ class FitConfig:
         ):
             if getattr(self, name) not in choices:
                 raise ArgumentError(name, f"must be one of {', '.join(choices)}", getattr(self, name))
-        notes = []
-        if self.strategy == MULTIHOST:
-            check_backbone(spec.family, self.backbone)
         pretrained = self.weights != "none"
+        notes = []
         schedule = self.schedule
         if not pretrained and schedule == "linear-probe":
             notes.append(

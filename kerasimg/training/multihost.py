@@ -44,17 +44,6 @@ VARIABLES = (
     "KERAS_DISTRIBUTION_PROCESS_ID",
 )
 INSTALL_HINT = "pip install kerasimg[jax]"
-# Backbone families that do not train under JAX, and why (tests/jax_families.py tries every other one).
-REFUSED_FAMILIES: dict[str, str] = {}
-
-
-def check_backbone(family: str, backbone: str) -> None:
-    """Refuse, before anything is built, a backbone whose family does not train under JAX."""
-    if family in REFUSED_FAMILIES:
-        raise UserError(
-            f"--strategy multihost cannot train {backbone}: {REFUSED_FAMILIES[family]}. Use another "
-            f"backbone, or --strategy mirrored on one machine. Received: backbone={backbone!r}"
-        )
 
 
 def requested() -> bool:
