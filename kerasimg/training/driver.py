@@ -437,6 +437,8 @@ class _Trainer:
         reports.plot_curves(rows, run.curves_path, self.title, self.boundaries)
         best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
         if self.cluster:  # each process evaluates by itself, on the whole test split (see multihost)
+            # A resumed run's best model may predate this process: every process takes process 0's.
+            multihost.copy_from_process_zero(run.path, run.model_path.name)
             with multihost.local():
                 return self._evaluate(run, rows, best_epoch)
         return self._evaluate(run, rows, best_epoch)

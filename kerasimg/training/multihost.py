@@ -152,8 +152,8 @@ def _bytes_from_process_zero(data: bytes) -> bytes:
     return np.asarray(multihost_utils.broadcast_one_to_all(padded), dtype=np.uint8).tobytes()
 
 
-def copy_from_process_zero(folder) -> None:
-    """Give every process process 0's files of ``folder`` (a ``BackupAndRestore`` backup).
+def copy_from_process_zero(folder, pattern: str = "*") -> None:
+    """Give every process process 0's files of ``folder`` that match ``pattern`` (a backup, the best model).
 
     Restoring assigns every variable, and an assignment is collective (JAX checks that
     every process puts the same value), so every process must restore the same state;
@@ -163,7 +163,7 @@ def copy_from_process_zero(folder) -> None:
         return
     folder = Path(folder)
     names = from_process_zero(
-        sorted(p.name for p in folder.glob("*") if p.is_file()) if _cluster.writes else []
+        sorted(p.name for p in folder.glob(pattern) if p.is_file()) if _cluster.writes else []
     )
     for name in names:
         data = _bytes_from_process_zero((folder / name).read_bytes() if _cluster.writes else b"")
