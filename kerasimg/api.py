@@ -16,7 +16,7 @@ from kerasimg.models import list_backbones, load_classifier
 from kerasimg.models.registry import run_load_hooks
 from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, SAVEDMODEL, check_installed, parse_formats
 from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
-from kerasimg.training import FitConfig, FitResult, Run, load_run_config
+from kerasimg.training import FitConfig, FitResult, Run, load_run_config, multihost
 from kerasimg.training import fit as fit_config
 
 run_load_hooks()  # keras-hub's layers, so keras.saving.load_model reads a ViT model after `import kerasimg`
@@ -53,10 +53,10 @@ def fit(
         formats = parse_formats(format)
         check_installed(formats)
     if resume is not None:
-        result = fit_config(load_run_config(resume, **arguments), resume=True, callbacks=callbacks, log=log)
+        result = fit_config(_resumed(resume, arguments), resume=True, callbacks=callbacks, log=log)
     else:
         result = fit_config(FitConfig(**arguments), callbacks=callbacks, log=log)
-    if export:
+    if export and multihost.writes_run():  # one process of a multihost run exports
         from kerasimg.diagnose.report import write_run_report
         from kerasimg.serving.export import export_run
 
@@ -65,6 +65,15 @@ def fit(
         )
         write_run_report(result.run_dir, zoo)  # the page lists the export
     return result
+
+
+def _resumed(run_dir, arguments: dict) -> FitConfig:
+    """The run's saved configuration; in a multihost run, as process 0 (which keeps the run) reads it."""
+    if keras.backend.backend() == "jax" and multihost.requested():
+        multihost.start()
+        saved = multihost.shared_or_raise(lambda: dataclasses.asdict(load_run_config(run_dir, **arguments)))
+        return FitConfig(**saved)
+    return load_run_config(run_dir, **arguments)
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

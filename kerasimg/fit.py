@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+import keras
+
 from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.augment import PRESETS
 from kerasimg.data.sources import VAL_FROM
+from kerasimg.errors import UserError
 from kerasimg.export import add_format_flags, print_formats
 from kerasimg.models.classifier import HEADS
 from kerasimg.serving.zoo import DEFAULT_ZOO
+from kerasimg.training import multihost
 from kerasimg.training.config import FitConfig
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.precision import PRECISIONS
 from kerasimg.training.recipe import LR_SCHEDULES, OPTIMIZERS, RECIPES, TTA_MODES
+from kerasimg.training.run import Run
 
 _DEFAULTS = FitConfig()
 
@@ -192,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy",
         default=_DEFAULTS.strategy,
         choices=STRATEGIES,
-        help="mirrored: MirroredStrategy over all local GPUs (--batch-size per replica); auto: when >1 GPU",
+        help="mirrored: MirroredStrategy over all local GPUs (--batch-size per replica); auto: when >1 GPU; "
+        "multihost: Keras's DataParallel on JAX over every device of every process named by "
+        "KERAS_DISTRIBUTION_* (README: Several machines)",
     )
     p.add_argument(
         "--max-pixels",
@@ -233,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         import kerasimg
 
+        if wants_multihost(args) and keras.backend.backend() != "jax":
+            multihost.restart_under_jax("kerasimg.fit", sys.argv[1:] if argv is None else argv)
         if args.resume:
             arguments = {k: v for k, v in given_flags(argv).items() if k not in EXPORT_OPTIONS}
             print(f"Resuming {args.resume}")
@@ -246,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             calibration_images=args.calibration_images,
             **arguments,
         )
+        if not multihost.writes_run():
+            print(f"\nProcess {multihost.start().process_id} done; process 0 wrote {result.run_dir}.")
+            return 0
         per_class = result.metrics["per_class"]
         worst = min(per_class, key=lambda c: per_class[c]["f1"])
         print(
@@ -269,6 +281,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_cli(run, "Resume with: python -m kerasimg.fit --resume RUN_DIR (printed above).")
+
+
+def wants_multihost(args: argparse.Namespace) -> bool:
+    """``--strategy multihost``, or a resumed run that used it (or whose launcher set Keras's variables)."""
+    if args.strategy == "multihost":
+        return True
+    if not args.resume:
+        return False
+    if multihost.requested():
+        return True
+    try:
+        return Run(args.resume).read_config()["arguments"].get("strategy") == "multihost"
+    except UserError:
+        return False  # kerasimg.fit explains what is wrong with the run
 
 
 # ``kerasimg.fit(...)`` is the API call even after this CLI module is imported (see kerasimg.api).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+import textwrap
 import zlib
 from pathlib import Path
 
@@ -112,3 +113,24 @@ def oriented_jpeg(upright: np.ndarray, orientation: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encoded(np.ascontiguousarray(stored), "JPEG", exif=exif, quality=95)
+
+
+# A fresh TensorFlow process loads a zoo SavedModel and serves JPEG bytes: what TF Serving would see.
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    model = tf.saved_model.load(sys.argv[1])
+    serve = model.signatures["serving_default"]
+    images = [open(p, "rb").read() for p in sys.argv[2:]]
+    out = serve(image_bytes=tf.constant(images))
+    spec = serve.structured_input_signature[1]
+    print(json.dumps({
+        "inputs": {k: [v.dtype.name, v.shape.as_list()] for k, v in spec.items()},
+        "outputs": sorted(serve.structured_outputs),
+        "probabilities": out["probabilities"].numpy().tolist(),
+        "classes": [c.decode() for c in out["classes"].numpy()],
+        "labels": open(sys.argv[1] + "/assets/labels.txt").read().split(),
+    }))
+    """
+)

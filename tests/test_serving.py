@@ -6,12 +6,12 @@ import base64
 import json
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import FRESH_PROCESS
 
 import kerasimg.export as export_cli
 import kerasimg.predict as predict_cli
@@ -43,26 +43,6 @@ def exported(tmp_path_factory):
     model = tiny_model()
     path = export_model(model, CLASSES, 32, "pets", zoo, metadata={"backbone": "small_cnn"})
     return model, path, zoo
-
-
-FRESH_PROCESS = textwrap.dedent(
-    """
-    import json, sys
-    import tensorflow as tf
-    model = tf.saved_model.load(sys.argv[1])
-    serve = model.signatures["serving_default"]
-    images = [open(p, "rb").read() for p in sys.argv[2:]]
-    out = serve(image_bytes=tf.constant(images))
-    spec = serve.structured_input_signature[1]
-    print(json.dumps({
-        "inputs": {k: [v.dtype.name, v.shape.as_list()] for k, v in spec.items()},
-        "outputs": sorted(serve.structured_outputs),
-        "probabilities": out["probabilities"].numpy().tolist(),
-        "classes": [c.decode() for c in out["classes"].numpy()],
-        "labels": open(sys.argv[1] + "/assets/labels.txt").read().split(),
-    }))
-    """
-)
 
 
 def test_a_fresh_tensorflow_process_serves_jpeg_bytes_like_the_keras_model(exported, tmp_path):

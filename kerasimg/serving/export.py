@@ -18,6 +18,8 @@ import datetime
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -212,7 +214,9 @@ def export_run(
     check_format_packages(formats)
     if calibration_images < 1:
         raise ArgumentError("calibration_images", "must be at least 1", calibration_images)
-    from kerasimg.models import load_classifier
+    if keras.backend.backend() != "tensorflow":
+        return _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, calibration_images)
+    from kerasimg.models import count_flops, load_classifier
     from kerasimg.training.run import Run
 
     run = Run(run_dir)
@@ -239,7 +243,8 @@ def export_run(
         "metrics": metrics,
         "evaluated": run.finished,
         "parameters": config.get("parameters", {}).get("total"),
-        "flops_per_image": config.get("flops_per_image"),
+        # A run trained under JAX (multihost) could not count them: counted here, under TensorFlow.
+        "flops_per_image": config.get("flops_per_image") or count_flops(model),
         "run": str(run.path.resolve()),
         "config_sha256": hashlib.sha256(run.config_path.read_bytes()).hexdigest(),
     }
@@ -261,6 +266,29 @@ def export_run(
         min_int8_agreement=min_int8_agreement,
         tta=tta,
     )
+
+
+def _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, calibration_images) -> Path:
+    """Export in a fresh TensorFlow-backend process (``python -m kerasimg.export``).
+
+    Keras fixes its backend at import; under JAX (a ``multihost`` run) a SavedModel
+    would go through jax2tf and hold ``XlaCallModule`` ops, which TF Serving handles
+    badly. The ``.keras`` file reloads under TensorFlow, so the export is the same as
+    for a run trained there.
+    """
+    command = [sys.executable, "-m", "kerasimg.export", str(run_dir), "--zoo", str(zoo)]
+    command += ["--format", ",".join(formats), "--calibration-images", str(calibration_images)]
+    command += (["--name", name] if name else []) + (["--allow-unfinished"] if allow_unfinished else [])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
+    done = subprocess.run(
+        command, env={**environment, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True
+    )
+    lines = done.stdout.splitlines()
+    if done.returncode:
+        problem = (done.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("error: ")
+        raise UserError(f"The export under TensorFlow failed: {problem}")
+    exported = next(line for line in lines if line.startswith("Exported "))
+    return Path(exported.removeprefix("Exported ").split(" (verified")[0])
 
 
 def run_images(

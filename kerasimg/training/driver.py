@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +26,10 @@ from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.data.augment import FLIP_VIEWS, PLAIN_VIEW
 from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
-from kerasimg.files import atomic_write, write_text
+from kerasimg.files import atomic_write, make_temp_dir, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
 from kerasimg.models.batchnorm_folding import fold_frozen_batchnorm
-from kerasimg.training import feature_cache, reports
+from kerasimg.training import feature_cache, multihost, reports
 from kerasimg.training.boundary_cache import BoundarySplit, CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.callbacks import (
     CurvesCallback,
@@ -39,7 +41,7 @@ from kerasimg.training.callbacks import (
     forget_restored_epoch,
 )
 from kerasimg.training.config import FitConfig, ResolvedFit
-from kerasimg.training.distribution import resolve_strategy
+from kerasimg.training.distribution import MULTIHOST, resolve_strategy
 from kerasimg.training.evaluation import evaluate
 from kerasimg.training.feature_cache import split_classifier
 from kerasimg.training.layer_decay import lr_multipliers, stage_rates
@@ -73,6 +75,7 @@ def package_versions() -> dict[str, str]:
         "keras": keras.__version__,
         "tensorflow": tf.__version__,
         "numpy": np.__version__,
+        **({"jax": __import__("jax").__version__} if keras.backend.backend() == "jax" else {}),
         "python": platform.python_version(),
     }
 
@@ -87,19 +90,25 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     driver's own. The run directory is locked for the whole run.
     """
     resolved = config.resolve()
-    if config.out:
-        _check_out(Run(config.out), resume, resolved)
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)  # before the processes join, so they need no shared seed
+    cluster = multihost.start() if config.strategy == MULTIHOST else None
+    if cluster:
+        multihost.check_same_seed(config.seed)
+        scope, replicas = cluster.distribution.scope(), cluster.replicas
+    else:
+        strategy = resolve_strategy(config.strategy)
+        scope, replicas = strategy.scope(), strategy.num_replicas_in_sync
+    if config.out:  # process 0 of a multihost run checks; every process stops if it refuses
+        multihost.shared_or_raise(lambda: _check_out(Run(config.out), resume, resolved))
     for note in resolved.notes:
         log(note)
-    strategy = resolve_strategy(config.strategy)
-    replicas = strategy.num_replicas_in_sync
-    if resolved.precision != "float32" or replicas > 1:
+    if resolved.precision != "float32" or replicas > 1 or cluster:
+        processes = f" in {cluster.num_processes} process(es)" if cluster else ""
         log(
-            f"Precision {resolved.precision}; {replicas} replica(s), global batch "
+            f"Precision {resolved.precision}; {replicas} replica(s){processes}, global batch "
             f"{config.batch_size * replicas} ({config.batch_size} per replica)."
         )
-    started = time.time()
-    keras.utils.set_random_seed(config.seed)
     data = load_data(
         config.data,
         val_split=config.val_split,
@@ -110,7 +119,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     )
     for note in data.notes:
         log(note)
-    with strategy.scope(), dtype_policy(resolved.precision):
+    with scope, dtype_policy(resolved.precision):
         # Built before the run directory exists, so a failed weights fetch leaves nothing behind.
         model = build_classifier(
             config.backbone,
@@ -121,13 +130,22 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
             head=config.head,
         )
         run = Run(resolved.run_dir(data.name))
-        with run.lock():
-            if not resume and run.exists:  # another process started it while we read the data
-                raise UserError(f"The run directory {run.path} already holds a run; choose another --out.")
-            trainer = _Trainer(resolved, run, data, model, replicas, callbacks, log)
-            best_epoch, metrics = trainer.run(resume)
+        run_path = Path(multihost.from_process_zero(str(run.path)))
+        if cluster and not cluster.writes:  # the same files, into a scratch folder deleted at the end
+            run = Run(make_temp_dir(tempfile.gettempdir(), "kerasimg-process-"))
+        try:
+            with run.lock():
+                if not resume and run.exists:  # another process started it while we read the data
+                    raise UserError(
+                        f"The run directory {run.path} already holds a run; choose another --out."
+                    )
+                trainer = _Trainer(resolved, run, data, model, replicas, callbacks, log, cluster)
+                best_epoch, metrics = trainer.run(resume)
+        finally:
+            if run.path != run_path:
+                shutil.rmtree(run.path, ignore_errors=True)
     return FitResult(
-        run.path, metrics["test_accuracy"], metrics["test_loss"], best_epoch, time.time() - started, metrics
+        run_path, metrics["test_accuracy"], metrics["test_loss"], best_epoch, time.time() - started, metrics
     )
 
 
@@ -165,8 +183,19 @@ def _check_extension(run: Run, resolved: ResolvedFit) -> None:
 class _Trainer:
     """One run's phase loop over a locked run directory."""
 
-    def __init__(self, resolved: ResolvedFit, run: Run, data: LabelledData, model, replicas, callbacks, log):
+    def __init__(
+        self,
+        resolved: ResolvedFit,
+        run: Run,
+        data: LabelledData,
+        model,
+        replicas,
+        callbacks,
+        log,
+        cluster=None,
+    ):
         self.resolved, self.config, self.run_dir = resolved, resolved.arguments, run
+        self.cluster = cluster  # a multihost run's processes, or None
         self.data, self.model, self.replicas = data, model, replicas
         self.spec = get_backbone(self.config.backbone)
         self.batch_size = self.config.batch_size * replicas  # --batch-size is per replica
@@ -187,14 +216,24 @@ class _Trainer:
         self.started = time.time()
         run.path.mkdir(parents=True, exist_ok=True)
         check_free_space(run.path, checkpoint_bytes(self.model))
-        if resume and run.finished:
+        phases = self.resolved.phases
+        # What the run already did, as process 0 (which alone keeps the run) sees it.
+        finished, best, done = multihost.from_process_zero(
+            [
+                resume and run.finished,
+                _best_so_far(run) if resume else None,  # the best validation accuracy, across phases
+                [
+                    any(run.backup_dir(j).exists() for j in range(i + 1, len(phases)))
+                    for i in range(len(phases))
+                ],
+            ]
+        )
+        if finished:
             self.log(f"Extending the finished run to {self.resolved.epochs} epochs; it is evaluated again.")
             run.clear_evaluation()
         self._write_config(resume)
-        best = _best_so_far(run) if resume else None  # the best validation accuracy, across phases
-        phases = self.resolved.phases
         for index, phase in enumerate(phases):
-            if any(run.backup_dir(j).exists() for j in range(index + 1, len(phases))):
+            if done[index]:
                 continue  # a resumed run is already past this phase
             best = self._train_phase(index, phase, best)
         # The last phase's state stays, so a larger --epochs can extend the finished run.
@@ -209,13 +248,20 @@ class _Trainer:
         if selection.validated_on_test(data):
             self.log(selection.NOTE)
         created = datetime.datetime.now().isoformat(timespec="seconds")
-        if resume:
+        if resume and run.exists:  # (processes 1.. of a multihost run write a scratch copy)
             created = run.read_config().get("created", created)
         run.write_config(
             {
                 "format": CONFIG_FORMAT,
                 "arguments": dataclasses.asdict(self.config),
-                "resolved": {**resolved.to_json(), "replicas": self.replicas, "out": str(run.path)},
+                "resolved": {
+                    **resolved.to_json(),
+                    "replicas": self.replicas,
+                    "processes": self.cluster.num_processes if self.cluster else 1,
+                    "global_batch_size": self.batch_size,
+                    "backend": keras.backend.backend(),
+                    "out": str(run.path),
+                },
                 "class_names": data.class_names,
                 "data_summary": data.summary(),
                 "backbone_spec": {
@@ -225,7 +271,10 @@ class _Trainer:
                     "feature_dim": self.spec.feature_dim,
                 },
                 "parameters": {"total": int(self.model.count_params())},
-                "flops_per_image": count_flops(self.model),
+                # A TensorFlow-graph count: not under the JAX backend (multihost).
+                "flops_per_image": count_flops(self.model)
+                if keras.backend.backend() == "tensorflow"
+                else None,
                 "versions": package_versions(),
                 "created": created,
             }
@@ -249,7 +298,8 @@ class _Trainer:
         )
         if source == IMAGES:
             trained, (train_data, val_data) = model, self._image_pipelines()
-            if self.config.fold_bn and self.resolved.precision == "mixed_bfloat16":
+            # Not under multihost: the fold's compute model is checked on TensorFlow only.
+            if self.config.fold_bn and self.resolved.precision == "mixed_bfloat16" and not self.cluster:
                 # Trains the same variables; its save() writes the original model's layers.
                 trained = fold_frozen_batchnorm(model)
             checkpoint_path = run.model_path
@@ -277,6 +327,7 @@ class _Trainer:
             save_weights_only=from_cache,
             initial_value_threshold=best,
         )
+        multihost.copy_from_process_zero(run.backup_dir(index))  # every process restores the same state
         trained.fit(
             train_data,
             validation_data=val_data,
@@ -327,6 +378,12 @@ class _Trainer:
                     self.data.val, size, self.batch_size, training=False, num_classes=self._label_depth()
                 ),
             )
+            if self.cluster:
+                self._images = tuple(multihost.process_share(ds, self.batch_size) for ds in self._images)
+                self.log(
+                    f"Each process trains on {self.batch_size // self.cluster.num_processes} images of every "
+                    f"global batch of {self.batch_size}; a last, partial batch is left out of every epoch."
+                )
         return self._images
 
     def _source(self, index: int, phase) -> str:
@@ -340,6 +397,8 @@ class _Trainer:
         if phase.unfrozen == ALL or any(p.unfrozen == ALL for p in phases[:index]):
             return IMAGES
         if not self.config.feature_cache:
+            return IMAGES
+        if self.cluster:  # a multihost predict() returns one process's shard: no cache to extract
             return IMAGES
         if self.resolved.cached_views is None:
             self.log(
@@ -491,7 +550,15 @@ class _Trainer:
         reports.write_history(run.history_path, rows)
         reports.plot_curves(rows, run.curves_path, self.title, self.boundaries)
         best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
-        final = load_classifier(run.model_path) if run.has_model else self.model
+        if self.cluster:  # each process evaluates by itself, on the whole test split (see multihost)
+            # A resumed run's best model may predate this process: every process takes process 0's.
+            multihost.copy_from_process_zero(run.path, run.model_path.name)
+            with multihost.local():
+                return self._evaluate(run, rows, best_epoch)
+        return self._evaluate(run, rows, best_epoch)
+
+    def _evaluate(self, run: Run, rows: list[dict], best_epoch: int) -> tuple[int, dict]:
+        final = load_classifier(run.model_path) if run.has_model or self.cluster else self.model
         metrics = evaluate(
             final,
             self.data,
@@ -499,7 +566,8 @@ class _Trainer:
             self.batch_size,
             run,
             self.title,
-            backbone=self.spec.name,
+            # Grad-CAM on the mistakes uses a TensorFlow gradient tape: not under JAX (multihost).
+            backbone=self.spec.name if keras.backend.backend() == "tensorflow" else None,
             tta=self.resolved.recipe.tta,
         )
         metrics["best_epoch"] = best_epoch
