@@ -134,3 +134,21 @@ FRESH_PROCESS = textwrap.dedent(
     }))
     """
 )
+
+
+def serve_in_fresh_process(saved_model: Path, files: list[Path], folder: Path) -> dict:
+    """``FRESH_PROCESS``'s answer for ``files`` sent to ``saved_model`` (asserts the process succeeded)."""
+    import json
+    import subprocess
+    import sys
+
+    script = folder / "serve.py"
+    script.write_text(FRESH_PROCESS)
+    done = subprocess.run(
+        [sys.executable, str(script), str(saved_model), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import FRESH_PROCESS
+from helpers import serve_in_fresh_process
 
 from kerasimg.errors import UserError
 from kerasimg.serving.signatures import decode_batch
@@ -173,16 +173,7 @@ def test_the_export_is_a_tensorflow_saved_model_a_fresh_process_serves(launched,
     for i in range(2):
         files.append(tmp_path / f"{i}.jpg")
         files[-1].write_bytes(tf.io.encode_jpeg(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).numpy())
-    script = tmp_path / "serve.py"
-    script.write_text(FRESH_PROCESS)
-    done = subprocess.run(
-        [sys.executable, str(script), str(path), *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    served = np.array(json.loads(done.stdout.strip().splitlines()[-1])["probabilities"])
+    served = np.array(serve_in_fresh_process(path, files, tmp_path)["probabilities"])
     model = keras.saving.load_model(root / "p0" / "run" / "model.keras")  # this process: TensorFlow
     pixels = decode_batch(tf.constant([f.read_bytes() for f in files]), 32)
     expected = keras.ops.convert_to_numpy(model(pixels, training=False))

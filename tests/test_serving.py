@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import FRESH_PROCESS
+from helpers import serve_in_fresh_process
 
 import kerasimg.export as export_cli
 import kerasimg.predict as predict_cli
@@ -51,16 +51,7 @@ def test_a_fresh_tensorflow_process_serves_jpeg_bytes_like_the_keras_model(expor
     for i in range(3):
         files.append(tmp_path / f"{i}.jpg")
         files[-1].write_bytes(jpeg(i))
-    script = tmp_path / "serve.py"
-    script.write_text(FRESH_PROCESS)
-    done = subprocess.run(
-        [sys.executable, str(script), str(path), *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = serve_in_fresh_process(path, files, tmp_path)
     assert result["inputs"] == {"image_bytes": ["string", [None]]}
     assert result["outputs"] == ["classes", "probabilities", "scores", "top_k_classes", "top_k_scores"]
     assert result["labels"] == CLASSES
@@ -78,15 +69,7 @@ def test_flip_tta_in_the_signatures_serves_the_mean_of_both_views_in_a_fresh_pro
     files = [tmp_path / f"{i}.jpg" for i in range(3)]
     for i, file in enumerate(files):
         file.write_bytes(jpeg(i))
-    (tmp_path / "serve.py").write_text(FRESH_PROCESS)
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "serve.py"), str(path), *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    served = np.array(json.loads(done.stdout.strip().splitlines()[-1])["probabilities"])
+    served = np.array(serve_in_fresh_process(path, files, tmp_path)["probabilities"])
     pixels = decode_batch(tf.constant([f.read_bytes() for f in files]), 32)
     plain = keras.ops.convert_to_numpy(model(pixels, training=False))
     mirrored = keras.ops.convert_to_numpy(model(tf.image.flip_left_right(pixels), training=False))
