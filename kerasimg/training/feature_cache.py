@@ -141,8 +141,9 @@ def _write(model: keras.Model, batches: Iterable, count: int | None, stem: Path)
 
     def write(tmp: str) -> None:
         array = None
-        bar = keras.utils.Progbar(None, unit_name="batch")
-        for step, (views, labels) in enumerate(batches, 1):
+        # Counted in images, whose total is known, so the bar shows how far along it is and its ETA.
+        bar = keras.utils.Progbar(count, unit_name="image")
+        for views, labels in batches:
             # predict(), not predict_on_batch(): the latter duplicates the batch per replica under
             # MirroredStrategy.
             outputs = np.stack([model.predict(v, batch_size=len(v), verbose=0) for v in views], axis=1)
@@ -156,7 +157,7 @@ def _write(model: keras.Model, batches: Iterable, count: int | None, stem: Path)
                 array[state["offset"] : state["offset"] + len(stored)] = stored
             state["offset"] += len(stored)
             state["labels"].append(np.asarray(labels))
-            bar.update(step)
+            bar.update(state["offset"])
         if array is not None:
             array.flush()
             del array
