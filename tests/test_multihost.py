@@ -220,3 +220,22 @@ def test_multihost_under_the_tensorflow_backend_says_how_to_choose_jax(tmp_path)
     with pytest.raises(UserError, match="needs Keras's JAX backend.*KERAS_BACKEND=jax"):
         multihost.start()
     FitConfig(strategy="multihost").validate()  # a valid choice; only the backend is wrong here
+
+
+def test_an_export_from_the_jax_backend_passes_every_choice_to_the_tensorflow_process(monkeypatch, tmp_path):
+    from kerasimg.serving import export as export_module
+
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout=f"Exported {tmp_path}/zoo/m/1 (verified)\n")
+
+    monkeypatch.setattr(export_module.keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(export_module.subprocess, "run", run)
+    path = export_module.export_run(tmp_path / "run", "m", tmp_path / "zoo", tta="flip", calibration_images=7)
+    assert path == tmp_path / "zoo" / "m" / "1"
+    (command,) = commands
+    assert command[command.index("--tta") + 1] == "flip"
+    assert command[command.index("--calibration-images") + 1] == "7"
+    assert command[command.index("--name") + 1] == "m"

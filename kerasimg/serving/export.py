@@ -215,7 +215,9 @@ def export_run(
     if calibration_images < 1:
         raise ArgumentError("calibration_images", "must be at least 1", calibration_images)
     if keras.backend.backend() != "tensorflow":
-        return _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, calibration_images)
+        return _export_under_tensorflow(
+            run_dir, name, zoo, allow_unfinished, formats, calibration_images, tta
+        )
     from kerasimg.models import count_flops, load_classifier
     from kerasimg.training.run import Run
 
@@ -268,7 +270,7 @@ def export_run(
     )
 
 
-def _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, calibration_images) -> Path:
+def _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, calibration_images, tta) -> Path:
     """Export in a fresh TensorFlow-backend process (``python -m kerasimg.export``).
 
     Keras fixes its backend at import; under JAX (a ``multihost`` run) a SavedModel
@@ -277,7 +279,7 @@ def _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, cali
     for a run trained there.
     """
     command = [sys.executable, "-m", "kerasimg.export", str(run_dir), "--zoo", str(zoo)]
-    command += ["--format", ",".join(formats), "--calibration-images", str(calibration_images)]
+    command += ["--format", ",".join(formats), "--calibration-images", str(calibration_images), "--tta", tta]
     command += (["--name", name] if name else []) + (["--allow-unfinished"] if allow_unfinished else [])
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
     done = subprocess.run(
