@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from kerasimg.errors import UserError
+from kerasimg.files import atomic_write
 
 VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",
@@ -169,7 +170,7 @@ def copy_from_process_zero(folder, pattern: str = "*") -> None:
         data = _bytes_from_process_zero((folder / name).read_bytes() if _cluster.writes else b"")
         if not _cluster.writes:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(data)
+            atomic_write(folder / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
 
 
 def shared_or_raise(compute):
