@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from filelock import lock_descriptor
 
 from kerasimg.errors import UserError
 
@@ -16,25 +16,31 @@ from kerasimg.errors import UserError
 def exclusive(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold ``lock_path`` for the block, or raise ``UserError`` naming the holder's PID at once.
 
-    The lock is an ``fcntl`` lock, so it is released when the process dies, however it
-    dies; the file only carries the holder's PID for the message.
+    The lock is the operating system's (``flock`` on Unix, ``LockFileEx`` on Windows, through
+    ``filelock``), so it is released when the process dies, however it dies; the file only
+    carries the holder's PID for the message.
     """
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        if not lock_descriptor(fd, blocking=False):
             raise UserError(
-                f"{what} is in use by another kerasimg process (PID {holder}); wait for it to finish "
-                "or stop it first."
-            ) from None
+                f"{what} is in use by another kerasimg process (PID {_holder(fd)}); wait for it to "
+                "finish or stop it first."
+            )
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _holder(fd: int) -> str:
+    """The PID the holder wrote, or ``unknown`` (Windows keeps a locked byte unreadable)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return "unknown"

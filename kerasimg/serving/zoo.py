@@ -12,10 +12,11 @@ An entry's ``formats`` lists its files (``kerasimg.serving.formats``) with their
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import shutil
 from pathlib import Path
+
+from filelock import FileLock
 
 from kerasimg import selection
 from kerasimg.errors import UserError
@@ -45,12 +46,8 @@ class Zoo:
     def locked(self):
         """An exclusive lock over the index for the duration of a read-modify-write."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".zoo.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(self.root / ".zoo.lock"):
+            yield
 
     def entries(self) -> list[dict]:
         try:

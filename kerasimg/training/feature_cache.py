@@ -13,12 +13,19 @@ Arrays are ``[N, views, ...]`` ``.npy`` files in the compute dtype (bfloat16 as 
 uint16 bits, since ``.npy`` does not round-trip it), written as they are computed
 so extraction never holds them in RAM; a cache larger than ``RAM_LIMIT_BYTES`` is
 read from disk (``np.load(mmap_mode="r")``) batch by batch while training.
+
+A cache is trusted only as far as it can be checked: its ``.json`` (written last) records
+each array's shape, dtype, byte size and checksum, and a reused cache that no longer
+matches, or holds non-finite values, is extracted again with one line saying why.
+Temporary files left by a killed run are removed first (the run lock guarantees no other
+process is writing into the run's cache folder).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +44,11 @@ from kerasimg.models.classifier import FEATURES_LAYER
 # pooled features of millions of images, or the 14x14x1024 ResNet-50 conv4 activations of
 # 1,300 images (float32) or 2,600 (bfloat16), per view.
 RAM_LIMIT_BYTES = 1 << 30
+# Files up to this size are checksummed whole; larger ones by evenly spaced blocks.
+_FULL_CHECKSUM_BYTES = 256 << 20
+_SAMPLED_BLOCKS, _BLOCK_BYTES = 64, 1 << 20
+# The temporary names ``atomic_write`` gives a cache's files: ``.train-<hash>.npy.XXXX.npy``.
+_LEFTOVER = re.compile(r"^\..+\.(npy|json)\.[^.]+\.(npy|json)$")
 
 
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -118,12 +130,20 @@ def extract(
     stored under ``cache_dir``; read back when ``identity`` (which must fix the model, the data
     and the views) was cached before."""
     stem = cache_dir / f"{name}-{fingerprint(split, identity)}"
-    if not stem.with_suffix(".json").exists():
+    remove_leftovers(cache_dir, log)
+    problem = _problem(stem) if stem.with_suffix(".json").exists() else None
+    if problem:
+        log(f"The cache {stem}.npy ({what}, {name}) {problem}; extracting it again.")
+    if problem or not stem.with_suffix(".json").exists():
         log(f"Caching {what} for {name} ({', '.join(identity['views'])})...")
         count, dtype = _write(model, batches, count, stem)
-        # Written last: its presence says the arrays are complete.
-        write_json(stem.with_suffix(".json"), {**identity, "count": count, "dtype": dtype})
+        # Written last: its presence says the arrays are complete, its record what they must be.
+        record = {name: _describe(Path(f"{stem}{name}")) for name in _ARRAYS}
+        write_json(stem.with_suffix(".json"), {**identity, "count": count, "dtype": dtype, "files": record})
     return load(stem)
+
+
+_ARRAYS = (".npy", ".labels.npy")
 
 
 def load(stem: Path) -> CachedViews:
@@ -132,6 +152,80 @@ def load(stem: Path) -> CachedViews:
     dtype = json.loads(stem.with_suffix(".json").read_text())["dtype"]
     array = np.load(path, mmap_mode="r" if path.stat().st_size > RAM_LIMIT_BYTES else None)
     return CachedViews(array, np.load(f"{stem}.labels.npy"), dtype)
+
+
+def remove_leftovers(cache_dir: Path, log=print) -> None:
+    """Delete the temporary files a killed extraction left in ``cache_dir`` (and nothing else)."""
+    if not cache_dir.is_dir():
+        return
+    for path in cache_dir.iterdir():
+        if _LEFTOVER.match(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink()
+            log(f"Removed {path.name}, left in {cache_dir} by an interrupted extraction.")
+
+
+def _describe(path: Path) -> dict:
+    """What a complete array file must still be: its ``.npy`` header, byte size and checksum."""
+    array = np.load(path, mmap_mode="r")
+    return {
+        "shape": list(array.shape),
+        "dtype": array.dtype.str,
+        "bytes": path.stat().st_size,
+        "sha256": _checksum(path),
+    }
+
+
+def _checksum(path: Path) -> str:
+    """SHA-256 of the whole file, or of evenly spaced blocks (and the size) for a large one."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= _FULL_CHECKSUM_BYTES:
+            for block in iter(lambda: f.read(_BLOCK_BYTES), b""):
+                digest.update(block)
+        else:
+            for i in range(_SAMPLED_BLOCKS):
+                f.seek(max(0, size - _BLOCK_BYTES) * i // (_SAMPLED_BLOCKS - 1))
+                digest.update(f.read(_BLOCK_BYTES))
+    return digest.hexdigest()
+
+
+def _problem(stem: Path) -> str | None:
+    """Why the cache at ``stem`` cannot be trusted (changed, truncated, non-finite), or ``None``."""
+    try:
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        record = meta.get("files")
+        if not isinstance(record, dict):
+            return "has no checksum (an older kerasimg wrote it)"
+        for suffix in _ARRAYS:
+            path = Path(f"{stem}{suffix}")
+            expected = record[suffix]
+            if not path.exists():
+                return f"is incomplete ({path.name} is missing)"
+            if path.stat().st_size != expected["bytes"]:
+                size = path.stat().st_size
+                return f"is truncated or changed ({path.name}: {size:,} bytes, {expected['bytes']:,} written)"
+            if _describe(path) != expected:
+                return f"does not match its checksum ({path.name} changed since it was written)"
+        if not _all_finite(Path(f"{stem}.npy"), meta["dtype"]):
+            return "holds non-finite values (NaN or infinity)"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"cannot be read ({type(error).__name__}: {str(error)[:120]})"
+    return None
+
+
+def _all_finite(path: Path, dtype: str) -> bool:
+    """Every value finite; checked in chunks so a memory-mapped cache is never loaded whole."""
+    array = np.load(path, mmap_mode="r")
+    rows = max(1, (64 << 20) // max(1, array[:1].nbytes))
+    for start in range(0, len(array), rows):
+        chunk = np.asarray(array[start : start + rows])
+        if dtype == "bfloat16":  # uint16 bits: an all-ones exponent is infinity or NaN
+            if np.any((chunk & 0x7F80) == 0x7F80):
+                return False
+        elif not np.all(np.isfinite(chunk)):
+            return False
+    return True
 
 
 def _write(model: keras.Model, batches: Iterable, count: int | None, stem: Path) -> tuple[int, str]:
