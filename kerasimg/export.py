@@ -8,7 +8,7 @@ import sys
 from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
-from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, FORMATS, SAVEDMODEL
+from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, FORMATS, MIN_INT8_CHECK_IMAGES, SAVEDMODEL
 from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.recipe import TTA_MODES
 
@@ -77,10 +77,14 @@ def print_formats(path) -> None:
     for name, facts in entry.get("formats", {}).items():
         line = f"  {name:<12} {facts['bytes'] / 1e6:8.2f} MB"
         if "top1_agreement" in facts:
+            count = facts["agreement_images"]
             line += (
-                f"  top-1 agrees with the float model on {facts['top1_agreement']:.2%} "
-                f"of {facts['agreement_images']} test images"
+                f"  top-1 agrees with the float model on {facts['top1_agreement']:.2%} of {count} test images"
             )
+            if "int8_accuracy" in facts:
+                line += f"; accuracy {facts['int8_accuracy']:.2%} (float {facts['float_accuracy']:.2%})"
+            if count < MIN_INT8_CHECK_IMAGES:
+                line += f" (the whole test split: fewer than {MIN_INT8_CHECK_IMAGES})"
         elif "max_abs_diff" in facts:
             line += f"  max |prob diff| {facts['max_abs_diff']:.1e} on {facts['checked_images']} images"
         print(line)

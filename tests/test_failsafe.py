@@ -102,3 +102,83 @@ def test_temporary_files_of_a_killed_extraction_are_removed(tmp_path):
     assert not any(path.exists() for path in leftovers)
     assert kept.exists()
     assert sum("left in" in line for line in lines) == 2
+
+
+def _one_class_model():
+    """A small_cnn whose head answers class 0 whatever the image."""
+    from kerasimg.models import build_classifier
+
+    model = build_classifier("small_cnn", 3, image_size=32, weights="none")
+    head = model.layers[-1]
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.array([9.0, 0.0, 0.0], bias.dtype)])
+    return model
+
+
+def test_int8_agreement_with_a_one_class_model_records_the_accuracy_that_exposes_it(tmp_path, capsys):
+    from kerasimg.export import print_formats
+    from kerasimg.serving import Zoo, export_model
+    from kerasimg.serving.convert import CheckImages
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (10, 32, 32, 3))
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+    path = export_model(
+        _one_class_model(), ["a", "b", "c"], 32, "one-class", tmp_path, formats="litert-int8",
+        images=CheckImages.from_array(pixels, "10 labelled images", labels), min_int8_agreement=0.0,
+    )  # fmt: skip
+    (entry,) = Zoo(tmp_path).entries()
+    int8 = entry["formats"]["litert-int8"]
+    assert int8["top1_agreement"] == 1.0 and int8["agreement_images"] == 10
+    assert int8["int8_accuracy"] == int8["float_accuracy"] == 0.3
+    print_formats(path)
+    line = capsys.readouterr().out
+    assert "accuracy 30.00% (float 30.00%)" in line and "the whole test split: fewer than 100" in line
+
+
+def test_int8_without_a_run_is_checked_on_a_hundred_images_not_a_handful():
+    from kerasimg.serving.export import synthetic_check_images
+
+    (batch,) = synthetic_check_images(32, ["savedmodel", "litert-int8"]).test()
+    assert batch[0].shape == (100, 32, 32, 3) and batch[1] is None
+    (batch,) = synthetic_check_images(32, ["savedmodel", "onnx"]).validation()
+    assert len(batch) == 3  # float formats are compared value by value; a few images do
+
+
+def _batch_norm_momenta(model):
+    from kerasimg.models import backbone_of
+
+    def walk(layer):
+        for inner in getattr(layer, "layers", []):
+            if isinstance(inner, keras.layers.BatchNormalization):
+                yield inner.momentum
+            yield from walk(inner)
+
+    return set(walk(backbone_of(model)))
+
+
+def test_batch_norm_settles_quickly_from_scratch_and_keeps_its_momentum_when_pretrained(tmp_path):
+    """MobileNetV3's 0.999 left a from-scratch run's statistics at their start: every image p=0.505."""
+    from kerasimg.models import backbone_of, build_classifier
+
+    scratch = build_classifier("mobilenetv3_small", 2, image_size=32, weights="none")
+    assert _batch_norm_momenta(scratch) == {0.9}
+    path = tmp_path / "mobilenet.weights.h5"
+    backbone_of(scratch).save_weights(path)
+    pretrained = build_classifier("mobilenetv3_small", 2, image_size=32, weights=str(path))
+    assert _batch_norm_momenta(pretrained) == {0.999}  # the family's own, as its weights were trained
+    scratch.save(tmp_path / "model.keras")
+    assert _batch_norm_momenta(keras.saving.load_model(tmp_path / "model.keras")) == {0.9}
+
+
+def test_a_model_that_answers_one_class_is_warned_about(tmp_path):
+    from kerasimg.diagnose.predictions import Predictions
+
+    probabilities = np.tile([0.505, 0.495], (6, 1))
+    one_class = Predictions([f"{i}.jpg" for i in range(6)], np.array([0, 1] * 3), probabilities, ["a", "b"])
+    warning = one_class.one_class_warning("test")
+    assert warning.startswith("Warning: the model predicts 'a' for every one of the 6 test images")
+    mixed = Predictions(one_class.files, one_class.labels, probabilities[:, ::-1].copy(), ["a", "b"])
+    mixed.probabilities[0] = [0.9, 0.1]
+    assert mixed.one_class_warning("test") is None
+    only_a = Predictions(one_class.files, np.zeros(6, int), probabilities, ["a", "b"])
+    assert only_a.one_class_warning("test") is None  # a split of one class: one answer is right

@@ -84,6 +84,7 @@ def evaluate_run(
         split=split,
         tag=tag,
         mistakes=mistakes,
+        log=log,
     )
     if not tag and run.finished:
         from kerasimg.diagnose.report import write_run_report

@@ -48,6 +48,19 @@ class Predictions:
         true = self.probabilities[np.arange(len(self.labels)), self.labels]
         return -np.log(np.clip(true, EPSILON, 1.0))
 
+    def one_class_warning(self, split: str) -> str | None:
+        """A line when every image got the same answer though the split holds several classes:
+        a model that learned nothing (often BatchNorm statistics that never settled)."""
+        answers = np.unique(self.predicted)
+        if len(self) < 2 or len(answers) != 1 or len(np.unique(self.labels)) < 2:
+            return None
+        name = self.class_names[int(answers[0])]
+        return (
+            f"Warning: the model predicts {name!r} for every one of the {len(self)} {split} images: it "
+            "has learned nothing that separates the classes (train longer, lower --lr, or start from "
+            "pretrained --weights)."
+        )
+
     def worst(self, count: int) -> np.ndarray:
         """Indices of the ``count`` highest-loss images, worst first (ties keep the split's order)."""
         return np.argsort(-self.losses, kind="stable")[:count]

@@ -48,6 +48,8 @@ def build_classifier(
     inputs = keras.Input((size, size, 3), name="image")
     x = Preprocess(spec.preprocessing, name=PREPROCESS_LAYER)(inputs)
     features = spec.build(input_shape=(size, size, 3), weights=weights_path)
+    if weights_path is None:
+        settle_batch_norm_quickly(features)
     x = features(x)
     x = pooling_layer(spec.pooling, FEATURES_LAYER)(x)
     if head == "mlp":
@@ -55,6 +57,22 @@ def build_classifier(
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"{name_slug(spec.name)}_classifier")
+
+
+# The moving-average momentum of BatchNorm in a backbone trained from scratch. Keras's 0.99 (and the
+# 0.999 of some families) leave the moving statistics near their initial values after a few hundred
+# steps, so a model that fits its training batches predicts one class at inference (PyTorch's default
+# is 0.9 in Keras's terms).
+FROM_SCRATCH_BN_MOMENTUM = 0.9
+
+
+def settle_batch_norm_quickly(model: keras.Layer) -> None:
+    """Let every BatchNorm in ``model`` (nested ones too) follow its batch statistics at
+    ``FROM_SCRATCH_BN_MOMENTUM`` or faster; saved with the layer's config."""
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, FROM_SCRATCH_BN_MOMENTUM)
+        settle_batch_norm_quickly(layer)
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

@@ -35,7 +35,8 @@ class CheckImages:
     Attributes:
         calibration: Images the int8 converter measures activation ranges on.
         validation: Images every float format must match the Keras model on.
-        test: Images the int8 file's top-1 agreement is measured on.
+        test: ``(pixels, labels or None)`` batches the int8 file's top-1 agreement (and, with
+            labels, its accuracy beside the float model's) is measured on.
         source: Where they came from, for messages and the zoo ("the run's splits").
     """
 
@@ -45,10 +46,10 @@ class CheckImages:
     source: str
 
     @classmethod
-    def from_array(cls, pixels: np.ndarray, source: str) -> CheckImages:
-        """The same few images for all three uses (models without a run: tests, ``bench``)."""
+    def from_array(cls, pixels: np.ndarray, source: str, labels: np.ndarray | None = None) -> CheckImages:
+        """The same images for all three uses (models without a run: tests, ``bench``)."""
         pixels = np.asarray(pixels, np.float32)
-        return cls(*(lambda: [pixels],) * 3, source=source)
+        return cls(lambda: [pixels], lambda: [pixels], lambda: [(pixels, labels)], source=source)
 
 
 def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> None:
@@ -137,8 +138,8 @@ def verify(
             "to; leave this one out of --format."
         ) from error
     if name == "litert-int8":
-        agreement, count = _top1_agreement(model, runtime, images.test())
-        facts = {"top1_agreement": round(agreement, 4), "agreement_images": count}
+        facts = _int8_facts(model, runtime, images.test())
+        agreement, count = facts["top1_agreement"], facts["agreement_images"]
         if agreement < min_int8_agreement:
             raise UserError(
                 f"The int8 file picks the float model's class on only {agreement:.1%} of {count} test "
@@ -165,14 +166,28 @@ def _keras_probabilities(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(pixels, training=False)).astype("float32")
 
 
-def _top1_agreement(model: keras.Model, runtime, batches: Iterable[np.ndarray]) -> tuple[float, int]:
+def _int8_facts(model: keras.Model, runtime, batches: Iterable[tuple]) -> dict:
+    """Top-1 agreement with the float model and, where labels are known, both models' accuracy:
+    a model that answers one class agrees everywhere, and only the accuracy shows it."""
     same = count = 0
-    for pixels in batches:
-        same += int(np.sum(runtime(pixels).argmax(-1) == _keras_probabilities(model, pixels).argmax(-1)))
+    right = {"int8": 0, "float": 0}
+    labelled = True
+    for pixels, labels in batches:
+        got, expected = runtime(pixels).argmax(-1), _keras_probabilities(model, pixels).argmax(-1)
+        same += int(np.sum(got == expected))
         count += len(pixels)
+        labelled = labelled and labels is not None
+        if labelled:
+            right["int8"] += int(np.sum(got == np.asarray(labels)))
+            right["float"] += int(np.sum(expected == np.asarray(labels)))
     if not count:
         raise UserError("No test images to measure the int8 file's top-1 agreement on.")
-    return same / count, count
+    facts = {"top1_agreement": round(same / count, 4), "agreement_images": count}
+    if labelled:
+        facts.update(
+            int8_accuracy=round(right["int8"] / count, 4), float_accuracy=round(right["float"] / count, 4)
+        )
+    return facts
 
 
 def add_formats(

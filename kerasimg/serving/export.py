@@ -35,6 +35,7 @@ from kerasimg.serving.formats import (
     DEFAULT_CALIBRATION_IMAGES,
     LABELS_FILE,
     MIN_INT8_AGREEMENT,
+    MIN_INT8_CHECK_IMAGES,
     SAVEDMODEL,
     parse_formats,
 )
@@ -55,6 +56,14 @@ def _sample_jpegs(image_size: int, count: int, seed: int = 0) -> list[bytes]:
         pixels = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
         images.append(tf.io.encode_jpeg(pixels, quality=95).numpy())
     return images
+
+
+def synthetic_check_images(image_size: int, formats: list[str]) -> CheckImages:
+    """What formats are checked on without a run: a few synthetic images, or
+    ``MIN_INT8_CHECK_IMAGES`` when an int8 file's agreement is to be measured."""
+    count = MIN_INT8_CHECK_IMAGES if "litert-int8" in formats else WARMUP_IMAGES
+    pixels = decode_batch(tf.constant(_sample_jpegs(image_size, count)), image_size)
+    return CheckImages.from_array(pixels, f"{count} synthetic images")
 
 
 def export_model(
@@ -112,8 +121,7 @@ def export_model(
         files = {SAVEDMODEL: {"bytes": _folder_bytes(staging)}}
         (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n", encoding="utf-8")
         if images is None:
-            pixels = decode_batch(tf.constant(samples), image_size)
-            images = CheckImages.from_array(pixels, f"{len(samples)} synthetic images")
+            images = synthetic_check_images(image_size, formats)
         files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement))
         version = _move_into_place(staging, zoo, name)
     except BaseException:
@@ -318,9 +326,11 @@ def run_images(
         chosen = sorted(rng.choice(len(train), calibration_images, replace=False))
         train = FileSplit([train.paths[i] for i in chosen], [train.labels[i] for i in chosen])
 
-    def batches(split, limit=None):
+    def batches(split, limit=None, labelled=False):
         def iterate():
-            dataset = image_dataset(split, image_size, batch_size, training=False).map(lambda x, y: x)
+            dataset = image_dataset(split, image_size, batch_size, training=False)
+            if not labelled:
+                dataset = dataset.map(lambda x, y: x)
             if limit is not None:
                 dataset = dataset.unbatch().take(limit).batch(batch_size)
             return dataset.as_numpy_iterator()
@@ -331,6 +341,6 @@ def run_images(
     return CheckImages(
         calibration=batches(train, calibration_images),
         validation=batches(validation),
-        test=batches(data.test),
+        test=batches(data.test, labelled=True),
         source=f"the run's {len(validation)} validation and {len(data.test)} test images",
     )

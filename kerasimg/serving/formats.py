@@ -20,6 +20,9 @@ SAVEDMODEL = "savedmodel"
 LABELS_FILE = "labels.txt"
 # An int8 file is kept when its top-1 matches the float model's on this share of the test split.
 MIN_INT8_AGREEMENT = 0.98
+# ...measured on at least this many images (or the whole test split, when smaller): on four images a
+# model that always answers one class agrees 100%.
+MIN_INT8_CHECK_IMAGES = 100
 DEFAULT_CALIBRATION_IMAGES = 200
 
 

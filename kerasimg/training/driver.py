@@ -569,6 +569,7 @@ class _Trainer:
             # Grad-CAM on the mistakes uses a TensorFlow gradient tape: not under JAX (multihost).
             backbone=self.spec.name if keras.backend.backend() == "tensorflow" else None,
             tta=self.resolved.recipe.tta,
+            log=self.log,
         )
         metrics["best_epoch"] = best_epoch
         metrics["train_seconds"] = round(time.time() - self.started, 1)

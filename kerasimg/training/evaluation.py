@@ -32,6 +32,7 @@ def evaluate(
     tag: str = "",
     mistakes: int = MISTAKES,
     tta: str = "none",
+    log=print,
 ) -> dict:
     """Predict ``split`` of ``data``, write its ``predictions.csv`` and ``mistakes.png``, return its metrics.
 
@@ -44,6 +45,8 @@ def evaluate(
     images = getattr(data, split)
     predictions = predict_split(model, images, data.class_names, image_size, batch_size)
     write_predictions(predictions, run.predictions_path(tag))
+    if warning := predictions.one_class_warning(split):
+        log(warning)
     summary = classification_metrics(predictions.labels, predictions.probabilities, data.class_names)
     if not tag:
         reports.plot_confusion(
