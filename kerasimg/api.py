@@ -125,12 +125,15 @@ def predict(
     images: str | os.PathLike | list,
     *,
     top_k: int = 3,
-    zoo: str | os.PathLike = DEFAULT_ZOO,
+    zoo: str | os.PathLike | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = 32,
     format: str = SAVEDMODEL,
 ) -> list[dict]:
     """Top-k classes per image from an exported model: a SavedModel folder or ``NAME[/VERSION]`` in ``zoo``.
+
+    A ``zoo`` given explicitly wins over a same-named folder in the working directory; without
+    one, ``saved_models`` is searched after the working directory.
 
     Each result is ``{"file", "top": [(class, score), ...]}``, or ``{"file", "error"}``
     for a file that could not be read. Files go ``batch_size`` per signature call.

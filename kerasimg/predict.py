@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="saved_models/NAME[/VERSION], a SavedModel folder, or NAME[/VERSION] in --zoo",
     )
-    p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo that --model NAME is looked up in")
+    p.add_argument(
+        "--zoo",
+        default=None,
+        help=f"the zoo that --model NAME is looked up in (default {DEFAULT_ZOO}); when given, its model "
+        "wins over a same-named folder here",
+    )
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument(

@@ -219,3 +219,14 @@ def test_a_zoo_model_is_explained_through_its_run_and_the_report_lists_the_expor
     (zoo / "zoo.json").write_text(json.dumps({"models": [entry]}))
     with pytest.raises(UserError, match="the zoo does not record one; pass a run directory instead"):
         run_of("squares", zoo)
+
+
+def test_the_report_caption_follows_whether_grad_cam_was_drawn(square_run):
+    _, result = square_run
+    report = result.run_dir / "report.html"
+    caption = "Highest-loss test images (Grad-CAM for the predicted class)"
+    assert caption in report.read_text()  # fit draws Grad-CAM on the mistakes
+    assert evaluate_cli.main([str(result.run_dir)]) == 0  # redraws mistakes.png without heat maps
+    assert caption not in report.read_text() and "Highest-loss test images" in report.read_text()
+    assert evaluate_cli.main([str(result.run_dir), "--explain"]) == 0
+    assert caption in report.read_text()

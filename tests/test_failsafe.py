@@ -8,6 +8,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 from kerasimg.training import feature_cache
 from kerasimg.training.feature_cache import extract
@@ -182,3 +183,31 @@ def test_a_model_that_answers_one_class_is_warned_about(tmp_path):
     assert mixed.one_class_warning("test") is None
     only_a = Predictions(one_class.files, np.zeros(6, int), probabilities, ["a", "b"])
     assert only_a.one_class_warning("test") is None  # a split of one class: one answer is right
+
+
+@pytest.mark.parametrize("value", ["hub/missing", "./missing_preset", "~/no/such/preset"])
+def test_a_hub_value_that_looks_like_a_path_is_a_local_folder_and_never_goes_online(value, monkeypatch):
+    import socket
+
+    from kerasimg.errors import UserError
+    from kerasimg.models import get_backbone
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was contacted")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(UserError, match=r"keras-hub preset folder .* does not exist .* Received: backbone="):
+        get_backbone(f"hub:{value}")
+
+
+def test_an_explicit_zoo_wins_over_a_same_named_folder_here(tmp_path, monkeypatch):
+    from kerasimg.serving.predict import resolve_model_dir
+
+    for root in (tmp_path / "zoo" / "pets", tmp_path / "pets"):
+        (root / "1").mkdir(parents=True)
+        (root / "1" / "saved_model.pb").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_dir("pets", tmp_path / "zoo") == tmp_path / "zoo" / "pets" / "1"
+    assert resolve_model_dir("pets/1", tmp_path / "zoo") == tmp_path / "zoo" / "pets" / "1"
+    assert resolve_model_dir("pets").resolve() == tmp_path / "pets" / "1"  # no zoo named: the folder here
+    assert resolve_model_dir(str(tmp_path / "pets"), tmp_path / "zoo") == tmp_path / "pets" / "1"

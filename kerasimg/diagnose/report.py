@@ -122,7 +122,11 @@ def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike | None = None
         ("Curves", run.curves_path),
         ("Confusion matrix", run.confusion_path),
         ("Reliability", run.reliability_path),
-        ("Highest-loss test images (Grad-CAM for the predicted class)", run.mistakes_path()),
+        (
+            "Highest-loss test images"
+            + (" (Grad-CAM for the predicted class)" if metrics.get("mistakes_grad_cam", True) else ""),
+            run.mistakes_path(),
+        ),
     ):
         parts.append(f"<h3>{_escape(title)}</h3>{image(path, title)}")
     skipped = run.skipped_path.read_text(encoding="utf-8").splitlines() if run.skipped_path.exists() else []

@@ -42,10 +42,22 @@ HUB_PRESET_WEIGHTS = WeightsSource(
 
 
 def handle_of(name: str) -> str:
-    """The keras-hub preset handle in ``hub:HANDLE``: a local folder as an absolute path."""
+    """The keras-hub preset handle in ``hub:HANDLE``: a local folder as an absolute path.
+
+    A value that looks like a path (a separator, or a leading ``.`` or ``~``) and has no
+    ``scheme://`` is a folder: a mistyped one is refused here, never looked up online.
+    """
     handle = name.removeprefix(PREFIX)
     local = Path(handle).expanduser()
-    return str(local.resolve()) if local.is_dir() else handle
+    if local.is_dir():
+        return str(local.resolve())
+    if "://" not in handle and ("/" in handle or os.sep in handle or handle.startswith((".", "~"))):
+        raise UserError(
+            f"The keras-hub preset folder {str(local)!r} does not exist (a value with a path separator, "
+            "or starting with . or ~, is a local folder written by save_to_preset). "
+            f"Received: backbone={name!r}"
+        )
+    return handle
 
 
 def _load(handle: str, input_shape=None, load_weights: bool = True) -> keras.Model:

@@ -14,8 +14,15 @@ from kerasimg.serving.formats import SAVEDMODEL
 from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 
 
-def resolve_model_dir(path: str, zoo: str | Path = DEFAULT_ZOO) -> Path:
-    """A SavedModel folder, a model folder (its newest integer version), or ``NAME[/VERSION]`` in ``zoo``."""
+def resolve_model_dir(path: str, zoo: str | Path | None = None) -> Path:
+    """A SavedModel folder, a model folder (its newest integer version), or ``NAME[/VERSION]`` in ``zoo``.
+
+    A zoo that is named explicitly wins over a same-named folder in the working directory;
+    without one, a folder wins over ``saved_models/NAME``.
+    """
+    if zoo is not None and _names_a_zoo_model(path):
+        return Zoo(zoo).resolve(path)
+    zoo = DEFAULT_ZOO if zoo is None else zoo
     folder = Path(path)
     if (folder / "saved_model.pb").exists():
         return folder
@@ -27,6 +34,14 @@ def resolve_model_dir(path: str, zoo: str | Path = DEFAULT_ZOO) -> Path:
     if not versions:
         raise UserError(f"No SavedModel at {folder} (expected saved_model.pb or integer version folders).")
     return folder / str(versions[0])
+
+
+def _names_a_zoo_model(path: str) -> bool:
+    try:
+        Zoo.parse_target(path)
+    except UserError:
+        return False
+    return True
 
 
 def list_images(targets: list[str]) -> list[Path]:

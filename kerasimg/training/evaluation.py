@@ -66,6 +66,8 @@ def evaluate(
         explain=explain,
     )
     metrics = split_metrics(predictions, summary, split)
+    # What mistakes.png shows, so the report's caption follows what was drawn.
+    metrics["mistakes_grad_cam"] = explain is not None
     if tta != "none":
         ds = image_dataset(images, image_size, batch_size, training=False).map(lambda x, _: x)
         averaged = predict_probabilities(model, ds, tta)
