@@ -190,14 +190,10 @@ def load_folder(
         layout, train_dir, test_dir, val_dir = "class folders", root, None, None
 
     class_names = _class_names(train_dir)
-    train = _list_split(train_dir, class_names)
-    test = _list_split(test_dir, class_names, reference=train_dir) if test_dir else None
-    val = _list_split(val_dir, class_names, reference=train_dir) if val_dir else None
-    unlabelled = (
-        sorted(str(p) for p in pred_dir.iterdir() if p.is_file() and not is_hidden(p.name))
-        if pred_dir
-        else []
-    )
+    train = _list_split(train_dir, class_names, log=log)
+    test = _list_split(test_dir, class_names, reference=train_dir, log=log) if test_dir else None
+    val = _list_split(val_dir, class_names, reference=train_dir, log=log) if val_dir else None
+    unlabelled = _unlabelled_files(pred_dir) if pred_dir else []
 
     skipped: dict[str, str] = {}
     if verify:
@@ -249,7 +245,7 @@ def _class_names(folder: Path) -> list[str]:
     return names
 
 
-def _list_split(folder: Path, class_names: list[str], reference: Path | None = None) -> FileSplit:
+def _list_split(folder: Path, class_names: list[str], reference: Path | None = None, log=print) -> FileSplit:
     """All non-hidden files under each class folder; class sets must match the reference."""
     found = _class_names(folder)
     if found != class_names:
@@ -263,13 +259,54 @@ def _list_split(folder: Path, class_names: list[str], reference: Path | None = N
         raise UserError("Class folders differ between splits: " + "; ".join(parts) + ".")
     split = FileSplit()
     for label, name in enumerate(class_names):
-        for dirpath, dirnames, filenames in os.walk(folder / name):
-            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-            for filename in sorted(filenames):
-                if not is_hidden(filename):
-                    split.paths.append(os.path.join(dirpath, filename))
-                    split.labels.append(label)
+        files = list_files(folder / name, log=log, counted=len(split))
+        split.paths.extend(files)
+        split.labels.extend([label] * len(files))
     return split
+
+
+# Above this many files a listing says how far it got, every this many files.
+LISTING_PROGRESS_EVERY = 100_000
+
+
+def list_files(folder: str | os.PathLike, *, log=print, counted: int = 0) -> list[str]:
+    """Every non-hidden file under ``folder``, in ``os.walk``'s top-down order with sorted names.
+
+    One ``os.scandir`` per folder and no ``stat`` per file: the directory entry's type
+    says file or folder (only a symbolic link costs a ``stat``). Symbolic links to
+    folders are listed as files are not: like ``os.walk``, they are not followed.
+    ``counted`` files listed before this call count towards the progress line.
+    """
+    found: list[str] = []
+    stack = [os.fspath(folder)]
+    while stack:
+        top = stack.pop()
+        try:
+            with os.scandir(top) as it:
+                entries = sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
+        except OSError:
+            continue  # os.walk skips a folder it cannot read, too
+        subfolders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                found.append(os.path.join(top, entry.name))
+                total = counted + len(found)
+                if total % LISTING_PROGRESS_EVERY == 0:
+                    log(f"Listing {folder}: {total:,} files so far...")
+            elif not entry.is_symlink():
+                subfolders.append(os.path.join(top, entry.name))
+        stack.extend(reversed(subfolders))
+    return found
+
+
+def _unlabelled_files(folder: Path) -> list[str]:
+    """The files (not folders, not hidden) directly in ``folder``, sorted; one ``scandir``, no ``stat``."""
+    with os.scandir(folder) as it:
+        return sorted(os.path.join(folder, e.name) for e in it if e.is_file() and not is_hidden(e.name))
 
 
 def _drop(split: FileSplit, skipped: dict[str, str]) -> FileSplit:
