@@ -24,11 +24,13 @@ from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.splits import FileSplit, stratified_split
-from kerasimg.data.verify import verify_images
+from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
 
 _HIDDEN_NAMES = {"thumbs.db", "desktop.ini"}
 VAL_FROM = ("train", "test")
+# When image files are checked: as the input pipeline reads them, or all before training starts.
+VERIFY = ("pipeline", "full")
 
 
 def is_hidden(name: str) -> bool:
@@ -49,10 +51,37 @@ class LabelledData:
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     source: str = ""
+    # Set when files are checked as the pipeline reads them: records into ``skipped``.
+    recorder: SkipRecorder | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def write_skips_to(self, path: str | os.PathLike) -> None:
+        """Append each file the pipeline skips from now on to ``path`` (the run's ``skipped_files.txt``)."""
+        if self.recorder is not None:
+            self.recorder.write_to(path)
+
+    def callbacks(self, log=print) -> list:
+        """Keras callbacks that say at each epoch's end how many files the pipeline skipped."""
+        return [self.recorder.callback(log)] if self.recorder is not None else []
+
+    def check_split(self, name: str, log=print) -> int:
+        """Check every file of split ``name`` now, drop and record the bad ones; returns how many.
+
+        Evaluation calls this first, so with ``verify="pipeline"`` no test image is lost
+        unannounced: each is either evaluated or listed as skipped. A no-op for a split
+        that was checked before training, or is not a folder's.
+        """
+        split = getattr(self, name)
+        if self.recorder is None or not isinstance(split, FileSplit) or split.skips is None:
+            return 0
+        bad = verify_images(split.paths, max_pixels=self.recorder.max_pixels, log=log)
+        for path, reason in bad.items():
+            self.recorder.record(path, reason)
+        setattr(self, name, _drop(split, bad))
+        return len(bad)
 
     def summary(self) -> dict:
         def size(split):
@@ -100,14 +129,17 @@ def load_data(
     val_from: str = "train",
     test_split: float = 0.15,
     seed: int = 0,
-    verify: bool = True,
+    verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
 
     Files that cannot be decoded, or whose header claims more than ``max_pixels``, are
-    skipped and listed in ``LabelledData.skipped`` with the reason.
+    skipped and listed in ``LabelledData.skipped`` with the reason: all of them before
+    this returns with ``verify="full"`` (or ``True``); with ``verify="pipeline"`` as the
+    input pipeline meets them, and the test split's when it is evaluated
+    (``LabelledData.check_split``). ``False`` checks nothing.
     """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
@@ -168,10 +200,12 @@ def load_folder(
     val_from: str = "train",
     test_split: float = 0.15,
     seed: int = 0,
-    verify: bool = True,
+    verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     log=print,
 ) -> LabelledData:
+    if isinstance(verify, str) and verify not in VERIFY:
+        raise UserError(f"--verify must be one of {', '.join(VERIFY)}. Received: verify={verify!r}")
     check_data_exists(str(path))
     root = Path(path).expanduser()
 
@@ -196,7 +230,8 @@ def load_folder(
     unlabelled = _unlabelled_files(pred_dir) if pred_dir else []
 
     skipped: dict[str, str] = {}
-    if verify:
+    recorder = SkipRecorder(skipped, max_pixels) if verify == "pipeline" else None
+    if verify and recorder is None:
         every = train.paths + (test.paths if test else []) + (val.paths if val else []) + unlabelled
         skipped = verify_images(every, max_pixels=max_pixels, log=log)
         if skipped:
@@ -220,6 +255,8 @@ def load_folder(
     for split_name, split in (("train", train), ("validation", val), ("test", test)):
         if len(split) == 0:
             raise UserError(f"The {split_name} split of {root} is empty after checking the files.")
+    if recorder is not None:  # the test split is checked when it is evaluated (check_split)
+        train.skips = val.skips = test.skips = recorder
     return LabelledData(
         name=root.name,
         class_names=class_names,
@@ -230,6 +267,7 @@ def load_folder(
         skipped=skipped,
         notes=notes,
         source=f"{root} ({layout})",
+        recorder=recorder,
     )
 
 

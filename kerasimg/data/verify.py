@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -221,3 +223,61 @@ def verify_images(
                         bar.update(done)
             store.put_many(pending)
     return {p: bad[p] for p in paths if p in bad}
+
+
+class SkipRecorder:
+    """Files the input pipeline met and could not use, recorded as they are met.
+
+    ``skipped`` is shared with the ``LabelledData`` it belongs to, so the run's summary
+    counts these files too. Once ``write_to`` names a file (the run's
+    ``skipped_files.txt``), each new file is appended to it as a ``path<TAB>reason``
+    line. The reason is found by checking the one file again (``check_image``), so it
+    reads as the up-front check's would; bad files are rare, so this costs nothing.
+    """
+
+    def __init__(self, skipped: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.skipped = skipped
+        self.max_pixels = max_pixels
+        self.path: Path | None = None
+        self._lock = threading.Lock()
+
+    def write_to(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def record(self, path: str, reason: str | None = None) -> None:
+        """Note ``path`` as skipped (once), with ``reason`` or the reason a check finds."""
+        if path in self.skipped:
+            return
+        reason = reason or check_image(path, self.max_pixels) or "not a readable image (decoding failed)"
+        with self._lock:
+            if path in self.skipped:
+                return
+            self.skipped[path] = reason
+            if self.path is not None:
+                try:
+                    with open(self.path, "a", encoding="utf-8") as f:
+                        f.write(f"{path}\t{reason}\n")
+                except OSError:
+                    pass  # the run's summary still counts it
+
+    def callback(self, log=print):
+        """A Keras callback that says at each epoch's end how many files were skipped so far."""
+        import keras
+
+        recorder = self
+
+        class SkippedFiles(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                # A checked pipeline's length is unknown until its first epoch ends (bad files are
+                # left out), which Keras reports as running "out of data": noise without steps_per_epoch.
+                warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+
+            def on_epoch_end(self, epoch, logs=None):
+                if recorder.skipped:
+                    where = f"; listed in {recorder.path}" if recorder.path else ""
+                    log(
+                        f"Epoch {epoch + 1}: {len(recorder.skipped)} file(s) skipped so far "
+                        f"(unreadable, or over --max-pixels){where}."
+                    )
+
+        return SkippedFiles()

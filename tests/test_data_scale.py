@@ -1,0 +1,76 @@
+"""Data at scale: files checked as the pipeline reads them (--verify pipeline), the default of fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from helpers import bomb_png, make_class_tree, tiny_config
+
+from kerasimg.data import FileSplit, image_dataset, load_folder
+from kerasimg.data.verify import SkipRecorder
+from kerasimg.training import fit
+
+
+def _spoil(root):
+    """A truncated JPEG and a PNG header claiming 20000x20000 pixels among good files; returns them."""
+    truncated, bomb = root / "a" / "truncated.jpg", root / "b" / "bomb.png"
+    truncated.write_bytes((root / "a" / "0.jpg").read_bytes()[:300])
+    bomb.write_bytes(bomb_png(20000, 20000))
+    return str(truncated), str(bomb)
+
+
+def test_the_pipeline_skips_and_records_bad_files_as_it_meets_them(tmp_path):
+    root = make_class_tree(tmp_path / "data", {"a": 3, "b": 3})
+    truncated, bomb = _spoil(root)
+    gone = root / "b" / "deleted-after-listing.jpg"
+    paths = sorted(str(p) for p in root.rglob("*.*")) + [str(gone)]
+    labels = [0 if "/a/" in p else 1 for p in paths]
+    skipped = {}
+    recorder = SkipRecorder(skipped)
+    recorder.write_to(tmp_path / "skipped_files.txt")
+    split = FileSplit(paths, labels, skips=recorder)
+    batches = list(image_dataset(split, 32, 4, training=False))
+    seen = np.concatenate([y.numpy() for _, y in batches])
+    good = [y for p, y in zip(paths, labels) if p not in (truncated, bomb, str(gone))]
+    assert seen.tolist() == good, "the good files, in order"
+    assert batches[0][0].shape[1:] == (32, 32, 3)
+    assert sorted(skipped) == sorted([truncated, bomb, str(gone)])
+    assert skipped[bomb].startswith("too large: 20000x20000")
+    assert skipped[truncated].startswith("not a readable image")
+    assert skipped[str(gone)].startswith("cannot read file")
+    lines = (tmp_path / "skipped_files.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in lines) == sorted(skipped)
+    # A second epoch meets them again but records each once.
+    list(image_dataset(split, 32, 4, training=True))
+    assert len((tmp_path / "skipped_files.txt").read_text().splitlines()) == 3
+
+
+def test_pipeline_checking_splits_exactly_as_the_full_check(tmp_path):
+    make_class_tree(tmp_path, {"a": 7, "b": 5, "c": 4})
+    full = load_folder(tmp_path, val_split=0.2, test_split=0.25, seed=4, verify="full")
+    lazy = load_folder(tmp_path, val_split=0.2, test_split=0.25, seed=4, verify="pipeline")
+    for name in ("train", "val", "test"):
+        assert getattr(lazy, name) == getattr(full, name), name  # paths and labels (not the recorder)
+        assert getattr(lazy, name).skips is lazy.recorder and getattr(full, name).skips is None
+
+
+def test_a_fit_starts_without_checking_and_loses_no_test_image_unannounced(tmp_path):
+    data = tmp_path / "data"
+    train_bad = _spoil(make_class_tree(data / "train", {"a": 5, "b": 5}))
+    make_class_tree(data / "test", {"a": 2, "b": 2}, seed=1)
+    broken = data / "test" / "a" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    lines = []
+    result = fit(tiny_config(data, tmp_path / "run", epochs=1), log=lines.append)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["arguments"]["verify"] == "pipeline"
+    summary = config["data_summary"]
+    assert summary["train"] + summary["val"] == 12 and summary["skipped"] == 0, "nothing checked up front"
+    assert "Epoch 1: 2 file(s) skipped so far (unreadable, or over --max-pixels)" in "\n".join(lines)
+    recorded = dict(
+        line.split("\t") for line in (result.run_dir / "skipped_files.txt").read_text().splitlines()
+    )
+    assert sorted(recorded) == sorted([*train_bad, str(broken)])
+    assert result.metrics["test_examples"] == 4
+    assert result.metrics["test_skipped"] == 1 and result.metrics["skipped_files"] == 3
