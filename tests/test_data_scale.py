@@ -74,3 +74,29 @@ def test_a_fit_starts_without_checking_and_loses_no_test_image_unannounced(tmp_p
     assert sorted(recorded) == sorted([*train_bad, str(broken)])
     assert result.metrics["test_examples"] == 4
     assert result.metrics["test_skipped"] == 1 and result.metrics["skipped_files"] == 3
+
+
+def test_the_feature_cache_holds_only_the_files_the_pipeline_kept(tmp_path):
+    import keras
+
+    from kerasimg.training import feature_cache
+
+    root = make_class_tree(tmp_path / "data", {"a": 3, "b": 3})
+    truncated, bomb = _spoil(root)
+    paths = sorted(str(p) for p in root.rglob("*.*"))
+    labels = [0 if "/a/" in p else 1 for p in paths]
+    split = FileSplit(paths, labels, skips=SkipRecorder({}))
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D()])
+    cached = feature_cache.extract(
+        model,
+        feature_cache.image_views(split, 32, 4, ("plain",), "none", 0),
+        split=split,
+        count=len(split),
+        cache_dir=tmp_path / "cache",
+        name="train",
+        identity={"views": ["plain"]},
+        log=lambda *_: None,
+    )
+    kept = [y for p, y in zip(paths, labels) if p not in (truncated, bomb)]
+    assert cached.array.shape == (len(kept), 1, 3) and cached.labels.tolist() == kept
+    assert sorted(split.skips.skipped) == sorted([truncated, bomb])
