@@ -100,3 +100,24 @@ def test_the_feature_cache_holds_only_the_files_the_pipeline_kept(tmp_path):
     kept = [y for p, y in zip(paths, labels) if p not in (truncated, bomb)]
     assert cached.array.shape == (len(kept), 1, 3) and cached.labels.tolist() == kept
     assert sorted(split.skips.skipped) == sorted([truncated, bomb])
+
+
+def test_the_benchmark_reports_a_fit_and_the_store(tmp_path):
+    from kerasimg.benchmarks import data_scale
+
+    fit_json, store_json = tmp_path / "fit.json", tmp_path / "store.json"
+    common = ["--files", "50", "--work", str(tmp_path / "work")]
+    # One run keeps the test cheap; a warm run is the same code with the store the cold one left.
+    assert data_scale.main([*common, "--epochs", "1", "--runs", "cold", "--json", str(fit_json)]) == 0
+    assert data_scale.main([*common, "--mode", "store", "--json", str(store_json)]) == 0
+    rows = json.loads(fit_json.read_text())
+    assert [(r["files"], r["run"], r["verify"]) for r in rows] == [(50, "cold", "pipeline")]
+    for row in rows:
+        assert 0 < row["first_step_seconds"] < row["total_seconds"] and len(row["epoch_seconds"]) == 1
+        assert row["peak_rss_mb"] > 100 and row["skipped_files"] == 0
+    # 50 files in 10 classes: 15% of each class's 5 (one) held out as test.
+    assert rows[0]["test_examples"] == 10
+    (store,) = json.loads(store_json.read_text())
+    assert store["files"] == store["found"] == 50
+    for key in ("listing_seconds", "key_seconds", "store_write_seconds", "store_lookup_seconds"):
+        assert store[key] >= 0
