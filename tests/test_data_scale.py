@@ -121,3 +121,36 @@ def test_the_benchmark_reports_a_fit_and_the_store(tmp_path):
     assert store["files"] == store["found"] == 50
     for key in ("listing_seconds", "key_seconds", "store_write_seconds", "store_lookup_seconds"):
         assert store[key] >= 0
+
+
+def test_checking_the_test_split_keeps_it_the_validation_split(tmp_path):
+    make_class_tree(tmp_path / "train", {"a": 3, "b": 3})
+    make_class_tree(tmp_path / "test", {"a": 2, "b": 2}, seed=1)
+    broken = tmp_path / "test" / "b" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    data = load_folder(tmp_path, val_from="test", verify="pipeline")
+    assert str(broken) in data.test.paths and data.check_split("test") == 1
+    assert data.val is data.test, "a run validated on its test split still says so in metrics.json"
+    assert str(broken) not in data.test.paths and len(data.test) == 4
+    assert list(data.skipped) == [str(broken)] and data.check_split("test") == 0
+
+
+def test_verdict_stores_in_several_threads_write_at_once(tmp_path):
+    import threading
+
+    from kerasimg.data.verify import VerdictStore
+
+    path = tmp_path / "store.sqlite"
+
+    def write(worker):
+        with VerdictStore(path) as store:
+            for start in range(0, 600, 50):
+                store.put_many((f"/{worker}/{i}|1|1", "ok:1,1") for i in range(start, start + 50))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with VerdictStore(path) as store:
+        assert len(store) == 2400

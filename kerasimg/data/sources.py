@@ -80,7 +80,10 @@ class LabelledData:
         bad = verify_images(split.paths, max_pixels=self.recorder.max_pixels, log=log)
         for path, reason in bad.items():
             self.recorder.record(path, reason)
-        setattr(self, name, _drop(split, bad))
+        checked = _drop(split, bad)
+        for other in ("train", "val", "test"):  # validation may be the test split (--val-from test)
+            if getattr(self, other) is split:
+                setattr(self, other, checked)
         return len(bad)
 
     def summary(self) -> dict:
