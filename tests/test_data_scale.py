@@ -154,3 +154,19 @@ def test_verdict_stores_in_several_threads_write_at_once(tmp_path):
         thread.join()
     with VerdictStore(path) as store:
         assert len(store) == 2400
+
+
+def test_a_training_batch_of_only_bad_files_is_never_empty(tmp_path):
+    root = make_class_tree(tmp_path / "data", {"a": 2, "b": 2})
+    bad = [root / "a" / f"bad{i}.jpg" for i in range(2)]
+    for path in bad:
+        path.write_bytes(b"junk")
+    good = sorted(str(p) for p in root.rglob("[0-9].jpg"))
+    paths, labels = [str(bad[0]), *good, str(bad[1])], [0, 0, 0, 1, 1, 0]
+    split = FileSplit(paths, labels, skips=SkipRecorder({}))
+    ds = image_dataset(split, 32, 1, training=True, augment="none", seed=0)
+    # Known length (Keras runs it step for step as an unchecked split), and no empty batch, which
+    # would turn BatchNorm's statistics into NaN.
+    assert int(ds.cardinality()) == len(paths)
+    assert [int(y.shape[0]) for _, y in ds] == [1] * len(paths)
+    assert sorted(split.skips.skipped) == sorted(map(str, bad))

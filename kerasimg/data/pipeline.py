@@ -12,7 +12,7 @@ import tensorflow as tf
 from kerasimg.data.augment import PRESETS, Augmenter, parse_augment
 from kerasimg.data.decode import decode_rgb
 from kerasimg.data.splits import FileSplit
-from kerasimg.errors import ArgumentError
+from kerasimg.errors import ArgumentError, UserError
 
 # The presets of ``--augment`` (kerasimg.data.augment has the explicit operation lists too).
 AUGMENTATIONS = tuple(PRESETS)
@@ -72,6 +72,26 @@ def checked_images(ds: tf.data.Dataset, image_size: int, recorder) -> tf.data.Da
     return ds.apply(tf.data.experimental.assert_cardinality(count)).map(recorded, num_parallel_calls=AUTOTUNE)
 
 
+def _first_good(split: FileSplit, image_size: int, num_classes: int | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch of one: the first file of ``split`` that decodes (a training split needs one)."""
+    from kerasimg.data.verify import check_image
+
+    for path, label in zip(split.paths, split.labels):
+        if check_image(path, split.skips.max_pixels) is None:
+            y = tf.constant([label], tf.int32)
+            return load_image(tf.constant(path), image_size)[None], (
+                y if num_classes is None else tf.one_hot(y, num_classes)
+            )
+    raise UserError(f"No file of the training split can be read as an image (of {len(split)} files).")
+
+
+def _never_empty(previous, batch):
+    """A batch whose every file was skipped becomes the last batch that had images (at first,
+    ``_first_good``'s): Keras would train on an empty batch and BatchNorm would turn it into NaN."""
+    chosen = tf.cond(tf.size(batch[1]) > 0, lambda: batch, lambda: previous)
+    return chosen, chosen
+
+
 def make_augmenter(augment: str, seed: int) -> Augmenter | None:
     """The batch augmenter for ``--augment`` (checked), or ``None`` for no augmentation."""
     augmentation = parse_augment(augment)
@@ -120,6 +140,7 @@ def image_dataset(
     ds = ds.batch(batch_size)
     if len(ds.element_spec) == 3:  # flagged files of a training split
         ds = ds.map(lambda x, y, ok: (tf.boolean_mask(x, ok), tf.boolean_mask(y, ok)))
+        ds = ds.scan(_first_good(split, image_size, num_classes), _never_empty)
     augmenter = make_augmenter(augment, seed) if training else None
     if augmenter is not None:
         if augmenter.augmentation.mixes_labels and num_classes is None:
