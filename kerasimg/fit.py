@@ -11,7 +11,7 @@ from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import run_cli
 from kerasimg.data.augment import PRESETS
-from kerasimg.data.sources import VAL_FROM
+from kerasimg.data.sources import VAL_FROM, VERIFY
 from kerasimg.errors import UserError
 from kerasimg.export import add_format_flags, print_formats
 from kerasimg.models.classifier import HEADS
@@ -207,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS.max_pixels,
         help="skip images whose header claims more pixels than this (decompression bombs); "
         "the default is Pillow's limit, so large phone photos pass",
+    )
+    p.add_argument(
+        "--verify",
+        default=_DEFAULTS.verify,
+        choices=VERIFY,
+        help="pipeline: skip unreadable images as training meets them, so it starts at once; "
+        "full: check every file before training (verdicts are kept)",
     )
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
     p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")

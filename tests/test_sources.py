@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from helpers import make_class_tree, write_image
 
-from kerasimg.data import load_data, load_folder, stratified_split
+from kerasimg.data import load_data, load_folder, sources, stratified_split
 from kerasimg.data.splits import FileSplit
 from kerasimg.errors import UserError
 
@@ -141,3 +143,48 @@ def test_unknown_tfds_name_is_a_clear_error():
     pytest.importorskip("tensorflow_datasets")
     with pytest.raises(UserError, match="TFDS does not know this dataset.*tfds:no_such_dataset_xyz"):
         load_data("tfds:no_such_dataset_xyz")
+
+
+def _walk_listing(folder):
+    """The listing before os.scandir: os.walk, sorted, hidden names left out."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not sources.is_hidden(d))
+        found += [os.path.join(dirpath, f) for f in sorted(filenames) if not sources.is_hidden(f)]
+    return found
+
+
+def test_scandir_listing_equals_the_walk_listing(tmp_path):
+    root = tmp_path / "cls"
+    for relative in ("b.jpg", "a.jpg", "z/1.jpg", "z/deeper/2.jpg", "m/3.jpg", ".hidden/4.jpg", "._5.jpg"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b"x")
+    (root / "Thumbs.db").write_bytes(b"x")
+    outside = tmp_path / "outside"
+    (outside / "6.jpg").parent.mkdir()
+    (outside / "6.jpg").write_bytes(b"x")
+    (root / "linked-folder").symlink_to(outside, target_is_directory=True)  # listed by neither: not walked
+    (root / "linked-file.jpg").symlink_to(outside / "6.jpg")
+    (root / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    listed = sources.list_files(root)
+    assert listed == _walk_listing(root)
+    assert [os.path.relpath(p, root) for p in listed] == [
+        "a.jpg",
+        "b.jpg",
+        "dangling.jpg",
+        "linked-file.jpg",
+        "m/3.jpg",
+        "z/1.jpg",
+        "z/deeper/2.jpg",
+    ]
+
+
+def test_a_long_listing_reports_progress(tmp_path, monkeypatch):
+    make_class_tree(tmp_path, {"a": 4, "b": 3})
+    monkeypatch.setattr(sources, "LISTING_PROGRESS_EVERY", 3)
+    lines = []
+    load_folder(tmp_path, verify=False, log=lines.append)
+    assert [line.split(": ")[1] for line in lines if line.startswith("Listing")] == [
+        "3 files so far...",
+        "6 files so far...",
+    ]

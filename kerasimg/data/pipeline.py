@@ -12,7 +12,7 @@ import tensorflow as tf
 from kerasimg.data.augment import PRESETS, Augmenter, parse_augment
 from kerasimg.data.decode import decode_rgb
 from kerasimg.data.splits import FileSplit
-from kerasimg.errors import ArgumentError
+from kerasimg.errors import ArgumentError, UserError
 
 # The presets of ``--augment`` (kerasimg.data.augment has the explicit operation lists too).
 AUGMENTATIONS = tuple(PRESETS)
@@ -36,6 +36,60 @@ def load_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.image.resize(to_rgb(image), (image_size, image_size))
+
+
+def checked_images(ds: tf.data.Dataset, image_size: int, recorder) -> tf.data.Dataset:
+    """``(path, label)`` -> ``(image, label, ok)``: ``ok`` is false for a file that cannot be used.
+
+    A file that cannot be read or decoded, or whose header claims more than
+    ``recorder.max_pixels``, gets a black placeholder and ``ok=False``, and is handed to
+    ``recorder.record`` as it is met. Each file is decoded in a one-element dataset whose
+    error is ignored, followed by the placeholder: the first of the two tells which
+    happened, in the graph, so only a bad file costs a Python call. (``ignore_errors`` on
+    the whole pipeline would drop bad files without saying which.) The order is kept.
+    """
+    max_pixels = recorder.max_pixels
+
+    def attempt(path, label):
+        decoded = tf.data.Dataset.from_tensors((path, label)).map(
+            lambda p, y: (p, resize(decode_rgb(tf.io.read_file(p), max_pixels), image_size), y, True)
+        )
+        failed = (path, tf.zeros([image_size, image_size, 3]), label, False)
+        return decoded.ignore_errors().concatenate(tf.data.Dataset.from_tensors(failed)).take(1)
+
+    def note(path):
+        recorder.record(path.numpy().decode())
+        return True
+
+    def recorded(path, image, label, ok):
+        noted = tf.cond(ok, lambda: True, lambda: tf.reshape(tf.py_function(note, [path], tf.bool), []))
+        with tf.control_dependencies([noted]):
+            return tf.identity(image), label, ok
+
+    # One element out per element in: the length stays known, which interleave alone would lose.
+    count = ds.cardinality()
+    ds = ds.interleave(attempt, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.apply(tf.data.experimental.assert_cardinality(count)).map(recorded, num_parallel_calls=AUTOTUNE)
+
+
+def _first_good(split: FileSplit, image_size: int, num_classes: int | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch of one: the first file of ``split`` that decodes (a training split needs one)."""
+    from kerasimg.data.verify import check_image
+
+    for path, label in zip(split.paths, split.labels):
+        if check_image(path, split.skips.max_pixels) is None:
+            y = tf.constant([label], tf.int32)
+            return load_image(tf.constant(path), image_size)[None], (
+                y if num_classes is None else tf.one_hot(y, num_classes)
+            )
+    raise UserError(f"No file of the training split can be read as an image (of {len(split)} files).")
+
+
+def _never_empty(previous, batch):
+    """A batch whose every file was skipped becomes the last batch that had images (at first,
+    ``_first_good``'s): Keras would train on an empty batch and BatchNorm would turn it into NaN."""
+    chosen = tf.cond(tf.size(batch[1]) > 0, lambda: batch, lambda: previous)
+    return chosen, chosen
 
 
 def make_augmenter(augment: str, seed: int) -> Augmenter | None:
@@ -66,7 +120,15 @@ def image_dataset(
         ds = tf.data.Dataset.from_tensor_slices((split.paths, tf.constant(split.labels, tf.int32)))
         if training:
             ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda p, y: (load_image(p, image_size), y), num_parallel_calls=AUTOTUNE)
+        if split.skips is None:  # checked before training (--verify full), or not at all
+            ds = ds.map(lambda p, y: (load_image(p, image_size), y), num_parallel_calls=AUTOTUNE)
+        else:  # checked as it is read (--verify pipeline): bad files flagged, then left out
+            checked = checked_images(ds, image_size, split.skips)
+            # Training leaves them out of each batch, so the number of batches stays known and the
+            # run is step for step the run of ``--verify full`` when no file is bad (Keras iterates
+            # a dataset of unknown length differently); evaluation drops them one by one, so no
+            # batch is empty.
+            ds = checked if training else checked.filter(lambda x, y, ok: ok).map(lambda x, y, ok: (x, y))
     else:
         ds = split.images().map(
             lambda x, y: (resize(x, image_size), tf.cast(y, tf.int32)), num_parallel_calls=AUTOTUNE
@@ -74,8 +136,11 @@ def image_dataset(
         if training:
             ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
     if num_classes is not None:
-        ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda x, y, *ok: (x, tf.one_hot(y, num_classes), *ok), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
+    if len(ds.element_spec) == 3:  # flagged files of a training split
+        ds = ds.map(lambda x, y, ok: (tf.boolean_mask(x, ok), tf.boolean_mask(y, ok)))
+        ds = ds.scan(_first_good(split, image_size, num_classes), _never_empty)
     augmenter = make_augmenter(augment, seed) if training else None
     if augmenter is not None:
         if augmenter.augmentation.mixes_labels and num_classes is None:

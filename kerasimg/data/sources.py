@@ -24,11 +24,13 @@ from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.splits import FileSplit, stratified_split
-from kerasimg.data.verify import verify_images
+from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
 
 _HIDDEN_NAMES = {"thumbs.db", "desktop.ini"}
 VAL_FROM = ("train", "test")
+# When image files are checked: as the input pipeline reads them, or all before training starts.
+VERIFY = ("pipeline", "full")
 
 
 def is_hidden(name: str) -> bool:
@@ -49,10 +51,40 @@ class LabelledData:
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     source: str = ""
+    # Set when files are checked as the pipeline reads them: records into ``skipped``.
+    recorder: SkipRecorder | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def write_skips_to(self, path: str | os.PathLike) -> None:
+        """Append each file the pipeline skips from now on to ``path`` (the run's ``skipped_files.txt``)."""
+        if self.recorder is not None:
+            self.recorder.write_to(path)
+
+    def callbacks(self, log=print) -> list:
+        """Keras callbacks that say at each epoch's end how many files the pipeline skipped."""
+        return [self.recorder.callback(log)] if self.recorder is not None else []
+
+    def check_split(self, name: str, log=print) -> int:
+        """Check every file of split ``name`` now, drop and record the bad ones; returns how many.
+
+        Evaluation calls this first, so with ``verify="pipeline"`` no test image is lost
+        unannounced: each is either evaluated or listed as skipped. A no-op for a split
+        that was checked before training, or is not a folder's.
+        """
+        split = getattr(self, name)
+        if self.recorder is None or not isinstance(split, FileSplit) or split.skips is None:
+            return 0
+        bad = verify_images(split.paths, max_pixels=self.recorder.max_pixels, log=log)
+        for path, reason in bad.items():
+            self.recorder.record(path, reason)
+        checked = _drop(split, bad)
+        for other in ("train", "val", "test"):  # validation may be the test split (--val-from test)
+            if getattr(self, other) is split:
+                setattr(self, other, checked)
+        return len(bad)
 
     def summary(self) -> dict:
         def size(split):
@@ -100,14 +132,17 @@ def load_data(
     val_from: str = "train",
     test_split: float = 0.15,
     seed: int = 0,
-    verify: bool = True,
+    verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
 
     Files that cannot be decoded, or whose header claims more than ``max_pixels``, are
-    skipped and listed in ``LabelledData.skipped`` with the reason.
+    skipped and listed in ``LabelledData.skipped`` with the reason: all of them before
+    this returns with ``verify="full"`` (or ``True``); with ``verify="pipeline"`` as the
+    input pipeline meets them, and the test split's when it is evaluated
+    (``LabelledData.check_split``). ``False`` checks nothing.
     """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
@@ -168,10 +203,12 @@ def load_folder(
     val_from: str = "train",
     test_split: float = 0.15,
     seed: int = 0,
-    verify: bool = True,
+    verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     log=print,
 ) -> LabelledData:
+    if isinstance(verify, str) and verify not in VERIFY:
+        raise UserError(f"--verify must be one of {', '.join(VERIFY)}. Received: verify={verify!r}")
     check_data_exists(str(path))
     root = Path(path).expanduser()
 
@@ -190,17 +227,14 @@ def load_folder(
         layout, train_dir, test_dir, val_dir = "class folders", root, None, None
 
     class_names = _class_names(train_dir)
-    train = _list_split(train_dir, class_names)
-    test = _list_split(test_dir, class_names, reference=train_dir) if test_dir else None
-    val = _list_split(val_dir, class_names, reference=train_dir) if val_dir else None
-    unlabelled = (
-        sorted(str(p) for p in pred_dir.iterdir() if p.is_file() and not is_hidden(p.name))
-        if pred_dir
-        else []
-    )
+    train = _list_split(train_dir, class_names, log=log)
+    test = _list_split(test_dir, class_names, reference=train_dir, log=log) if test_dir else None
+    val = _list_split(val_dir, class_names, reference=train_dir, log=log) if val_dir else None
+    unlabelled = _unlabelled_files(pred_dir) if pred_dir else []
 
     skipped: dict[str, str] = {}
-    if verify:
+    recorder = SkipRecorder(skipped, max_pixels) if verify == "pipeline" else None
+    if verify and recorder is None:
         every = train.paths + (test.paths if test else []) + (val.paths if val else []) + unlabelled
         skipped = verify_images(every, max_pixels=max_pixels, log=log)
         if skipped:
@@ -224,6 +258,8 @@ def load_folder(
     for split_name, split in (("train", train), ("validation", val), ("test", test)):
         if len(split) == 0:
             raise UserError(f"The {split_name} split of {root} is empty after checking the files.")
+    if recorder is not None:  # the test split is checked when it is evaluated (check_split)
+        train.skips = val.skips = test.skips = recorder
     return LabelledData(
         name=root.name,
         class_names=class_names,
@@ -234,6 +270,7 @@ def load_folder(
         skipped=skipped,
         notes=notes,
         source=f"{root} ({layout})",
+        recorder=recorder,
     )
 
 
@@ -249,7 +286,7 @@ def _class_names(folder: Path) -> list[str]:
     return names
 
 
-def _list_split(folder: Path, class_names: list[str], reference: Path | None = None) -> FileSplit:
+def _list_split(folder: Path, class_names: list[str], reference: Path | None = None, log=print) -> FileSplit:
     """All non-hidden files under each class folder; class sets must match the reference."""
     found = _class_names(folder)
     if found != class_names:
@@ -263,13 +300,54 @@ def _list_split(folder: Path, class_names: list[str], reference: Path | None = N
         raise UserError("Class folders differ between splits: " + "; ".join(parts) + ".")
     split = FileSplit()
     for label, name in enumerate(class_names):
-        for dirpath, dirnames, filenames in os.walk(folder / name):
-            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-            for filename in sorted(filenames):
-                if not is_hidden(filename):
-                    split.paths.append(os.path.join(dirpath, filename))
-                    split.labels.append(label)
+        files = list_files(folder / name, log=log, counted=len(split))
+        split.paths.extend(files)
+        split.labels.extend([label] * len(files))
     return split
+
+
+# Above this many files a listing says how far it got, every this many files.
+LISTING_PROGRESS_EVERY = 100_000
+
+
+def list_files(folder: str | os.PathLike, *, log=print, counted: int = 0) -> list[str]:
+    """Every non-hidden file under ``folder``, in ``os.walk``'s top-down order with sorted names.
+
+    One ``os.scandir`` per folder and no ``stat`` per file: the directory entry's type
+    says file or folder (only a symbolic link costs a ``stat``). Symbolic links to
+    folders are listed as files are not: like ``os.walk``, they are not followed.
+    ``counted`` files listed before this call count towards the progress line.
+    """
+    found: list[str] = []
+    stack = [os.fspath(folder)]
+    while stack:
+        top = stack.pop()
+        try:
+            with os.scandir(top) as it:
+                entries = sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
+        except OSError:
+            continue  # os.walk skips a folder it cannot read, too
+        subfolders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                found.append(os.path.join(top, entry.name))
+                total = counted + len(found)
+                if total % LISTING_PROGRESS_EVERY == 0:
+                    log(f"Listing {folder}: {total:,} files so far...")
+            elif not entry.is_symlink():
+                subfolders.append(os.path.join(top, entry.name))
+        stack.extend(reversed(subfolders))
+    return found
+
+
+def _unlabelled_files(folder: Path) -> list[str]:
+    """The files (not folders, not hidden) directly in ``folder``, sorted; one ``scandir``, no ``stat``."""
+    with os.scandir(folder) as it:
+        return sorted(os.path.join(folder, e.name) for e in it if e.is_file() and not is_hidden(e.name))
 
 
 def _drop(split: FileSplit, skipped: dict[str, str]) -> FileSplit:

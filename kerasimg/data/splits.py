@@ -13,6 +13,8 @@ class FileSplit:
 
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    # A SkipRecorder when the files are checked as the pipeline reads them (kerasimg.data.pipeline).
+    skips: object = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)

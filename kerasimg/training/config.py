@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kerasimg.data.augment import parse_augment
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
-from kerasimg.data.sources import VAL_FROM
+from kerasimg.data.sources import VAL_FROM, VERIFY
 from kerasimg.errors import ArgumentError
 from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
@@ -70,6 +70,7 @@ class FitConfig:
     precision: str = "float32"
     strategy: str = "none"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    verify: str = "pipeline"
     out: str | None = None
 
     def validate(self) -> None:
@@ -102,6 +103,7 @@ class FitConfig:
             ("head", HEADS),
             ("val_from", VAL_FROM),
             ("strategy", STRATEGIES),
+            ("verify", VERIFY),
         ):
             if getattr(self, name) not in choices:
                 raise ArgumentError(name, f"must be one of {', '.join(choices)}", getattr(self, name))

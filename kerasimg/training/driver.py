@@ -115,6 +115,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         val_from=config.val_from,
         seed=config.seed,
         max_pixels=config.max_pixels,
+        verify=config.verify,
         log=log,
     )
     for note in data.notes:
@@ -349,6 +350,7 @@ class _Trainer:
                 keras.callbacks.CSVLogger(str(run.history_path), append=True),
                 keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
                 CurvesCallback(run.history_path, run.curves_path, self.title, self.boundaries),
+                *self.data.callbacks(self.log),  # how many files the pipeline skipped
                 *self.extra_callbacks,
             ],
             shuffle=False,  # the pipelines shuffle, seeded
@@ -613,3 +615,4 @@ def _save_classifier_with_best_head(model, head, head_weights: Path, target: Pat
 def _write_skipped(run: Run, data: LabelledData) -> None:
     lines = [f"{path}\t{reason}" for path, reason in sorted(data.skipped.items())]
     write_text(run.skipped_path, "\n".join(lines) + ("\n" if lines else ""))
+    data.write_skips_to(run.skipped_path)  # the pipeline appends the files it skips as it meets them

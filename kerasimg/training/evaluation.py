@@ -42,6 +42,7 @@ def evaluate(
     served; ``tta="flip"`` adds, under ``"tta"``, the accuracy and loss of averaging each
     image's and its mirror's probabilities (the exported signatures do not mirror).
     """
+    unreadable = data.check_split(split)  # with --verify pipeline, its files are checked now
     images = getattr(data, split)
     predictions = predict_split(model, images, data.class_names, image_size, batch_size)
     write_predictions(predictions, run.predictions_path(tag))
@@ -68,6 +69,8 @@ def evaluate(
     metrics = split_metrics(predictions, summary, split)
     # What mistakes.png shows, so the report's caption follows what was drawn.
     metrics["mistakes_grad_cam"] = explain is not None
+    # Unreadable files are never lost silently: those of this split, and of the whole run so far.
+    metrics.update({f"{split}_skipped": unreadable, "skipped_files": len(data.skipped)})
     if tta != "none":
         ds = image_dataset(images, image_size, batch_size, training=False).map(lambda x, _: x)
         averaged = predict_probabilities(model, ds, tta)

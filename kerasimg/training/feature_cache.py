@@ -252,7 +252,11 @@ def _write(model: keras.Model, batches: Iterable, count: int | None, stem: Path)
             state["offset"] += len(stored)
             state["labels"].append(np.asarray(labels))
             bar.update(state["offset"])
-        if array is not None:
+        if array is not None and state["offset"] < count:  # files the pipeline skipped (--verify pipeline)
+            kept = np.array(array[: state["offset"]])
+            del array
+            np.save(tmp, kept, allow_pickle=False)
+        elif array is not None:
             array.flush()
             del array
         else:

@@ -1,0 +1,83 @@
+"""The verdict store: incremental, resumable after a kill, migrated from the old JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from helpers import make_class_tree
+
+import kerasimg.data.verify as verify
+from kerasimg.data.verify import VerdictStore, file_key, verify_images
+
+# Checks files with a commit every 4 verdicts, one thread, and SIGKILLs itself on the 11th file.
+_KILLED_CHECK = """
+import os, signal, sys
+import kerasimg.data.verify as verify
+verify._COMMIT_EVERY = 4
+verify.os.cpu_count = lambda: 0
+inspect, seen = verify._inspect, []
+def dying(path, max_pixels):
+    seen.append(path)
+    if len(seen) == 11:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return inspect(path, max_pixels)
+verify._inspect = dying
+verify.verify_images(sys.argv[1:], progress=False)
+"""
+
+
+def _paths(root):
+    return sorted(str(p) for p in root.rglob("*.jpg"))
+
+
+def test_a_killed_check_resumes_where_it_stopped(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERASIMG_HOME", str(tmp_path / "home"))
+    paths = _paths(make_class_tree(tmp_path / "data", {"a": 10, "b": 10}))
+    child = subprocess.run([sys.executable, "-c", _KILLED_CHECK, *paths], capture_output=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    with VerdictStore() as store:
+        kept = store.get_many([file_key(p) for p in paths])
+    # Two threads may be ahead of the main loop: at least the first two batches of 4 were committed.
+    assert 8 <= len(kept) < len(paths)
+    assert all(v.startswith("ok:") for v in kept.values())
+
+    checked = []
+    inspect = verify._inspect
+    monkeypatch.setattr(verify, "_inspect", lambda p, m: checked.append(p) or inspect(p, m))
+    assert verify_images(paths, progress=False) == {}
+    assert sorted(checked) == sorted(p for p in paths if file_key(p) not in kept)
+    with VerdictStore() as store:
+        assert len(store) == len(paths)
+
+
+def test_the_old_json_cache_is_imported_once_and_removed(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("KERASIMG_HOME", str(home))
+    paths = _paths(make_class_tree(tmp_path / "data", {"a": 2, "b": 1}))
+    home.mkdir()
+    legacy = home / "verified-files.json"
+    # A verdict today's check would never give: proof that it came from the old file.
+    legacy.write_text(json.dumps({file_key(paths[0]): "not a readable image (from the old cache)"}))
+    assert verify_images(paths, progress=False) == {paths[0]: "not a readable image (from the old cache)"}
+    assert not legacy.exists()
+
+
+def test_lookups_span_several_chunks(tmp_path):
+    keys = [f"/x/{i}.jpg|1|{i}" for i in range(2 * verify._LOOKUP_CHUNK + 7)]
+    with VerdictStore(tmp_path / "store.sqlite") as store:
+        store.put_many((k, f"ok:{i},1") for i, k in enumerate(keys))
+        found = store.get_many(keys[::-1] + ["/not/there|1|1"])
+    assert len(found) == len(keys) and found[keys[-1]] == f"ok:{len(keys) - 1},1"
+
+
+def test_a_store_that_cannot_be_opened_forgets_quietly(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = VerdictStore(blocker / "store.sqlite")  # its folder is a file
+    store.put_many([("k", "ok:1,1")])
+    assert store.get_many(["k"]) == {} and len(store) == 0
+    assert os.path.isfile(blocker)
