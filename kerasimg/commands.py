@@ -21,6 +21,7 @@ COMMANDS = {
     "fit": ("kerasimg.fit", "fine-tune a backbone on your images or the built-in demo set"),
     "predict": ("kerasimg.predict", "classify images with an exported model, in plain TensorFlow"),
     "evaluate": ("kerasimg.evaluate", "predict any split of a run again: per-image table, worst mistakes"),
+    "audit": ("kerasimg.audit", "find mislabelled images, duplicates across splits and outliers"),
     "explain": ("kerasimg.explain", "Grad-CAM heat maps: where a run's model sees its class"),
     "report": ("kerasimg.report", "one self-contained HTML page per run, or runs side by side"),
     "export": ("kerasimg.export", "export a finished run into the model zoo"),

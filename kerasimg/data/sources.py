@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.exclude import without
 from kerasimg.data.splits import FileSplit, stratified_split
 from kerasimg.data.verify import verify_images
 from kerasimg.errors import UserError
@@ -49,6 +50,7 @@ class LabelledData:
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     source: str = ""
+    excluded: int = 0  # training files left out because an audit flagged them (fit --exclude)
 
     @property
     def num_classes(self) -> int:
@@ -66,6 +68,7 @@ class LabelledData:
             "test": size(self.test),
             "unlabelled": len(self.unlabelled),
             "skipped": len(self.skipped),
+            "excluded": self.excluded,
         }
 
 
@@ -102,12 +105,15 @@ def load_data(
     seed: int = 0,
     verify: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    exclude: set[str] | None = None,
     log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
 
     Files that cannot be decoded, or whose header claims more than ``max_pixels``, are
-    skipped and listed in ``LabelledData.skipped`` with the reason.
+    skipped and listed in ``LabelledData.skipped`` with the reason. Training files whose
+    real path is in ``exclude`` (``kerasimg.data.exclude.read_exclusions``) are left out
+    before validation is carved; test files never are.
     """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
@@ -116,6 +122,8 @@ def load_data(
     if data.startswith("tfds:"):
         from kerasimg.data.tfds_source import load_tfds
 
+        if exclude:
+            raise UserError(f"--exclude names image files; {data} has none. Received: data={data!r}")
         return load_tfds(
             data[len("tfds:") :], val_split=val_split, val_from=val_from, test_split=test_split, seed=seed
         )
@@ -128,6 +136,7 @@ def load_data(
         seed=seed,
         verify=verify,
         max_pixels=max_pixels,
+        exclude=exclude,
         log=log,
     )
     if demo:
@@ -170,6 +179,7 @@ def load_folder(
     seed: int = 0,
     verify: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    exclude: set[str] | None = None,
     log=print,
 ) -> LabelledData:
     check_data_exists(str(path))
@@ -208,6 +218,13 @@ def load_folder(
             test = _drop(test, skipped) if test else None
             val = _drop(val, skipped) if val else None
             unlabelled = [p for p in unlabelled if p not in skipped]
+    excluded = 0
+    if exclude:
+        train, excluded = without(train, exclude)
+        if val is not None:
+            val, more = without(val, exclude)
+            excluded += more
+        notes.append(f"Left out {excluded} training file(s) the audit flagged (--exclude).")
     _check_classes_nonempty(train, class_names, train_dir)
 
     if test is None:
@@ -234,6 +251,7 @@ def load_folder(
         skipped=skipped,
         notes=notes,
         source=f"{root} ({layout})",
+        excluded=excluded,
     )
 
 
