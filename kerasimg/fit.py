@@ -209,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the default is Pillow's limit, so large phone photos pass",
     )
     p.add_argument("--exclude", default=None, metavar="AUDIT_CSV", help="leave out files an audit flagged")
-    p.add_argument("--exclude-issues", default=_DEFAULTS.exclude_issues, help="label,duplicate,outlier")
+    p.add_argument(
+        "--exclude-issues",
+        default=_DEFAULTS.exclude_issues,
+        help="issues --exclude drops: label, duplicate, outlier",
+    )
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
     p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")
     p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo folder for --export")
