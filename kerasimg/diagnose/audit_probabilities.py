@@ -58,8 +58,18 @@ class FeatureProbe:
         self.identity = {"backbone": backbone, "weights": weights, "image_size": image_size}
         self.image_size, self.batch_size, self.folds, self.seed = image_size, batch_size, folds, seed
         self.cache_dir, self.log = Path(cache_dir), log
+        self.rows: dict[str, np.ndarray] = {}  # file -> features
+        self.num_classes = num_classes
 
     def embed(self, split: FileSplit) -> np.ndarray:
+        """Features of ``split``; files embedded before (the training pool) are not computed again."""
+        new = [i for i, path in enumerate(split.paths) if path not in self.rows]
+        if new:
+            missing = _subset(split, np.asarray(new))
+            self.rows.update(zip(missing.paths, self._extract(missing)))
+        return np.stack([self.rows[p] for p in split.paths])
+
+    def _extract(self, split: FileSplit) -> np.ndarray:
         cached = feature_cache.extract(
             self.extractor,
             feature_cache.image_views(split, self.image_size, self.batch_size, PLAIN_VIEW, "none", self.seed),
@@ -70,11 +80,11 @@ class FeatureProbe:
             identity={**self.identity, "views": list(PLAIN_VIEW)},
             log=self.log,
         )
-        return feature_cache._readable(cached.array[:, 0], cached.dtype)
+        return np.concatenate([views[0] for views, _ in feature_cache.cached_batches(cached, 4096)])
 
     def out_of_fold(self, split: FileSplit) -> np.ndarray:
         features, labels = self.embed(split), np.asarray(split.labels)
-        probabilities = np.zeros((len(labels), int(labels.max()) + 1))
+        probabilities = np.zeros((len(labels), self.num_classes))
         for train, held in stratified_folds(labels, self.folds, self.seed):
             probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
             probe.fit(features[train], labels[train])
