@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -116,16 +117,26 @@ def test_audit_finds_planted_flips_and_leaked_copies_then_fit_excludes_them(tmp_
     assert all(r["split"] == "train" for r in rows if r["issue"] == "duplicate"), "the train copy is dropped"
     assert kerasimg.audit is not None and callable(kerasimg.audit)
 
-    # fit --exclude: the flagged training files are gone, the test split untouched, recorded in config.json.
+    # fit --exclude: the flagged training files are gone, the test split untouched, recorded in
+    # config.json; a byte-for-byte copy of a kept training image in test gets fit's one-line warning.
+    dropped = {os.path.realpath(r["file"]) for r in rows if r["issue"] in ("label", "duplicate")}
+    kept = next(p for p in sorted((tmp_path / "faulty" / "train").rglob("*.jpg")) if str(p) not in dropped)
+    shutil.copy(kept, tmp_path / "faulty" / "test" / kept.parent.name / "exact-copy.jpg")
+    said = []
     result = kerasimg.fit(**vars(tiny_config(tmp_path / "faulty", tmp_path / "run", epochs=1)) | {
-        "exclude": str(out / "audit.csv"), "exclude_issues": "label,duplicate"
+        "exclude": str(out / "audit.csv"), "exclude_issues": "label,duplicate", "log": said.append
     })  # fmt: skip
+    assert [line for line in said if "exact copies" in line] == [
+        f"Warning: 1 test image(s) are exact copies of training images (e.g. "
+        f"{tmp_path / 'faulty' / 'test' / kept.parent.name / 'exact-copy.jpg'} = {kept}), which inflates "
+        "test accuracy; `python -m kerasimg.audit DATA` lists them and near copies."
+    ]
     config = Run(result.run_dir).read_config()
-    dropped = sum(r["issue"] in ("label", "duplicate") for r in rows)
     assert config["arguments"]["exclude"] == str(out / "audit.csv")
-    assert config["data_summary"]["excluded"] == len({r["file"] for r in rows if r["issue"] != "outlier"})
-    assert config["data_summary"]["train"] + config["data_summary"]["val"] == 24 - dropped
-    assert config["data_summary"]["test"] == 8 + 2
+    assert config["arguments"]["exclude_issues"] == "label,duplicate"
+    assert config["data_summary"]["excluded"] == len(dropped)
+    assert config["data_summary"]["train"] + config["data_summary"]["val"] == 24 - len(dropped)
+    assert config["data_summary"]["test"] == 8 + 2 + 1
 
 
 def test_audit_page_renders_in_headless_chromium_with_every_thumbnail(tmp_path, small_cnn_weights):
