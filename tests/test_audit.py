@@ -112,6 +112,13 @@ def test_audit_finds_planted_flips_and_leaked_copies_then_fit_excludes_them(tmp_
     assert list(rows[0]) == [
         "file", "split", "issue", "score", "given_label", "suggested_label", "duplicate_of", "detail"
     ]  # fmt: skip
+    with open(out / "label_ranking.csv", newline="") as f:
+        ranking = list(csv.DictReader(f))
+    assert len(ranking) == 24 and list(ranking[0])[-2:] == ["p_bright", "p_dark"]
+    scores = [float(r["score"]) for r in ranking]
+    assert scores == sorted(scores), "the likeliest mislabelled first"
+    given = [float(r[f"p_{r['given_label']}"]) for r in ranking]
+    np.testing.assert_allclose(given, scores, atol=1e-5)
     flagged = {os.path.realpath(r["file"]) for r in rows if r["issue"] == "label"}
     assert {os.path.realpath(f) for f in faults["flipped"]} <= flagged
     assert all(r["split"] == "train" for r in rows if r["issue"] == "duplicate"), "the train copy is dropped"

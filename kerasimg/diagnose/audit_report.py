@@ -2,8 +2,9 @@
 
 ``AuditDir`` is the one place that spells these names. ``audit.csv`` has one row per flagged
 file and issue (``fit --exclude`` reads it); ``label_ranking.csv`` every training image, the
-likeliest mislabelled first; ``audit.html`` thumbnails grouped by issue, embedded as
-``data:`` URIs so the page opens from ``file://`` with no network.
+likeliest mislabelled first, with its out-of-fold probabilities (``p_<class>``);
+``audit.html`` thumbnails grouped by issue, embedded as ``data:`` URIs so the page opens
+from ``file://`` with no network.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ class AuditDir:
 
     def write(self, rows: list[dict], ranking: list[dict], summary: dict) -> None:
         write_csv(self.table_path, rows, AUDIT_COLUMNS)
-        write_csv(self.ranking_path, ranking, RANKING_COLUMNS)
+        # Then each class's out-of-fold probability, so another ranking needs no new audit.
+        probabilities = [(k, k, ".6f") for k in (ranking[0] if ranking else {}) if k.startswith("p_")]
+        write_csv(self.ranking_path, ranking, RANKING_COLUMNS + probabilities)
         write_json(self.summary_path, summary)
         write_text(self.page_path, page(rows, summary))
 

@@ -135,6 +135,7 @@ def audit_data(
             "given_label": names[labels[i]],
             "suggested_label": names[issues.suggested[i]],
             "flagged": bool(issues.is_issue[i]),
+            **{f"p_{name}": round(float(p), 6) for name, p in zip(names, probabilities[i])},
         }
         for rank, i in enumerate(issues.ranked(), 1)
     ]
