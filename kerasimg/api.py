@@ -168,6 +168,51 @@ def evaluate(
     )
 
 
+def audit(
+    data: str = "scenes",
+    *,
+    backbone: str = "resnet50",
+    weights: str = "imagenet",
+    folds: int = 5,
+    out: str | os.PathLike = "audit",
+    image_size: int | None = None,
+    epochs: int = 15,
+    batch_size: int = 32,
+    seed: int = 0,
+    ranking: str = "self_confidence",
+    max_distance: float | None = None,
+    min_cosine: float | None = None,
+    log=print,
+):
+    """Find likely mislabelled images, duplicates (within and across splits) and outliers in ``data``.
+
+    Out-of-fold probabilities come from ``folds`` stratified folds: a logistic regression on
+    the ``backbone``'s pretrained features, or with ``weights="none"`` a fit from scratch of
+    ``epochs`` per fold. Confident learning ranks label issues; a perceptual hash (at most
+    ``max_distance`` of its bits differing) and embedding cosine similarity (``min_cosine``)
+    (off unless given) find near duplicates. Writes ``audit.csv``, ``label_ranking.csv``, ``audit.json`` and
+    ``audit.html`` into ``out``; returns an ``AuditResult`` (``rows``, ``summary``).
+    """
+    from kerasimg.diagnose import audit_duplicates
+    from kerasimg.diagnose.audit_run import audit_data
+
+    return audit_data(
+        data,
+        backbone=backbone,
+        weights=weights,
+        folds=folds,
+        out=out,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        ranking=ranking,
+        max_distance=audit_duplicates.MAX_DISTANCE if max_distance is None else max_distance,
+        min_cosine=min_cosine,
+        log=log,
+    )
+
+
 def backbones() -> list[str]:
     """The registered backbone names (``python -m kerasimg.models list`` shows their facts)."""
     return list_backbones()

@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": ("kerasimg.evaluate", "predict any split of a run again: per-image table, worst mistakes"),
     "explain": ("kerasimg.explain", "Grad-CAM heat maps: where a run's model sees its class"),
     "report": ("kerasimg.report", "one self-contained HTML page per run, or runs side by side"),
+    "audit": ("kerasimg.audit", "find mislabelled images, duplicates across splits and outliers"),
     "export": ("kerasimg.export", "export a finished run into the model zoo"),
     "zoo": ("kerasimg.zoo", "list, show or remove zoo models; print TF Serving's config"),
     "tune": ("kerasimg.tune", "search EfficientNet's compound-scaling coefficients"),

@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pipeline: skip unreadable images as training meets them, so it starts at once; "
         "full: check every file before training (verdicts are kept)",
     )
+    p.add_argument("--exclude", default=None, metavar="AUDIT_CSV", help="leave out files an audit flagged")
+    p.add_argument(
+        "--exclude-issues",
+        default=_DEFAULTS.exclude_issues,
+        help="issues --exclude drops: label, duplicate, outlier",
+    )
     p.add_argument("--out", default=None, help="run directory (default runs/<date>-<backbone>-<data>/)")
     p.add_argument("--export", metavar="NAME", help="export the best model to the zoo under NAME when done")
     p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo folder for --export")

@@ -17,6 +17,7 @@ EXPECTED = [
     "evaluate",
     "explain",
     "report",
+    "audit",
     "export",
     "zoo",
     "tune",

@@ -32,6 +32,7 @@ def test_readme_option_tables_are_what_the_parsers_say():
         "kerasimg.evaluate",
         "kerasimg.explain",
         "kerasimg.report",
+        "kerasimg.audit",
         "kerasimg.tune compound",
         "kerasimg.compare",
         "kerasimg.bench",

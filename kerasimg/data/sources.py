@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.exclude import without
 from kerasimg.data.splits import FileSplit, stratified_split
 from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
@@ -53,6 +54,7 @@ class LabelledData:
     source: str = ""
     # Set when files are checked as the pipeline reads them: records into ``skipped``.
     recorder: SkipRecorder | None = None
+    excluded: int = 0  # training files left out because an audit flagged them (fit --exclude)
 
     @property
     def num_classes(self) -> int:
@@ -98,6 +100,7 @@ class LabelledData:
             "test": size(self.test),
             "unlabelled": len(self.unlabelled),
             "skipped": len(self.skipped),
+            "excluded": self.excluded,
         }
 
 
@@ -134,6 +137,7 @@ def load_data(
     seed: int = 0,
     verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    exclude: set[str] | None = None,
     log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
@@ -142,7 +146,9 @@ def load_data(
     skipped and listed in ``LabelledData.skipped`` with the reason: all of them before
     this returns with ``verify="full"`` (or ``True``); with ``verify="pipeline"`` as the
     input pipeline meets them, and the test split's when it is evaluated
-    (``LabelledData.check_split``). ``False`` checks nothing.
+    (``LabelledData.check_split``). ``False`` checks nothing. Training files whose
+    real path is in ``exclude`` (``kerasimg.data.exclude.read_exclusions``) are left out
+    before validation is carved; test files never are.
     """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
@@ -151,6 +157,8 @@ def load_data(
     if data.startswith("tfds:"):
         from kerasimg.data.tfds_source import load_tfds
 
+        if exclude:
+            raise UserError(f"--exclude names image files; {data} has none. Received: data={data!r}")
         return load_tfds(
             data[len("tfds:") :], val_split=val_split, val_from=val_from, test_split=test_split, seed=seed
         )
@@ -163,6 +171,7 @@ def load_data(
         seed=seed,
         verify=verify,
         max_pixels=max_pixels,
+        exclude=exclude,
         log=log,
     )
     if demo:
@@ -205,6 +214,7 @@ def load_folder(
     seed: int = 0,
     verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    exclude: set[str] | None = None,
     log=print,
 ) -> LabelledData:
     if isinstance(verify, str) and verify not in VERIFY:
@@ -242,6 +252,13 @@ def load_folder(
             test = _drop(test, skipped) if test else None
             val = _drop(val, skipped) if val else None
             unlabelled = [p for p in unlabelled if p not in skipped]
+    excluded = 0
+    if exclude:
+        train, excluded = without(train, exclude)
+        if val is not None:
+            val, more = without(val, exclude)
+            excluded += more
+        notes.append(f"Left out {excluded} training file(s) the audit flagged (--exclude).")
     _check_classes_nonempty(train, class_names, train_dir)
 
     if test is None:
@@ -271,6 +288,7 @@ def load_folder(
         notes=notes,
         source=f"{root} ({layout})",
         recorder=recorder,
+        excluded=excluded,
     )
 
 

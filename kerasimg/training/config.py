@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kerasimg.data.augment import parse_augment
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.exclude import DEFAULT_ISSUES, ISSUES
 from kerasimg.data.sources import VAL_FROM, VERIFY
 from kerasimg.errors import ArgumentError
 from kerasimg.models import get_backbone
@@ -71,6 +72,9 @@ class FitConfig:
     strategy: str = "none"
     max_pixels: int = DEFAULT_MAX_PIXELS
     verify: str = "pipeline"
+    # An audit.csv (python -m kerasimg.audit): its files with these issues are left out of training.
+    exclude: str | None = None
+    exclude_issues: str = DEFAULT_ISSUES
     out: str | None = None
 
     def validate(self) -> None:
@@ -97,6 +101,14 @@ class FitConfig:
             raise ArgumentError("dropout", "must be in [0, 1)", self.dropout)
         if self.val_from == "train" and not 0 < self.val_split < 1:
             raise ArgumentError("val_split", "must be between 0 and 1", self.val_split)
+        if self.exclude is not None and not Path(self.exclude).is_file():
+            raise ArgumentError("exclude", "must be an audit.csv that kerasimg.audit wrote", self.exclude)
+        if not set(self.exclude_issues.split(",")) <= set(ISSUES):
+            raise ArgumentError(
+                "exclude_issues",
+                f"must be a comma-separated list of {', '.join(ISSUES)}",
+                self.exclude_issues,
+            )
         recipe = resolve_recipe(self.recipe, **{k: getattr(self, k) for k in RECIPE_SETTINGS})
         cached_views = self._cached_views(recipe.augment)
         for name, choices in (

@@ -24,6 +24,8 @@ import kerasimg
 from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.data.augment import FLIP_VIEWS, PLAIN_VIEW
+from kerasimg.data.duplicates import leakage_warning
+from kerasimg.data.exclude import read_exclusions
 from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, make_temp_dir, write_text
@@ -116,10 +118,13 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         seed=config.seed,
         max_pixels=config.max_pixels,
         verify=config.verify,
+        exclude=read_exclusions(config.exclude, config.exclude_issues) if config.exclude else None,
         log=log,
     )
     for note in data.notes:
         log(note)
+    if leak := leakage_warning(data.train, data.test):
+        log(leak)
     with scope, dtype_policy(resolved.precision):
         # Built before the run directory exists, so a failed weights fetch leaves nothing behind.
         model = build_classifier(
