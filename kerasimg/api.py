@@ -70,7 +70,7 @@ def fit(
 def _resumed(run_dir, arguments: dict) -> FitConfig:
     """The run's saved configuration; in a multihost run, as process 0 (which keeps the run) reads it."""
     if keras.backend.backend() == "jax" and multihost.requested():
-        multihost.start()
+        multihost.start(arguments.get("connect_timeout", multihost.DEFAULT_CONNECT_TIMEOUT))
         saved = multihost.shared_or_raise(lambda: dataclasses.asdict(load_run_config(run_dir, **arguments)))
         return FitConfig(**saved)
     return load_run_config(run_dir, **arguments)

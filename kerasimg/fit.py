@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         "KERAS_DISTRIBUTION_* (README: Several machines)",
     )
     p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=_DEFAULTS.connect_timeout,
+        metavar="SECONDS",
+        help="multihost: how long a process waits for the others to join before it stops with one line",
+    )
+    p.add_argument(
         "--max-pixels",
         type=int,
         default=_DEFAULTS.max_pixels,

@@ -25,6 +25,7 @@ from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
 from kerasimg.models.registry import name_slug
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.layer_decay import stage_rates
+from kerasimg.training.multihost import DEFAULT_CONNECT_TIMEOUT
 from kerasimg.training.precision import resolve_precision
 from kerasimg.training.recipe import RECIPE_SETTINGS, Recipe, resolve_recipe
 from kerasimg.training.schedules import Phase, parse_schedule
@@ -70,6 +71,8 @@ class FitConfig:
     seed: int = 0
     precision: str = "float32"
     strategy: str = "none"
+    # multihost: seconds a process waits for the others to join; set per launch, not kept by --resume.
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     max_pixels: int = DEFAULT_MAX_PIXELS
     verify: str = "pipeline"
     # An audit.csv (python -m kerasimg.audit): its files with these issues are left out of training.
@@ -93,6 +96,8 @@ class FitConfig:
                 f"must be at least {MIN_IMAGE_SIZE} pixels (or left out for the backbone's own size)",
                 self.image_size,
             )
+        if not self.connect_timeout > 0:
+            raise ArgumentError("connect_timeout", "must be positive (seconds)", self.connect_timeout)
         if not self.lr > 0:
             raise ArgumentError("lr", "must be positive", self.lr)
         if self.finetune_lr is not None and not self.finetune_lr > 0:

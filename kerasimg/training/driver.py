@@ -94,7 +94,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     resolved = config.resolve()
     started = time.time()
     keras.utils.set_random_seed(config.seed)  # before the processes join, so they need no shared seed
-    cluster = multihost.start() if config.strategy == MULTIHOST else None
+    cluster = multihost.start(config.connect_timeout, log) if config.strategy == MULTIHOST else None
     if cluster:
         multihost.check_same_seed(config.seed)
         scope, replicas = cluster.distribution.scope(), cluster.replicas

@@ -29,7 +29,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import socket
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,140 @@ VARIABLES = (
     "KERAS_DISTRIBUTION_PROCESS_ID",
 )
 INSTALL_HINT = "pip install kerasimg[jax]"
+DEFAULT_CONNECT_TIMEOUT = 300  # seconds a process waits for the others to join (--connect-timeout)
+# A process that dies stops the others once its heartbeats stop: JAX's default is 100 s.
+HEARTBEAT_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Keras's ``KERAS_DISTRIBUTION_*`` variables, checked: the coordinator (process 0) and this process."""
+
+    host: str
+    port: int
+    num_processes: int
+    process_id: int
+
+    @property
+    def coordinator(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def read_settings(environ=None) -> Settings:
+    """Check Keras's three variables before JAX sees them; a bad one is one line naming it and its value.
+
+    ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` is ``host:port`` of process 0 (or every process's,
+    comma-separated, process 0 first), ``..._NUM_PROCESSES`` a whole number from 1, and
+    ``..._PROCESS_ID`` a whole number below it.
+    """
+    environ = os.environ if environ is None else environ
+    addresses_name, count_name, id_name = VARIABLES
+    missing = [name for name in VARIABLES if not environ.get(name, "").strip()]
+    if missing:
+        raise UserError(
+            f"A multihost process needs all of {', '.join(VARIABLES)}; {', '.join(missing)} not set."
+        )
+
+    def whole(name: str, low: int, high: int | None, meaning: str) -> int:
+        value = environ[name].strip()
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and number >= high):
+            raise UserError(f"{name} must be {meaning}. Received: {name}={value!r}")
+        return number
+
+    count = whole(count_name, 1, None, "a whole number of processes, at least 1")
+    process = whole(id_name, 0, count, f"this process's number, 0 to {count - 1} ({count_name}={count})")
+    addresses = [a.strip() for a in environ[addresses_name].split(",")]
+    if len(addresses) > 1 and len(addresses) != count:
+        raise UserError(
+            f"{addresses_name} lists {len(addresses)} addresses but {count_name} is {count}; give process "
+            f"0's host:port alone, or one per process. Received: {addresses_name}={environ[addresses_name]!r}"
+        )
+    host, _, port = addresses[0].rpartition(":")
+    host = host.strip("[]")  # [::1]:1234
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(
+            f"{addresses_name} must start with process 0's host:port, the port a number from 1 to 65535. "
+            f"Received: {addresses_name}={environ[addresses_name]!r}"
+        )
+    return Settings(host, int(port), count, process)
+
+
+def check_port_free(settings: Settings) -> None:
+    """Process 0 listens on the coordinator port: one line when something else already does."""
+    if settings.process_id != 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the coordinator does
+        try:
+            probe.bind(("", settings.port))
+        except OSError as error:
+            raise UserError(
+                f"Process 0 cannot listen on port {settings.port} ({error.strerror}): another program "
+                f"(or an earlier run) uses it. Choose a free port in {VARIABLES[0]}. "
+                f"Received: {VARIABLES[0]}={settings.coordinator!r}"
+            ) from None
+
+
+def join(settings: Settings, timeout: float = DEFAULT_CONNECT_TIMEOUT, log=print) -> None:
+    """``keras.distribution.initialize()`` with a bound on the wait, saying whom it waits for.
+
+    JAX's own connect timeout aborts the interpreter with a C++ stack trace, and an
+    unresolvable host or a missing process 0 waits silently until then; so JAX joins
+    in a thread, given more time than ``timeout``, and this process stops with one line
+    when ``timeout`` passes first. A process that dies stops the others after
+    ``HEARTBEAT_TIMEOUT`` seconds without its heartbeats.
+    """
+    import jax
+
+    check_port_free(settings)
+    others = settings.num_processes - 1
+    if settings.process_id == 0:
+        log(
+            f"Process 0 of {settings.num_processes}: waiting up to {timeout:g} s on port {settings.port} for "
+            f"the other {others} process(es) to join (--connect-timeout)."
+        )
+    else:
+        log(
+            f"Process {settings.process_id} of {settings.num_processes}: waiting up to {timeout:g} s for "
+            f"process 0 at {settings.coordinator} (--connect-timeout)."
+        )
+    sys.stdout.flush()
+    failed = []
+
+    def connect():
+        try:
+            jax.distributed.initialize(
+                coordinator_address=settings.coordinator,
+                num_processes=settings.num_processes,
+                process_id=settings.process_id,
+                initialization_timeout=int(timeout) + 60,
+                heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
+            )
+        except Exception as error:  # noqa: BLE001  (reported below, in this process's thread)
+            failed.append(error)
+
+    thread = threading.Thread(target=connect, name="kerasimg-join", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        waited = "the other processes" if settings.process_id == 0 else f"process 0 at {settings.coordinator}"
+        print(
+            f"error: process {settings.process_id} of {settings.num_processes} gave up after {timeout:g} s "
+            f"waiting for {waited} (--connect-timeout): start every process, and check that the host "
+            "resolves and the port is reachable from here.",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(2)  # JAX's connect cannot be cancelled, and its exit hook would wait for it
+    if failed:
+        raise UserError(f"Process {settings.process_id} could not join the run: {failed[0]}")
+    from keras.src.backend.jax.distribution_lib import initialize_rng
+
+    initialize_rng()  # what keras.distribution.initialize() does after joining
 
 
 def requested() -> bool:
@@ -56,6 +192,8 @@ def restart_under_jax(module: str, argv: list[str], log=print) -> None:
     """Re-run ``python -m module argv`` with ``KERAS_BACKEND=jax``: Keras fixes its backend at import."""
     if importlib.util.find_spec("jax") is None:
         raise UserError(f"--strategy multihost trains with JAX, which is not installed: {INSTALL_HINT}.")
+    if requested():
+        read_settings()  # a bad variable is one line now, not a traceback after the restart
     log("--strategy multihost trains under Keras's JAX backend: restarting with KERAS_BACKEND=jax.")
     sys.stdout.flush()
     sys.stderr.flush()
@@ -83,8 +221,12 @@ class Cluster:
 _cluster: Cluster | None = None
 
 
-def start() -> Cluster:
-    """Join the processes (once per process) and return the cluster; JAX backend only."""
+def start(connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, log=print) -> Cluster:
+    """Join the processes (once per process) and return the cluster; JAX backend only.
+
+    Keras's variables are checked first (``read_settings``); joining waits at most
+    ``connect_timeout`` seconds for the other processes (``join``).
+    """
     global _cluster
     if _cluster is not None:
         return _cluster
@@ -99,7 +241,7 @@ def start() -> Cluster:
         # CPU processes need a collectives library to talk; gloo ships with jaxlib.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if requested() and not jax.distributed.is_initialized():
-        keras.distribution.initialize()
+        join(read_settings(), connect_timeout, log)
     # The driver shards the pipelines itself (process_share): Keras's auto-sharding cannot find
     # the batch size of a pipeline that augments after batching.
     distribution = keras.distribution.DataParallel(auto_shard_dataset=False)

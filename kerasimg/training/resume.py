@@ -32,6 +32,8 @@ def load_run_config(run_dir: str | Path, **overrides) -> FitConfig:
     if unknown:
         raise UserError(f"Unknown settings for a resumed run: {', '.join(unknown)}.")
     epochs = overrides.pop("epochs", None)
+    if "connect_timeout" in overrides:  # how long this launch waits for its processes, not the run's
+        config = dataclasses.replace(config, connect_timeout=overrides.pop("connect_timeout"))
     out = overrides.pop("out", None)
     conflicts = [
         f"--{key.replace('_', '-')} {value} (the run has {getattr(config, key)})"
