@@ -4,11 +4,22 @@ each fail safe with one line."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
+import kerasimg
+import kerasimg.evaluate as evaluate_cli
+import kerasimg.explain as explain_cli
+import kerasimg.export as export_cli
+import kerasimg.fit as fit_cli
+import kerasimg.report as report_cli
+from kerasimg import zoo as zoo_cli
+from kerasimg.errors import UserError
+from kerasimg.models import build_classifier
+from kerasimg.serving import Zoo, export_model
 from kerasimg.training import feature_cache
 
 
@@ -94,3 +105,118 @@ def test_temporary_files_of_a_killed_extraction_are_removed(cached, tmp_path):
     _extract(cache_dir, [])
     assert [f.exists() for f in leftovers] == [False, False]
     assert all(f.exists() for f in kept)
+
+
+# 4. Corrupt files: one line naming the file, and nothing published that the index does not list.
+
+CLASSES = ["cat", "dog"]
+
+
+def fit_args(data, out):
+    return [
+        "--backbone", "small_cnn", "--weights", "none", "--data", str(data), "--epochs", "1",
+        "--batch-size", "8", "--image-size", "32", "--out", str(out),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_scenes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert fit_cli.main(fit_args(tiny_scenes, out)) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the finished run to damage (its features and backups left out)."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy, ignore=shutil.ignore_patterns("features", "backup", "tensorboard"))
+    return copy
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_model_file_of_random_bytes_is_named_as_corrupt(run_copy, tiny_scenes, tmp_path, capsys):
+    model = run_copy / "model.keras"
+    model.write_bytes(np.random.default_rng(0).bytes(5000))
+    expected = f"{model} is not a Keras model file: corrupt or truncated"
+    for main, argv in (
+        (evaluate_cli.main, [str(run_copy)]),
+        (explain_cli.main, [str(run_copy), str(tiny_scenes), "--out", str(tmp_path / "maps")]),
+        (export_cli.main, [str(run_copy), "--zoo", str(tmp_path / "zoo")]),
+    ):
+        assert main(argv) == 2
+        assert expected in _one_error_line(capsys)
+    with pytest.raises(UserError, match="not a Keras model file: corrupt or truncated"):
+        kerasimg.load_model(model)
+    assert not (tmp_path / "zoo" / "small_cnn").exists()
+
+
+def test_a_truncated_model_file_is_named_as_corrupt(finished_run, tmp_path):
+    model = tmp_path / "model.keras"
+    data = (finished_run / "model.keras").read_bytes()
+    model.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="not a Keras model file: corrupt or truncated"):
+        kerasimg.load_model(model)
+
+
+def test_a_model_with_other_classes_is_one_line_in_evaluate_and_explain(
+    run_copy, tiny_scenes, tmp_path, capsys
+):
+    classes = len(json.loads((run_copy / "config.json").read_text())["class_names"])
+    assert classes != 2
+    build_classifier("small_cnn", 2, image_size=32, weights="none").save(run_copy / "model.keras")
+    for main, argv in (
+        (evaluate_cli.main, [str(run_copy)]),
+        (explain_cli.main, [str(run_copy), str(tiny_scenes), "--out", str(tmp_path / "maps")]),
+    ):
+        assert main(argv) == 2
+        assert f"has 2 outputs but its run names {classes} classes" in _one_error_line(capsys)
+
+
+def test_explain_on_a_missing_run_or_one_without_a_model_is_one_line(run_copy, tiny_scenes, tmp_path, capsys):
+    missing = tmp_path / "runs" / "missing"
+    assert explain_cli.main([str(missing), str(tiny_scenes), "--zoo", str(tmp_path / "zoo")]) == 2
+    assert f"No run directory or zoo model {str(missing)!r}" in _one_error_line(capsys)
+    (run_copy / "model.keras").unlink()
+    assert explain_cli.main([str(run_copy), str(tiny_scenes)]) == 2
+    assert "model.keras is missing" in _one_error_line(capsys)
+
+
+@pytest.fixture(scope="module")
+def one_export(tmp_path_factory):
+    """A zoo holding pets/1, a tiny two-class model."""
+    zoo = tmp_path_factory.mktemp("one-export") / "zoo"
+    export_model(
+        build_classifier("small_cnn", len(CLASSES), image_size=32, weights="none"), CLASSES, 32, "pets", zoo
+    )
+    return zoo
+
+
+@pytest.mark.parametrize("index", ['{"models": [{"name": "pets", "vers', "[1, 2]", '{"models": 3}'])
+def test_a_damaged_zoo_index_is_one_line_and_reindex_rebuilds_it(
+    finished_run, one_export, tmp_path, capsys, index
+):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(one_export, zoo)
+    (zoo / "zoo.json").write_text(index)
+    expected = f"The zoo index {zoo / 'zoo.json'} is damaged"
+    for main, argv in (
+        (zoo_cli.main, ["list", "--zoo", str(zoo)]),
+        (zoo_cli.main, ["remove", "pets/1", "--zoo", str(zoo)]),
+        (report_cli.main, [str(finished_run), "--out", str(tmp_path / "r.html"), "--zoo", str(zoo)]),
+        (export_cli.main, [str(finished_run), "--name", "pets", "--zoo", str(zoo)]),
+    ):
+        assert main(argv) == 2
+        assert expected in _one_error_line(capsys)
+    # Nothing was removed, and the export published no version that the index could not list.
+    assert sorted(p.name for p in (zoo / "pets").iterdir()) == ["1"]
+    assert zoo_cli.main(["reindex", "--zoo", str(zoo)]) == 0
+    [entry] = Zoo(zoo).entries()
+    assert (entry["name"], entry["version"], entry["class_names"]) == ("pets", 1, CLASSES)
+    assert entry["path"] == str(zoo / "pets" / "1")
+    assert "pets" in (zoo / "models.config").read_text()

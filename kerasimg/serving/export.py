@@ -86,6 +86,7 @@ def export_model(
     """
     zoo = Zoo(zoo)
     folder = zoo.model_dir(name)
+    zoo.entries()  # a damaged index is refused before a version is published that it could not list
     formats = parse_formats(formats)
     check_tta(tta, formats)
     check_format_packages(formats)
