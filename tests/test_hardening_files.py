@@ -9,6 +9,8 @@ import shutil
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from helpers import make_class_tree
 
 import kerasimg
 import kerasimg.evaluate as evaluate_cli
@@ -17,10 +19,18 @@ import kerasimg.export as export_cli
 import kerasimg.fit as fit_cli
 import kerasimg.report as report_cli
 from kerasimg import zoo as zoo_cli
+from kerasimg.data import load_data
 from kerasimg.errors import UserError
 from kerasimg.models import build_classifier
 from kerasimg.serving import Zoo, export_model
+from kerasimg.serving.formats import LABELS_FILE, read_labels_file
+from kerasimg.serving.runtimes import read_labels
+from kerasimg.serving.signatures import PIXELS_INPUT
 from kerasimg.training import feature_cache
+
+
+def quiet(*_):
+    pass
 
 
 def _cache_model():
@@ -220,3 +230,30 @@ def test_a_damaged_zoo_index_is_one_line_and_reindex_rebuilds_it(
     assert (entry["name"], entry["version"], entry["class_names"]) == ("pets", 1, CLASSES)
     assert entry["path"] == str(zoo / "pets" / "1")
     assert "pets" in (zoo / "models.config").read_text()
+
+
+# 2. Class names with control characters are refused; every labels file round-trips the exact names.
+
+
+@pytest.mark.parametrize("bad", ["dog\nfish", "dog\tfish", "dog\x01", "dog\x1b[31m", "dog\x7f"])
+def test_a_class_folder_with_a_control_character_is_refused_naming_it(tmp_path, bad):
+    root = make_class_tree(tmp_path / "data", {"cat": 2, bad: 2})
+    with pytest.raises(UserError, match="control character") as raised:
+        load_data(str(root), verify=False, log=quiet)
+    assert repr(bad) in str(raised.value) and str(root) in str(raised.value)
+    with pytest.raises(UserError, match="control character"):
+        export_model(None, ["cat", bad], 32, "pets", tmp_path / "zoo")
+    assert not (tmp_path / "zoo" / "pets").exists()
+
+
+def test_every_labels_file_of_an_export_reads_back_the_exact_names(tmp_path):
+    # Line separators that str.splitlines() also splits on, spaces, accents and a formula: all kept.
+    names = ["a\u2028b", "x\x85y", " café au lait ", "=1+1", "z\u2029"]
+    model = build_classifier("small_cnn", len(names), image_size=32, weights="none")
+    version = export_model(model, names, 32, "odd", tmp_path / "zoo", top_k=len(names))
+    assert read_labels(version) == names  # what the ONNX and LiteRT runtimes name their outputs with
+    assert read_labels_file(version / "assets" / LABELS_FILE) == names  # the SavedModel's asset
+    assert Zoo(tmp_path / "zoo").entries()[0]["class_names"] == names
+    served = tf.saved_model.load(str(version)).signatures["predict_images"]
+    outputs = served(**{PIXELS_INPUT: tf.zeros([1, 32, 32, 3])})
+    assert sorted(c.decode() for c in outputs["top_k_classes"].numpy()[0]) == sorted(names)

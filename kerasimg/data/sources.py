@@ -26,6 +26,7 @@ from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.splits import FileSplit, stratified_split
 from kerasimg.data.verify import verify_images
 from kerasimg.errors import UserError
+from kerasimg.names import check_class_names
 
 _HIDDEN_NAMES = {"thumbs.db", "desktop.ini"}
 VAL_FROM = ("train", "test")
@@ -246,7 +247,7 @@ def _class_names(folder: Path) -> list[str]:
         )
     if len(names) < 2:
         raise UserError(f"Only one class folder ({names[0]!r}) in {folder}: a classifier needs two or more.")
-    return names
+    return check_class_names(names, folder)
 
 
 def _list_split(folder: Path, class_names: list[str], reference: Path | None = None) -> FileSplit:
