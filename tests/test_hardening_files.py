@@ -3,6 +3,7 @@ each fail safe with one line."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -20,12 +21,14 @@ import kerasimg.fit as fit_cli
 import kerasimg.report as report_cli
 from kerasimg import zoo as zoo_cli
 from kerasimg.data import load_data
+from kerasimg.diagnose.predictions import Predictions, read_predictions, write_predictions
 from kerasimg.errors import UserError
 from kerasimg.models import build_classifier
-from kerasimg.serving import Zoo, export_model
+from kerasimg.serving import Zoo, batch_predict, export_model
 from kerasimg.serving.formats import LABELS_FILE, read_labels_file
 from kerasimg.serving.runtimes import read_labels
 from kerasimg.serving.signatures import PIXELS_INPUT
+from kerasimg.tables import csv_value, write_csv
 from kerasimg.training import feature_cache
 
 
@@ -257,3 +260,48 @@ def test_every_labels_file_of_an_export_reads_back_the_exact_names(tmp_path):
     served = tf.saved_model.load(str(version)).signatures["predict_images"]
     outputs = served(**{PIXELS_INPUT: tf.zeros([1, 32, 32, 3])})
     assert sorted(c.decode() for c in outputs["top_k_classes"].numpy()[0]) == sorted(names)
+
+
+# 3. CSV cells that a spreadsheet would run as formulas get a leading quote; JSON keeps the raw names.
+
+HOSTILE = ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tcat", "\rdog", "'quoted", "plain"]
+
+
+def test_predictions_csv_neutralises_formula_cells_and_reads_back_the_raw_names(tmp_path):
+    names = HOSTILE[:4] + ["plain"]
+    files = [f"{start}x.jpg" for start in ("=", "@", "-", "'", "a")]
+    probabilities = np.eye(len(names))[[1, 2, 3, 4, 0]] * 0.9 + 0.02
+    predictions = Predictions(files, np.arange(5), probabilities, names)
+    path = write_predictions(predictions, tmp_path / "predictions.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    cells = [*header, *(cell for row in rows for cell in row)]
+    # What a spreadsheet would run: no cell starts with a formula character.
+    assert not [c for c in cells if c.startswith(("=", "+", "@", "\t", "\r")) or c.startswith("-2")]
+    assert [r[0] for r in rows] == ["'=x.jpg", "'@x.jpg", "'-x.jpg", "''x.jpg", "ax.jpg"]
+    assert rows[0][1] == '\'=HYPERLINK("http://x")' and rows[0][2] == "'+1"
+    back = read_predictions(path)
+    assert back.files == files and back.class_names == names
+    np.testing.assert_array_equal(back.labels, np.arange(5))
+
+
+def test_predict_csv_neutralises_formula_cells_and_json_keeps_them(tmp_path):
+    results = [{"file": name + ".jpg", "top": [(name, 0.75), ("plain", 0.25)]} for name in HOSTILE]
+    results.append({"file": "-bad.jpg", "error": "=not an image"})
+    path = batch_predict.write_csv(results, tmp_path / "out.csv", top_k=2)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    assert [r[1] for r in rows[:-1]] == ["'" + n if n != "plain" else n for n in HOSTILE]
+    assert [r[0] for r in rows[:-1]] == ["'" + n + ".jpg" if n != "plain" else n + ".jpg" for n in HOSTILE]
+    assert rows[-1][0] == "'-bad.jpg" and rows[-1][-1] == "'=not an image"
+    assert rows[0][2] == "0.750000"  # numbers untouched
+    assert [csv_value(r[1]) for r in rows[:-1]] == HOSTILE
+
+
+def test_tables_leave_numbers_alone_and_quote_formula_text(tmp_path):
+    path = write_csv(
+        tmp_path / "t.csv",
+        [{"name": "=1+1", "score": -0.5}, {"name": "-1", "score": "-1e-3"}],
+        [("name", "name", ""), ("score", "score", "")],
+    )
+    assert path.read_text().splitlines() == ["name,score", "'=1+1,-0.5", "-1,-1e-3"]
