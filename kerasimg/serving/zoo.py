@@ -12,7 +12,6 @@ An entry's ``formats`` lists its files (``kerasimg.serving.formats``) with their
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import json
 import shutil
@@ -84,6 +83,8 @@ class Zoo:
         entry from its folder (class names from ``labels.txt``, the formats present, the folder's
         time) marked ``"reindexed": true``. Returns the new entries.
         """
+        import datetime
+
         from kerasimg.serving.formats import FORMATS, LABELS_FILE
         from kerasimg.serving.runtimes import read_labels
 

@@ -118,114 +118,20 @@ def extract(
     stored under ``cache_dir``; read back when ``identity`` (which must fix the model, the data
     and the views) was cached before."""
     stem = cache_dir / f"{name}-{fingerprint(split, identity)}"
-    remove_leftovers(cache_dir, name)
-    if stem.with_suffix(".json").exists():
-        try:
-            return load(stem)
-        except CacheDamaged as damage:
-            log(f"The cached {what} for {name} are damaged ({damage}); extracting them again.")
-            stem.with_suffix(".json").unlink()
-    log(f"Caching {what} for {name} ({', '.join(identity['views'])})...")
-    count, dtype = _write(model, batches, count, stem)
-    # Written last: its presence says the arrays are complete, and it records what they must be.
-    files = {suffix: describe(Path(f"{stem}{suffix}")) for suffix in CACHE_FILES}
-    write_json(stem.with_suffix(".json"), {**identity, "count": count, "dtype": dtype, "files": files})
+    if not stem.with_suffix(".json").exists():
+        log(f"Caching {what} for {name} ({', '.join(identity['views'])})...")
+        count, dtype = _write(model, batches, count, stem)
+        # Written last: its presence says the arrays are complete.
+        write_json(stem.with_suffix(".json"), {**identity, "count": count, "dtype": dtype})
     return load(stem)
 
 
-class CacheDamaged(Exception):
-    """A cache's files differ from what its manifest recorded; the message says how, for one log line."""
-
-
-# The files of one cache, by suffix after its stem; the manifest (``.json``) records each one.
-CACHE_FILES = (".npy", ".labels.npy")
-# Files up to this size are checksummed whole; larger ones in ``SAMPLE_BLOCKS`` blocks spread over the
-# file, so checking a multi-gigabyte cache reads a few megabytes.
-WHOLE_CHECKSUM_BYTES = 64 << 20
-SAMPLE_BLOCKS, BLOCK_BYTES = 64, 1 << 16
-
-
-def describe(path: Path) -> dict:
-    """What a complete cache file is: its array's shape and dtype, its size and a checksum."""
-    array = np.load(path, mmap_mode="r")
-    size = path.stat().st_size
-    return {
-        "shape": list(array.shape),
-        "dtype": str(array.dtype),
-        "bytes": size,
-        "sha256": _checksum(path, size),
-        "sampled": size > WHOLE_CHECKSUM_BYTES,
-    }
-
-
-def _checksum(path: Path, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        if size <= WHOLE_CHECKSUM_BYTES:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        else:
-            for i in range(SAMPLE_BLOCKS):
-                f.seek((size - BLOCK_BYTES) * i // (SAMPLE_BLOCKS - 1))
-                h.update(f.read(BLOCK_BYTES))
-    return h.hexdigest()
-
-
-def remove_leftovers(cache_dir: Path, name: str) -> None:
-    """Delete the temporary files that a killed extraction of ``name`` left in ``cache_dir``.
-
-    Only ``atomic_write``'s temporaries of this cache's own files (``.<name>-<hash>.npy.XXXX.npy``
-    and the like) directly inside ``cache_dir``; a run folder has one writer at a time (its lock).
-    """
-    if not cache_dir.is_dir():
-        return
-    base = cache_dir.resolve()
-    for pattern in (f".{name}-*.npy.*.npy", f".{name}-*.json.*.json"):
-        for leftover in base.glob(pattern):
-            if leftover.parent == base and leftover.is_file() and not leftover.is_symlink():
-                leftover.unlink(missing_ok=True)
-
-
 def load(stem: Path) -> CachedViews:
-    """A cache written by ``extract``: in RAM up to ``RAM_LIMIT_BYTES``, memory-mapped beyond.
-
-    Raises ``CacheDamaged`` when a file differs from its manifest (size, shape, dtype, checksum) or
-    holds non-finite values.
-    """
-    manifest = json.loads(stem.with_suffix(".json").read_text())
-    recorded = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(recorded, dict):
-        raise CacheDamaged("written without a checksum")
-    for suffix in CACHE_FILES:
-        _verify(Path(f"{stem}{suffix}"), recorded.get(suffix) or {})
+    """A cache written by ``extract``: in RAM up to ``RAM_LIMIT_BYTES``, memory-mapped beyond."""
     path = Path(f"{stem}.npy")
-    dtype = manifest["dtype"]
+    dtype = json.loads(stem.with_suffix(".json").read_text())["dtype"]
     array = np.load(path, mmap_mode="r" if path.stat().st_size > RAM_LIMIT_BYTES else None)
-    # A memory-mapped cache is checked on evenly spread rows, as its checksum is; chunks bound the memory.
-    rows = array if not isinstance(array, np.memmap) else array[:: max(1, len(array) // SAMPLE_BLOCKS)]
-    for start in range(0, len(rows), 256):
-        if not np.isfinite(_readable(rows[start : start + 256], dtype)).all():
-            raise CacheDamaged(f"{path.name} holds NaN or infinite values")
     return CachedViews(array, np.load(f"{stem}.labels.npy"), dtype)
-
-
-def _verify(path: Path, recorded: dict) -> None:
-    if not path.is_file():
-        raise CacheDamaged(f"{path.name} is missing")
-    size = path.stat().st_size
-    if size != recorded.get("bytes"):
-        raise CacheDamaged(f"{path.name} has {size} bytes, {recorded.get('bytes')} were written")
-    try:
-        array = np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as e:
-        raise CacheDamaged(f"{path.name} is not a readable .npy file: {e}") from None
-    if list(array.shape) != recorded.get("shape") or str(array.dtype) != recorded.get("dtype"):
-        raise CacheDamaged(
-            f"{path.name} holds {array.dtype}{list(array.shape)}, "
-            f"{recorded.get('dtype')}{recorded.get('shape')} were written"
-        )
-    if _checksum(path, size) != recorded.get("sha256"):
-        raise CacheDamaged(f"{path.name}'s checksum differs from the one recorded when it was written")
 
 
 def _write(model: keras.Model, batches: Iterable, count: int | None, stem: Path) -> tuple[int, str]:
