@@ -1,4 +1,7 @@
-"""``python -m kerasimg.zoo list|show NAME|remove NAME[/VERSION]|config``: inspect and maintain the zoo."""
+"""``python -m kerasimg.zoo list|show NAME|remove NAME[/VERSION]|config|reindex``: look after the zoo.
+
+``reindex`` rebuilds a damaged ``zoo.json`` from the version folders.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from kerasimg.serving.zoo import DEFAULT_ZOO
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kerasimg.zoo", description=__doc__)
-    p.add_argument("command", choices=["list", "show", "remove", "config"])
+    p.add_argument("command", choices=["list", "show", "remove", "config", "reindex"])
     p.add_argument("target", nargs="?", help="NAME for show, NAME[/VERSION] for remove")
     p.add_argument("--zoo", default=DEFAULT_ZOO)
     args = p.parse_args(argv)
@@ -22,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         from kerasimg.serving.zoo import Zoo, models_config, render_table
 
         zoo = Zoo(args.zoo)
+        if args.command == "reindex":
+            if not zoo.root.is_dir():
+                raise UserError(f"No zoo folder {zoo.root} to reindex. Received: --zoo {args.zoo}")
+            rebuilt = zoo.reindex()
+            print(f"Rebuilt {zoo.index_path} from its version folders: {len(rebuilt)} version(s).")
+            return 0
         entries = zoo.entries()
         if args.command == "list":
             print(render_table(entries) if entries else f"The zoo in {zoo.root} is empty.")

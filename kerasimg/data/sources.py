@@ -27,6 +27,7 @@ from kerasimg.data.exclude import without
 from kerasimg.data.splits import FileSplit, stratified_split
 from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
+from kerasimg.names import check_class_names
 
 _HIDDEN_NAMES = {"thumbs.db", "desktop.ini"}
 VAL_FROM = ("train", "test")
@@ -301,7 +302,7 @@ def _class_names(folder: Path) -> list[str]:
         )
     if len(names) < 2:
         raise UserError(f"Only one class folder ({names[0]!r}) in {folder}: a classifier needs two or more.")
-    return names
+    return check_class_names(names, folder)
 
 
 def _list_split(folder: Path, class_names: list[str], reference: Path | None = None, log=print) -> FileSplit:

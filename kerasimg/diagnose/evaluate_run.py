@@ -71,7 +71,7 @@ def evaluate_run(
     if len(getattr(loaded, split)) == 0:
         raise UserError(f"The {split} split of {loaded.name} is empty; choose another --split.")
     tag = "" if own and split == "test" else split if own else f"{_file_safe(loaded.name)}-{split}"
-    model = load_classifier(run.model_path)
+    model = load_classifier(run.model_path, config["class_names"])
     backbone = arguments["backbone"]
     metrics = evaluate(
         model,

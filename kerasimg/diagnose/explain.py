@@ -32,7 +32,13 @@ def run_of(target: str | os.PathLike, zoo: str | os.PathLike = DEFAULT_ZOO) -> R
     run = Run(target)
     if run.exists:
         return run
-    version_dir = resolve_model_dir(str(target), zoo).resolve()
+    try:
+        version_dir = resolve_model_dir(str(target), zoo).resolve()
+    except UserError:
+        raise UserError(
+            f"No run directory or zoo model {str(target)!r}: pass the folder a `fit --out` wrote, or a "
+            f"model of the zoo {zoo} (NAME[/VERSION])."
+        ) from None
     entries = Zoo(version_dir.parent.parent).entries()
     entry = next((e for e in entries if Path(e.get("path", "")).resolve() == version_dir), None)
     source = Run(entry["run"]) if entry and entry.get("run") else None
@@ -66,6 +72,7 @@ def explain_images(
     from kerasimg.serving.predict import list_images
 
     run = run_of(target, zoo)
+    model_path = run.require_model()
     config = run.read_config()
     names, backbone = config["class_names"], config["arguments"]["backbone"]
     size = int(config["resolved"]["image_size"])
@@ -74,7 +81,7 @@ def explain_images(
     files = list_images([str(i) for i in images])
     folder = Path(out) if out is not None else run.explain_dir
     folder.mkdir(parents=True, exist_ok=True)
-    model = load_classifier(run.model_path)
+    model = load_classifier(model_path, names)
     results, readable = [], []
     for path in files:
         reason = check_image(str(path), max_pixels)

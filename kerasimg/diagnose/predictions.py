@@ -20,6 +20,7 @@ import numpy as np
 from kerasimg.data import FileSplit, image_dataset
 from kerasimg.errors import UserError
 from kerasimg.files import write_text
+from kerasimg.tables import csv_value, csv_writer
 
 # Probabilities are clipped here before the log, as Keras's crossentropy clips by its epsilon.
 EPSILON = 1e-7
@@ -89,7 +90,7 @@ def write_predictions(predictions: Predictions, path: str | os.PathLike) -> Path
     """``file,true,predicted,p_<class>...,loss`` (probabilities to 6 decimals)."""
     names = predictions.class_names
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer)
     writer.writerow([*FIXED_COLUMNS, *(f"p_{name}" for name in names), "loss"])
     for file, label, guess, row, loss in zip(
         predictions.files,
@@ -107,7 +108,7 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+            rows = [[csv_value(cell) for cell in row] for row in csv.reader(f)]
     except FileNotFoundError:
         raise UserError(
             f"No predictions at {path}: run `python -m kerasimg.evaluate` on the run first."

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+from pathlib import Path
+
 import keras
 
 from kerasimg.errors import UserError
@@ -80,16 +84,28 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BACKBONE_LAYER)
 
 
-def load_classifier(path) -> keras.Model:
+def load_classifier(path, class_names: list[str] | None = None) -> keras.Model:
     """Load a saved classifier; the families' load hooks run first (keras-hub's ViT layers).
 
     Always with Keras's ``safe_mode``: a ``.keras`` file that carries Python code
-    (a ``Lambda`` layer's bytecode) is refused with one line, never run.
+    (a ``Lambda`` layer's bytecode) is refused with one line, never run. A file that is
+    not a ``.keras`` archive (random bytes, truncated) is one line too, and so is a model
+    whose outputs do not match ``class_names`` when they are given (a run's classes).
     """
     run_load_hooks()
+    corrupt = UserError(
+        f"{path} is not a Keras model file: corrupt or truncated. Train the run again, or restore the "
+        "file from a copy."
+    )
+    if Path(path).is_file() and str(path).endswith(".keras") and not zipfile.is_zipfile(path):
+        raise corrupt
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, EOFError, zlib.error):
+        raise corrupt from None
     except ValueError as error:
+        if "File not found" in str(error) and Path(path).is_file():
+            raise corrupt from None
         if "safe_mode" not in str(error):
             raise
         raise UserError(
@@ -97,3 +113,10 @@ def load_classifier(path) -> keras.Model:
             "that would run on loading. kerasimg never loads with safe_mode=False; load only models "
             "you trust, and rebuild this one without the lambda."
         ) from None
+    if class_names is not None and model.output_shape[-1] != len(class_names):
+        raise UserError(
+            f"{path} has {model.output_shape[-1]} outputs but its run names {len(class_names)} classes "
+            f"{class_names}; the model file does not belong to this run. Train the run again or restore "
+            "its own model.keras."
+        )
+    return model

@@ -10,7 +10,6 @@ predictions and good batches pay no second decode.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import ArgumentError
 from kerasimg.files import write_text
+from kerasimg.tables import csv_writer
 
 
 def predict_files_batched(
@@ -76,7 +76,7 @@ def _fill(results: list[dict], indices: list[int], out: dict, top_k: int) -> Non
 def write_csv(results: list[dict], path: str | os.PathLike, top_k: int) -> Path:
     """``file,class,score,class_2,score_2,...,error``: one row per file, an unreadable one with its reason."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer)
     ranks = [("class", "score")] + [(f"class_{k}", f"score_{k}") for k in range(2, top_k + 1)]
     writer.writerow(["file", *(name for pair in ranks for name in pair), "error"])
     for r in results:

@@ -30,6 +30,7 @@ from kerasimg import selection
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.files import make_temp_dir
+from kerasimg.names import check_class_names
 from kerasimg.serving.convert import CheckImages, add_formats
 from kerasimg.serving.formats import (
     DEFAULT_CALIBRATION_IMAGES,
@@ -38,6 +39,7 @@ from kerasimg.serving.formats import (
     MIN_INT8_CHECK_IMAGES,
     SAVEDMODEL,
     parse_formats,
+    write_labels,
 )
 from kerasimg.serving.formats import check_installed as check_format_packages
 from kerasimg.serving.signatures import BYTES_INPUT, PIXELS_INPUT, decode_batch, serving_functions
@@ -95,6 +97,8 @@ def export_model(
     """
     zoo = Zoo(zoo)
     folder = zoo.model_dir(name)
+    zoo.entries()  # a damaged index is refused before a version is published that it could not list
+    check_class_names(list(class_names))
     formats = parse_formats(formats)
     check_tta(tta, formats)
     check_format_packages(formats)
@@ -114,12 +118,12 @@ def export_model(
         archive.add_endpoint("predict_images", predict_images)
         archive.write_out(str(staging), verbose=False)
         (staging / "assets").mkdir(exist_ok=True)
-        (staging / "assets" / "labels.txt").write_text("\n".join(class_names) + "\n", encoding="utf-8")
+        write_labels(staging / "assets" / LABELS_FILE, class_names)
         samples = _sample_jpegs(image_size, WARMUP_IMAGES)
         write_warmup_requests(staging / "assets.extra" / "tf_serving_warmup_requests", name, samples)
         verify_export(staging, model, image_size, samples, tta)
         files = {SAVEDMODEL: {"bytes": _folder_bytes(staging)}}
-        (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n", encoding="utf-8")
+        write_labels(staging / LABELS_FILE, class_names)
         if images is None:
             images = synthetic_check_images(image_size, formats)
         files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement))

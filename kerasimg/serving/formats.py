@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from kerasimg.errors import ArgumentError, UserError
 
@@ -93,3 +94,15 @@ def describe(formats: dict) -> str:
             cell += f" ({facts['top1_agreement']:.1%} top-1)"
         cells.append(cell)
     return ", ".join(cells)
+
+
+def write_labels(path: Path, class_names: list[str]) -> None:
+    """A labels file: one class name a line, ``\\n`` after each (``read_labels`` reads it back exactly)."""
+    Path(path).write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8", newline="\n")
+
+
+def read_labels_file(path: Path) -> list[str]:
+    """The names ``write_labels`` wrote: split on ``\\n`` only, since ``str.splitlines`` also splits
+    on characters a name may hold (U+2028, U+0085, ...)."""
+    text = Path(path).read_text(encoding="utf-8")
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasimg.errors import UserError
-from kerasimg.serving.formats import FORMATS, LABELS_FILE, SAVEDMODEL, check_installed
+from kerasimg.serving.formats import FORMATS, LABELS_FILE, SAVEDMODEL, check_installed, read_labels_file
 
 
 class Runtime:
@@ -117,4 +117,4 @@ def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL) -> Runtime:
 
 def read_labels(folder: str | os.PathLike) -> list[str]:
     """The class names written beside the files (``labels.txt``)."""
-    return Path(folder, LABELS_FILE).read_text(encoding="utf-8").splitlines()
+    return read_labels_file(Path(folder, LABELS_FILE))

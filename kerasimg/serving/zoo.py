@@ -50,10 +50,80 @@ class Zoo:
             yield
 
     def entries(self) -> list[dict]:
+        """The index's entries; ``UserError`` naming ``zoo.json`` when it is damaged (see ``reindex``)."""
         try:
-            return json.loads(self.index_path.read_text(encoding="utf-8"))["models"]
+            text = self.index_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
+        try:
+            index = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise self._damaged(f"it is not valid JSON, perhaps truncated ({error})") from None
+        entries = index.get("models") if isinstance(index, dict) else None
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("version"), int)
+            for e in entries
+        ):
+            raise self._damaged('expected an object whose "models" lists entries with a name and a version')
+        return entries
+
+    def _damaged(self, problem: str) -> UserError:
+        return UserError(
+            f"The zoo index {self.index_path} is damaged: {problem}. Nothing was changed; rebuild it "
+            f"from the version folders with `python -m kerasimg.zoo reindex --zoo {self.root}`."
+        )
+
+    def reindex(self) -> list[dict]:
+        """Rebuild ``zoo.json`` (and ``ZOO.md``, ``models.config``) from the version folders.
+
+        An entry the old index still holds readably is kept as it was; a version it lacks gets an
+        entry from its folder (class names from ``labels.txt``, the formats present, the folder's
+        time) marked ``"reindexed": true``. Returns the new entries.
+        """
+        import datetime
+
+        from kerasimg.serving.formats import FORMATS, LABELS_FILE
+        from kerasimg.serving.runtimes import read_labels
+
+        with self.locked():
+            try:
+                known = {(e["name"], e["version"]): e for e in self.entries()}
+            except UserError:
+                known = {}
+            entries = []
+            for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                try:
+                    name = check_model_name(folder.name)
+                except UserError:
+                    continue
+                for version in self.versions(name):
+                    path = folder / str(version)
+                    if not (path / "saved_model.pb").exists():
+                        continue
+                    if (name, version) in known:
+                        entries.append({**known[(name, version)], "path": str(path)})
+                        continue
+                    files = {
+                        f.name: {"bytes": (path / f.filename).stat().st_size}
+                        for f in FORMATS.values()
+                        if f.filename and (path / f.filename).is_file()
+                    }
+                    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                    entries.append(
+                        {
+                            "name": name,
+                            "version": version,
+                            "class_names": read_labels(path) if (path / LABELS_FILE).is_file() else [],
+                            "path": str(path),
+                            "exported": datetime.datetime.fromtimestamp(path.stat().st_mtime).isoformat(
+                                timespec="seconds"
+                            ),
+                            "formats": {"savedmodel": {"bytes": size}, **files},
+                            "reindexed": True,
+                        }
+                    )
+            self._write(entries)
+        return sorted(entries, key=lambda e: (e["name"], e["version"]))
 
     def model_dir(self, name: str) -> Path:
         """``<zoo>/<name>`` for a valid name, resolved and checked to lie inside the zoo."""
@@ -97,6 +167,7 @@ class Zoo:
         """Delete a model's version (or all versions) from disk and from the index."""
         folder = self.model_dir(name)  # checked before anything, the lock file included, is written
         with self.locked():
+            entries = self.entries()  # a damaged index stops the removal before anything is deleted
             known = self.versions(name)
             doomed = known if version is None else [v for v in known if v == version]
             if not doomed:
@@ -105,7 +176,7 @@ class Zoo:
                 shutil.rmtree(inside(folder, str(v)))
             if not any(folder.iterdir()):  # never another export's staging folder
                 folder.rmdir()
-            self._write([e for e in self.entries() if not (e["name"] == name and e["version"] in doomed)])
+            self._write([e for e in entries if not (e["name"] == name and e["version"] in doomed)])
         return doomed
 
     def _write(self, entries: list[dict]) -> None:
