@@ -7,11 +7,10 @@ scaling the model applies to 0-255 pixels (for ``hub:`` presets, their image con
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 
 
 def describe(name: str) -> dict:
@@ -56,7 +55,7 @@ def describe(name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.models", description=__doc__)
+    p = command_parser("python -m kerasimg.models", __doc__)
     p.add_argument("command", choices=["list"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
