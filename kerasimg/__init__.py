@@ -22,9 +22,10 @@ __all__ = ["__version__", "backbones", "export", "fit", "load_model", "predict"]
 
 def load_library() -> None:
     """Import TensorFlow (quietly) and the library; ``import kerasimg`` does this unless run as the CLI."""
-    from kerasimg.startup import import_tensorflow_quietly
+    from kerasimg.startup import filter_native_logs, import_tensorflow_quietly
 
     import_tensorflow_quietly()
+    filter_native_logs()
     from kerasimg import api
 
     globals().update({name: getattr(api, name) for name in __all__[1:]})
