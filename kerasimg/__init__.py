@@ -22,6 +22,8 @@ __all__ = ["__version__", "backbones", "export", "fit", "load_model", "predict"]
 
 def load_library() -> None:
     """Import TensorFlow (quietly) and the library; ``import kerasimg`` does this unless run as the CLI."""
+    if "load_model" in globals():  # once: a later call must not rebind kerasimg.fit etc. over submodules
+        return
     from kerasimg.startup import filter_native_logs, import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -29,8 +29,10 @@ COMMANDS = {
     "tune": ("kerasimg.tune", "search EfficientNet's compound-scaling coefficients"),
     "compare": ("kerasimg.compare", "run a plan of experiments into one results table"),
     "bench": ("kerasimg.bench", "measure images/s per backbone, mode and precision"),
-    "models": ("kerasimg.models.__main__", "list the registered backbones"),
+    "models": ("kerasimg.model_list", "list the registered backbones"),
 }
+# Commands that import TensorFlow themselves, only when they need it (`models list` reads static facts).
+LIGHT = {"models"}
 PROG = "kerasimg"
 
 
@@ -56,7 +58,8 @@ def resolve_command(name: str):
             f"Unknown command {name!r}.{hint} Expected one of: {', '.join(COMMANDS)} "
             f"({PROG} --help describes them). Received: command={name!r}"
         )
-    kerasimg.load_library()  # TensorFlow, quietly, before the command's module imports it
+    if name not in LIGHT:
+        kerasimg.load_library()  # TensorFlow, quietly, before the command's module imports it
     return importlib.import_module(COMMANDS[name][0]).main
 
 
