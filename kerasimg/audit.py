@@ -14,13 +14,13 @@ import sys
 
 from kerasimg import api
 from kerasimg.api import callable_module
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.diagnose.audit_duplicates import MAX_DISTANCE, MIN_COSINE
 from kerasimg.diagnose.audit_labels import RANKINGS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.audit", description=__doc__)
+    p = command_parser("python -m kerasimg.audit", __doc__)
     p.add_argument("data", help="scenes[:TRAIN,TEST], a folder of class subfolders or the Intel layout")
     p.add_argument("--backbone", default="resnet50", help="a registered backbone (python -m kerasimg.models)")
     p.add_argument(

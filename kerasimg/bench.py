@@ -10,14 +10,14 @@ import argparse
 import sys
 
 from kerasimg.benchmarks.throughput import MODES
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.files import write_json
 from kerasimg.serving.formats import FORMATS, SAVEDMODEL
 from kerasimg.training.precision import PRECISIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.bench", description=__doc__)
+    p = command_parser("python -m kerasimg.bench", __doc__)
     p.add_argument("--backbone", action="append", required=True, help="repeat to compare backbones")
     p.add_argument("--mode", action="append", choices=MODES, help="repeatable; default train")
     p.add_argument("--image-size", type=int, default=None, help="default: each backbone's own size")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -11,6 +13,16 @@ from kerasimg.errors import ArgumentError, UserError
 EXIT_OS_ERROR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+# "kerasimg export" while kerasimg.commands runs a command, so its usage line names what was typed.
+invoked_as: str | None = None
+
+
+def command_parser(prog: str, doc: str | None, **kwargs) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` for a ``python -m kerasimg.*`` CLI: usage names the command as run, and the
+    module docstring, its ``double backticks`` dropped, is the description."""
+    description = re.sub(r"``(.+?)``", r"\1", doc or "", flags=re.S) or None
+    return argparse.ArgumentParser(prog=invoked_as or prog, description=description, **kwargs)
 
 
 def run_cli(main: Callable[[], int], interrupted_hint: str = "") -> int:

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 import kerasimg
+from kerasimg import cli
 from kerasimg.cli import EXIT_USER_ERROR
 from kerasimg.errors import UserError
 
@@ -29,8 +30,10 @@ COMMANDS = {
     "tune": ("kerasimg.tune", "search EfficientNet's compound-scaling coefficients"),
     "compare": ("kerasimg.compare", "run a plan of experiments into one results table"),
     "bench": ("kerasimg.bench", "measure images/s per backbone, mode and precision"),
-    "models": ("kerasimg.models.__main__", "list the registered backbones"),
+    "models": ("kerasimg.model_list", "list the registered backbones"),
 }
+# Commands that import TensorFlow themselves, only when they need it (`models list` reads static facts).
+LIGHT = {"models"}
 PROG = "kerasimg"
 
 
@@ -51,11 +54,13 @@ def resolve_command(name: str):
     """The ``main(argv)`` function of command ``name``; an unknown name lists the close ones."""
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, COMMANDS, n=3)
-        hint = f"Did you mean {' or '.join(close)}? " if close else ""
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
         raise UserError(
-            f"Unknown command {name!r}: expected one of {', '.join(COMMANDS)}. {hint}"
-            f"`{PROG} --help` lists them. Received: command={name!r}"
+            f"Unknown command {name!r}.{hint} Expected one of: {', '.join(COMMANDS)} "
+            f"({PROG} --help describes them). Received: command={name!r}"
         )
+    if name not in LIGHT:
+        kerasimg.load_library()  # TensorFlow, quietly, before the command's module imports it
     return importlib.import_module(COMMANDS[name][0]).main
 
 
@@ -76,4 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    return command(argv[1:])  # each command turns its own errors into one line and an exit code
+    cli.invoked_as = f"{PROG} {argv[0]}"  # the command's usage line says "kerasimg export", as typed
+    try:
+        return command(argv[1:])  # each command turns its own errors into one line and an exit code
+    finally:
+        cli.invoked_as = None

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.precision import PRECISIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.compare", description=__doc__)
+    p = command_parser("python -m kerasimg.compare", __doc__)
     p.add_argument("--plan", default="seed", help="a shipped plan (kerasimg/plans/NAME.toml) or a .toml path")
     p.add_argument(
         "--data", help="scenes[:TRAIN,TEST], a folder, the Intel layout or tfds:NAME (default: the plan's)"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.diagnose.evaluate_run import SPLITS, evaluate_run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.evaluate", description=__doc__)
+    p = command_parser("python -m kerasimg.evaluate", __doc__)
     p.add_argument("run_dir", help="a finished (or stopped) kerasimg.fit run directory")
     p.add_argument("--data", default=None, help="another dataset with the run's classes (default: the run's)")
     p.add_argument("--split", default="test", choices=SPLITS, help="which split to predict")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.diagnose.explain import explain_images
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.explain", description=__doc__)
+    p = command_parser("python -m kerasimg.explain", __doc__)
     p.add_argument(
         "model", help="a run directory, or a zoo model (NAME[/VERSION] or saved_models/NAME/VERSION)"
     )

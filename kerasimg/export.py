@@ -7,14 +7,14 @@ import sys
 
 from kerasimg import api
 from kerasimg.api import callable_module
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, FORMATS, MIN_INT8_CHECK_IMAGES, SAVEDMODEL
 from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.recipe import TTA_MODES
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.export", description=__doc__)
+    p = command_parser("python -m kerasimg.export", __doc__)
     p.add_argument("run_dir", help="a finished kerasimg.fit run directory")
     p.add_argument("--name", help="zoo model name (default: the run's backbone)")
     p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo folder")

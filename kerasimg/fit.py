@@ -9,7 +9,7 @@ import keras
 
 from kerasimg import api
 from kerasimg.api import callable_module
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.data.augment import PRESETS
 from kerasimg.data.sources import VAL_FROM, VERIFY
 from kerasimg.errors import UserError
@@ -27,7 +27,7 @@ _DEFAULTS = FitConfig()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.fit", description=__doc__)
+    p = command_parser("python -m kerasimg.fit", __doc__)
     p.add_argument(
         "--backbone",
         default=_DEFAULTS.backbone,

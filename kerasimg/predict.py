@@ -2,7 +2,7 @@
 
 Loads the SavedModel with plain TensorFlow (no kerasimg model code) and sends the
 files' bytes through its ``serving_default`` signature, as TF Serving would,
-``--batch-size`` files per call (1: one request per file, the old path).
+``--batch-size`` files per call (1: one call per file).
 Unreadable files are reported by name; the rest are still predicted. ``--csv``
 writes one row per file: file, top-1 class and score, the top-k classes and scores.
 ``--format`` runs the version's ONNX or LiteRT file instead, on the same decoded pixels.
@@ -10,13 +10,12 @@ writes one row per file: file, top-1 class and score, the top-k classes and scor
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from kerasimg import api
 from kerasimg.api import callable_module
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.serving.batch_predict import write_csv
 from kerasimg.serving.formats import FORMATS, SAVEDMODEL
@@ -24,7 +23,7 @@ from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.predict", description=__doc__)
+    p = command_parser("python -m kerasimg.predict", __doc__)
     p.add_argument(
         "--model",
         required=True,
@@ -37,14 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         "wins over a same-named folder here",
     )
     p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default: 3)")
     p.add_argument(
         "--max-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,
         help="skip images whose header claims more pixels than this",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as a JSON list instead of a table")
     p.add_argument("--csv", default=None, help="write one row per file to this CSV instead of printing them")
     p.add_argument("--batch-size", type=int, default=32, help="files per signature call (1: one per file)")
     p.add_argument(

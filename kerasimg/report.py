@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.diagnose.report import write_report, write_run_report
 from kerasimg.errors import UserError
 from kerasimg.serving.zoo import DEFAULT_ZOO
@@ -19,7 +19,7 @@ from kerasimg.training.run import Run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.report", description=__doc__)
+    p = command_parser("python -m kerasimg.report", __doc__)
     p.add_argument("runs", nargs="+", help="kerasimg.fit run directories")
     p.add_argument("--out", default=None, help="the page for several runs (default: report.html here)")
     p.add_argument("--zoo", default=DEFAULT_ZOO, help="the zoo whose exports of these runs are listed")

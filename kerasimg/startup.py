@@ -5,15 +5,20 @@ TensorFlow's C++ side writes lines such as "oneDNN custom operations are on",
 straight to the process's stderr before its logging is configured, so
 ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. While TensorFlow is first imported,
 stderr goes to a temporary file; afterwards every line that is not one of those
-known notes is written back. ``KERASIMG_TF_LOGS=1`` shows everything.
+known notes is written back. A command run from the console (``kerasimg X`` or
+``python -m kerasimg.X``) keeps filtering: its stderr then goes through a pipe that drops
+the notes TensorFlow's C++ side prints while it runs (the oneDNN DT_UINT8 note, loop
+optimizer skips, the LiteRT converter's notes). ``KERASIMG_TF_LOGS=1`` shows everything.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import sys
 import tempfile
+import threading
 
 # Notes every CPU-only machine prints; nothing a user can or needs to act on.
 _NOISE = re.compile(
@@ -25,6 +30,12 @@ _NOISE = re.compile(
     r"|rebuild TensorFlow with the appropriate compiler flags"
     r"|Unable to register cu(DNN|FFT|BLAS) factory"
     r"|computation placer already registered"
+    # Printed while a command runs: notes about this CPU or the graph, nothing to act on.
+    r"|oneDNN supports DT_\w+ only on platforms with AVX-512"
+    r"|loop_optimizer\.cc.*Skipping loop optimization"
+    r"|tf_tfl_flatbuffer_helpers\.cc"
+    r"|flatbuffer_export\.cc.*Skipping runtime version metadata"
+    r"|Created TensorFlow Lite XNNPACK delegate"
 )
 
 
@@ -62,3 +73,58 @@ def import_tensorflow_quietly() -> None:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+def running_as_cli() -> bool:
+    """True in a ``kerasimg X`` or ``python -m kerasimg.X`` process (not in a program importing kerasimg)."""
+    argv = list(getattr(sys, "orig_argv", []))  # the interpreter's own: [python, -m, kerasimg.fit, ...]
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1].split(".")[0] == "kerasimg"
+    script = os.path.basename((getattr(sys, "argv", None) or [""])[0]).split(".")[0]
+    return script in ("kerasimg", "kerasimg-script")
+
+
+_filter: list[threading.Thread] = []
+
+
+def filter_native_logs() -> None:
+    """From now on, drop the known notes from everything written to file descriptor 2.
+
+    TensorFlow's C++ code writes to the descriptor, past Python's ``sys.stderr``; so the
+    descriptor becomes a pipe that a thread copies to the real stderr line by line, leaving
+    out the notes. At exit the descriptor is restored and the thread drains what is left, so a
+    traceback printed last is never lost. Only in a CLI process, once; ``KERASIMG_TF_LOGS=1``
+    turns it off.
+    """
+    if _filter or os.environ.get("KERASIMG_TF_LOGS") or not running_as_cli():
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read, write = os.pipe()
+    except (OSError, ValueError):
+        return
+    os.dup2(write, 2)
+    os.close(write)
+
+    def pump() -> None:
+        with os.fdopen(read, "rb") as source, os.fdopen(real, "wb", buffering=0) as target:
+            for line in source:
+                if not is_noise(line.decode(errors="replace")):
+                    target.write(line)
+
+    thread = threading.Thread(target=pump, name="kerasimg-stderr-filter", daemon=True)
+    thread.start()
+    _filter.append(thread)
+
+    def restore() -> None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        restored = os.dup(real)
+        os.dup2(restored, 2)  # closes this process's last write end of the pipe
+        os.close(restored)
+        thread.join(timeout=5)
+
+    atexit.register(restore)

@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.data.augment import PRESETS
 from kerasimg.errors import UserError
 from kerasimg.training.recipe import RECIPES
@@ -38,7 +38,7 @@ def _grid_default(values) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.tune", description=__doc__)
+    p = command_parser("python -m kerasimg.tune", __doc__)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compound", help="grid-search alpha, beta, gamma under alpha*beta^2*gamma^2 ~ target")
     c.add_argument(

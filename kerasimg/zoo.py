@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from kerasimg.cli import run_cli
+from kerasimg.cli import command_parser, run_cli
 from kerasimg.errors import UserError
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.zoo", description=__doc__)
+    p = command_parser("python -m kerasimg.zoo", __doc__)
     p.add_argument("command", choices=["list", "show", "remove", "config", "reindex"])
     p.add_argument("target", nargs="?", help="NAME for show, NAME[/VERSION] for remove")
     p.add_argument("--zoo", default=DEFAULT_ZOO)

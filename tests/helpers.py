@@ -7,6 +7,7 @@ pyproject.toml puts ``tests/`` on the path); fixtures stay in conftest.py.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import textwrap
 import zlib
@@ -152,3 +153,15 @@ def serve_in_fresh_process(saved_model: Path, files: list[Path], folder: Path) -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+NATIVE_LOG_LINE = re.compile(r"^[EWIF]\d{4} ", re.M)  # TensorFlow's C++ log format: E0000 00:00:...
+ANSI_ESCAPE = re.compile(r"\x1b\[")
+
+
+def assert_quiet(*outputs: str) -> None:
+    """A command's piped output holds no TensorFlow native log line and no terminal escape (progress bars)."""
+    for output in outputs:
+        native = NATIVE_LOG_LINE.findall(output)
+        assert not native, [line for line in output.splitlines() if NATIVE_LOG_LINE.match(line)][:5]
+        assert not ANSI_ESCAPE.search(output), repr(output[:2000])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from kerasimg import bench
 from kerasimg.models import __main__ as models_cli
@@ -72,12 +73,8 @@ def test_bench_reports_every_backbone_and_mode_as_table_and_json(tmp_path, capsy
     assert "small_cnn" in out and "GFLOP/s" in out and "of ceil" in out
 
 
-def test_models_list_json_counts_parameters_from_built_models(capsys, monkeypatch):
-    from kerasimg.models import registry
-
-    # Listing builds every backbone at full size; keep this test to the small one.
-    monkeypatch.setattr(registry, "_REGISTRY", {"small_cnn": registry._REGISTRY["small_cnn"]})
-    assert models_cli.main(["list", "--json"]) == 0
+def test_models_list_json_counts_parameters_from_built_models(capsys):
+    assert models_cli.main(["list", "--json", "--verify", "--backbone", "small_cnn"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     # Four stages of two 3x3 convolutions (no bias) and two batch norms (4 vectors each).
     widths, params, previous = (32, 64, 128, 256), 0, 3
@@ -86,6 +83,45 @@ def test_models_list_json_counts_parameters_from_built_models(capsys, monkeypatc
         previous = width
     assert row["parameters"] == params
     assert row["stages"] == ["block1", "block2", "block3", "block4"] and row["preprocessing"] == "tf"
+
+
+def test_stored_facts_cover_the_registry_and_match_cheap_built_models(tmp_path, capsys, monkeypatch):
+    from kerasimg import model_list
+    from kerasimg.models import list_backbones
+
+    assert list(model_list.stored_facts()) == list_backbones()
+    sample = ["--backbone", "small_cnn", "--backbone", "mobilenetv3_small"]
+    assert models_cli.main(["list", "--verify", *sample]) == 0
+    assert "stale" not in capsys.readouterr().err
+    # A wrong stored count is named, and the exit code says so.
+    rows = json.loads(model_list.FACTS.read_text())
+    next(r for r in rows if r["name"] == "small_cnn")["parameters"] += 1
+    (tmp_path / "facts.json").write_text(json.dumps(rows))
+    monkeypatch.setattr(model_list, "FACTS", tmp_path / "facts.json")
+    assert models_cli.main(["list", "--verify", "--backbone", "small_cnn"]) == 1
+    err = capsys.readouterr().err
+    assert "stale: small_cnn: parameters is 1175136, facts.json says 1175137" in err
+
+
+def test_models_list_prints_every_backbone_without_importing_tensorflow(tmp_path):
+    """`kerasimg models list` as the console script runs it: static facts, no TensorFlow."""
+    import os
+    import subprocess
+    import sys
+
+    from kerasimg.models import list_backbones
+
+    script = tmp_path / "kerasimg"  # the console script's name is what defers the import
+    script.write_text(
+        "import sys\nfrom kerasimg.commands import main\nmain()\nprint('tensorflow' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run(
+        [sys.executable, str(script), "models", "list"], capture_output=True, text=True, env=env, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:-2]] == list_backbones() and lines[-1] == "False"
+    assert lines[-2].startswith("Backbones without a classification head")
 
 
 def test_bench_serve_times_each_format_in_its_runtime_beside_keras(tmp_path):

@@ -61,8 +61,8 @@ def test_help_lists_every_command_and_no_command_is_a_usage_error(capsys):
 def test_an_unknown_command_names_the_close_ones(capsys):
     assert commands.main(["fti", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: Unknown command 'fti': expected one of fit, predict, evaluate, explain")
-    assert "Did you mean fit?" in err and err.rstrip().endswith("Received: command='fti'")
+    assert err.startswith("error: Unknown command 'fti'. Did you mean fit? Expected one of: fit, predict,")
+    assert err.rstrip().endswith("(kerasimg --help describes them). Received: command='fti'")
     with pytest.raises(commands.UserError, match=r"Unknown command 'nope'.*Received: command='nope'"):
         commands.resolve_command("nope")
 
@@ -71,3 +71,35 @@ def test_readme_documents_the_console_script_with_every_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     line = next(line for line in readme.splitlines() if line.startswith("`kerasimg fit|"))
     assert line.startswith("`kerasimg " + "|".join(EXPECTED) + " ...`")
+
+
+def test_help_answers_without_importing_tensorflow(tmp_path):
+    """`kerasimg --help` runs as the console script does, and TensorFlow is never imported."""
+    import os
+    import subprocess
+    import sys
+
+    script = "import sys; from kerasimg.commands import main; main(); print('tensorflow' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    fake_script = tmp_path / "kerasimg"  # the console script's name is what defers the import
+    fake_script.write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(fake_script), "--help"], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.startswith("usage: kerasimg COMMAND") and done.stdout.rstrip().endswith("False")
+
+
+@pytest.mark.parametrize("name", ["export", "models"])
+def test_a_commands_usage_names_it_as_typed_without_rst_markup(name, capsys):
+    with pytest.raises(SystemExit):
+        commands.main([name, "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: kerasimg {name} ") and "``" not in out
+
+
+def test_predicts_help_explains_top_k_and_json(capsys):
+    with pytest.raises(SystemExit):
+        commands.main(["predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--top-k TOP_K how many classes to show per image" in out
+    assert "--json print the results as a JSON list" in out and "the old path" not in out

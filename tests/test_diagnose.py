@@ -216,6 +216,7 @@ def test_a_zoo_model_is_explained_through_its_run_and_the_report_lists_the_expor
     assert run_of(zoo / "squares" / "1", zoo).path == result.run_dir
     page = write_run_report(result.run_dir, zoo).read_text()
     assert "Zoo exports (1, in" in page and str(zoo / "squares" / "1") in page
+    assert str(result.run_dir.resolve()) not in page and 'name="viewport"' in page  # no machine path
     (zoo / "zoo.json").write_text(json.dumps({"models": [entry]}))
     with pytest.raises(UserError, match="the zoo does not record one; pass a run directory instead"):
         run_of("squares", zoo)

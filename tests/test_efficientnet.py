@@ -69,8 +69,11 @@ def test_arbitrary_coefficients_are_backbone_names():
     assert spec.image_size == 64 and spec.feature_dim == round_filters(1280, 1.2)
     model = build_classifier(spec, 3, weights="none")
     assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 3)
-    with pytest.raises(UserError, match="Unknown backbone"):
+    with pytest.raises(UserError, match="Unknown backbone") as raised:
         get_backbone("efficientnet_wide")
+    message = str(raised.value)  # the closest few names, not all of them, and where the rest are
+    assert "Did you mean efficientnet_" in message and "resnet50" not in message
+    assert "`kerasimg models list` shows all" in message
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,8 @@ def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike | None = None
     run = Run(run_dir)
     config = run.read_config()
     metrics = run.read_metrics() if run.finished else {}
-    parts = [f"<section><h2>{_escape(run.path.name)}</h2><p>{_escape(run.path.resolve())}</p>"]
+    # The run's name only: the page is moved and shared, and this machine's absolute path means nothing there.
+    parts = [f"<section><h2>{_escape(run.path.name)}</h2>"]
     parts.append("<h3>Configuration</h3>")
     parts.append(_pairs([(label, config.get(part, {}).get(key)) for label, part, key in CONFIG_ROWS]))
     if not metrics:
@@ -165,6 +166,7 @@ def _exports(run: Run, zoo: str | os.PathLike | None) -> list[dict]:
 def page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_escape(title)}</title><style>{STYLE}</style></head>"
         f"<body><h1>{_escape(title)}</h1>\n{body}\n</body></html>\n"
     )

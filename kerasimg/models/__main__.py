@@ -1,21 +1,22 @@
-"""``python -m kerasimg.models list [--json]``: the registry, with parameters counted from built models.
+"""``python -m kerasimg.models list [--json] [--verify]``: the registry, with parameters and GFLOPs.
 
-Beside what is counted here (parameters, GFLOPs) each row quotes the published ImageNet
-top-1 with its source and a "pick this when" line (``catalogue.py``), and shows the input
-scaling the model applies to 0-255 pixels (for ``hub:`` presets, their image converter's).
+The rows of the registered backbones are static facts in ``facts.json`` beside the registry,
+so listing them builds nothing; ``--verify`` builds each backbone again, counts its parameters
+and FLOPs and names any row that differs from the file (``--verify --json`` prints the rows the
+file should hold). Beside what is counted each row quotes the published ImageNet top-1 with its
+source and a "pick this when" line (``catalogue.py``), and shows the input scaling the model
+applies to 0-255 pixels (for ``hub:`` presets, their image converter's, always built).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
-from kerasimg.cli import run_cli
+from kerasimg.model_list import main
 
 
 def describe(name: str) -> dict:
-    """Registry facts plus the parameter count of the backbone built at its default size."""
+    """Registry facts plus the parameter and FLOP counts of the backbone built at its default size."""
     from kerasimg.models import get_backbone
     from kerasimg.models.catalogue import published
 
@@ -55,44 +56,7 @@ def describe(name: str) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kerasimg.models", description=__doc__)
-    p.add_argument("command", choices=["list"])
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument(
-        "--backbone",
-        action="append",
-        help="list only these (repeatable); also how a hub:PRESET is shown, e.g. --backbone hub:DIR",
-    )
-    args = p.parse_args(argv)
-
-    def run() -> int:
-        from kerasimg.models import list_backbones
-
-        rows = [describe(name) for name in (args.backbone or list_backbones())]
-        if args.json:
-            print(json.dumps(rows, indent=2))
-            return 0
-        print(
-            f"{'name':<26} {'size':>5} {'parameters':>12} {'GFLOPs':>8} {'top-1':>6} {'scaling':<10} stages"
-        )
-        for r in rows:
-            stages = r["stages"] if len(r["stages"]) <= 9 else [*r["stages"][:3], "...", r["stages"][-1]]
-            top1 = f"{r['imagenet_top1']:.1f}" if r["imagenet_top1"] else "-"
-            scaling = "in model" if r["input_scaling"]["where"] == "in the backbone" else r["preprocessing"]
-            print(
-                f"{r['name']:<26} {r['image_size']:>5} {r['parameters']:>12,} {r['gflops']:>8.2f} {top1:>6} "
-                f"{scaling:<10} {' > '.join(stages)}"
-            )
-        print(
-            "Backbones without a classification head, at their default size. GFLOPs per image as "
-            "TensorFlow's profiler counts them (a multiply-add is 2 FLOPs). top-1: ImageNet, as published "
-            "(--json names the source)."
-        )
-        return 0
-
-    return run_cli(run)
-
+__all__ = ["describe", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -212,8 +212,8 @@ def get_backbone(name: str) -> BackboneSpec:
     if any(resolver(name) for resolver in _RESOLVERS) and name in _REGISTRY:
         return _REGISTRY[name]
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
     raise UserError(
-        f"Unknown backbone.{hint} Choose one of: {', '.join(_REGISTRY)} "
-        f"(`python -m kerasimg.models list`). Received: backbone={name!r}"
+        f"Unknown backbone.{hint} `kerasimg models list` shows all {len(_REGISTRY)} with their size "
+        f"and accuracy (or hub:PRESET for a keras-hub preset). Received: backbone={name!r}"
     )

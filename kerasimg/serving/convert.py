@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,10 @@ def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> 
             )
     try:
         # The converters print pages of progress to stdout; a failure keeps its message below.
-        with contextlib.redirect_stdout(io.StringIO()), _constants_as_variables(model):
+        quiet = contextlib.redirect_stdout(io.StringIO())
+        with quiet, _constants_as_variables(model), warnings.catch_warnings():
+            # Keras's ONNX bridge probes NumPy's removed `np.object` (NumPy's FutureWarning, not ours to fix).
+            warnings.filterwarnings("ignore", message=r"In the future `np\.object`", category=FutureWarning)
             model.export(str(path), verbose=False, **options)
     except Exception as error:
         raise UserError(
