@@ -18,7 +18,6 @@ import os
 import re
 import sys
 import tempfile
-import threading
 
 # Notes every CPU-only machine prints; nothing a user can or needs to act on.
 _NOISE = re.compile(
@@ -84,47 +83,62 @@ def running_as_cli() -> bool:
     return script in ("kerasimg", "kerasimg-script")
 
 
-_filter: list[threading.Thread] = []
+# The filter: a separate small process, so that what a crashing (or ``os._exit``-ing) command wrote
+# last still reaches the terminal: it reads until every writer is gone, then ends.
+_PUMP = (
+    "import re, sys\n"
+    "noise = re.compile(sys.argv[1])\n"
+    "out = sys.stderr.buffer\n"
+    "for line in sys.stdin.buffer:\n"
+    "    if not noise.search(line.decode(errors='replace')):\n"
+    "        out.write(line)\n"
+    "        out.flush()\n"
+)
+_filter: list = []
 
 
 def filter_native_logs() -> None:
     """From now on, drop the known notes from everything written to file descriptor 2.
 
     TensorFlow's C++ code writes to the descriptor, past Python's ``sys.stderr``; so the
-    descriptor becomes a pipe that a thread copies to the real stderr line by line, leaving
-    out the notes. At exit the descriptor is restored and the thread drains what is left, so a
-    traceback printed last is never lost. Only in a CLI process, once; ``KERASIMG_TF_LOGS=1``
-    turns it off.
+    descriptor becomes a pipe into a small filter process that copies every other line to the
+    real stderr. It runs in its own session (Ctrl-C reaches only the command) and outlives a
+    crash, so a traceback or a fatal native message printed last is never lost; at a normal
+    exit the command waits for it. Only in a CLI process, once; ``KERASIMG_TF_LOGS=1`` turns
+    it off.
     """
     if _filter or os.environ.get("KERASIMG_TF_LOGS") or not running_as_cli():
         return
+    import subprocess
+
     try:
         sys.stderr.flush()
         real = os.dup(2)
         read, write = os.pipe()
+        pump = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _PUMP, _NOISE.pattern],
+            stdin=read,
+            stdout=subprocess.DEVNULL,
+            stderr=real,
+            start_new_session=True,
+        )
     except (OSError, ValueError):
         return
+    os.close(read)
     os.dup2(write, 2)
     os.close(write)
-
-    def pump() -> None:
-        with os.fdopen(read, "rb") as source, os.fdopen(real, "wb", buffering=0) as target:
-            for line in source:
-                if not is_noise(line.decode(errors="replace")):
-                    target.write(line)
-
-    thread = threading.Thread(target=pump, name="kerasimg-stderr-filter", daemon=True)
-    thread.start()
-    _filter.append(thread)
+    _filter.append(pump)
 
     def restore() -> None:
         try:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        restored = os.dup(real)
-        os.dup2(restored, 2)  # closes this process's last write end of the pipe
-        os.close(restored)
-        thread.join(timeout=5)
+        os.dup2(real, 2)  # closes this process's write end of the pipe: the filter reads to its end
+        os.close(real)
+        try:
+            pump.wait(timeout=5)  # a child process still holding the pipe keeps it open: bounded
+        except subprocess.TimeoutExpired:
+            pass
 
     atexit.register(restore)
