@@ -19,10 +19,10 @@ reuses the test split as the ported work did.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.labelled import LabelledData
 from kerasimg.data.splits import FileSplit, stratified_split
 from kerasimg.data.verify import verify_images
 from kerasimg.errors import UserError
@@ -34,39 +34,6 @@ VAL_FROM = ("train", "test")
 def is_hidden(name: str) -> bool:
     """Operating-system litter that is never data: ``.DS_Store``, ``._x.jpg``, ``Thumbs.db``."""
     return name.startswith(".") or name.lower() in _HIDDEN_NAMES
-
-
-@dataclass
-class LabelledData:
-    """Everything training needs to know about a data source."""
-
-    name: str
-    class_names: list[str]
-    train: object
-    val: object
-    test: object
-    unlabelled: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    source: str = ""
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def summary(self) -> dict:
-        def size(split):
-            return len(split) if hasattr(split, "__len__") else None
-
-        return {
-            "source": self.source,
-            "classes": self.class_names,
-            "train": size(self.train),
-            "val": size(self.val),
-            "test": size(self.test),
-            "unlabelled": len(self.unlabelled),
-            "skipped": len(self.skipped),
-        }
 
 
 def check_data_exists(data: str) -> None:
