@@ -10,6 +10,7 @@ from pathlib import Path
 
 import keras
 
+import kerasimg.diagnose.evaluation  # noqa: F401  (registers the evaluation every run ends with)
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import UserError
 from kerasimg.models import list_backbones, load_classifier

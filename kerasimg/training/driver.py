@@ -24,12 +24,11 @@ import kerasimg
 from kerasimg import selection
 from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.data.augment import FLIP_VIEWS, PLAIN_VIEW
-from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, make_temp_dir, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
 from kerasimg.models.batchnorm_folding import fold_frozen_batchnorm
-from kerasimg.training import feature_cache, multihost, reports
+from kerasimg.training import after_fit, feature_cache, multihost, reports
 from kerasimg.training.boundary_cache import BoundarySplit, CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.callbacks import (
     CurvesCallback,
@@ -42,7 +41,6 @@ from kerasimg.training.callbacks import (
 )
 from kerasimg.training.config import FitConfig, ResolvedFit
 from kerasimg.training.distribution import MULTIHOST, resolve_strategy
-from kerasimg.training.evaluation import evaluate
 from kerasimg.training.feature_cache import split_classifier
 from kerasimg.training.layer_decay import lr_multipliers, stage_rates
 from kerasimg.training.precision import dtype_policy
@@ -559,23 +557,26 @@ class _Trainer:
 
     def _evaluate(self, run: Run, rows: list[dict], best_epoch: int) -> tuple[int, dict]:
         final = load_classifier(run.model_path) if run.has_model or self.cluster else self.model
-        metrics = evaluate(
-            final,
-            self.data,
-            self.resolved.image_size,
-            self.batch_size,
-            run,
-            self.title,
-            # Grad-CAM on the mistakes uses a TensorFlow gradient tape: not under JAX (multihost).
-            backbone=self.spec.name if keras.backend.backend() == "tensorflow" else None,
-            tta=self.resolved.recipe.tta,
+        step = after_fit.step()
+        metrics = step.evaluate(
+            after_fit.Finished(
+                final,
+                self.data,
+                run,
+                self.title,
+                self.resolved.image_size,
+                self.batch_size,
+                # Grad-CAM on the mistakes uses a TensorFlow gradient tape: not under JAX (multihost).
+                backbone=self.spec.name if keras.backend.backend() == "tensorflow" else None,
+                tta=self.resolved.recipe.tta,
+            )
         )
         metrics["best_epoch"] = best_epoch
         metrics["train_seconds"] = round(time.time() - self.started, 1)
         # Model selection saw the test split: the test accuracy is optimistic.
         metrics[selection.METRICS_KEY] = selection.validated_on_test(self.data)
         run.write_metrics(metrics)
-        write_run_report(run.path)
+        step.report(run)
         return best_epoch, metrics
 
 
