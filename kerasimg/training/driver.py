@@ -99,8 +99,6 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         scope, replicas = strategy.scope(), strategy.num_replicas_in_sync
     if config.out:  # process 0 of a multihost run checks; every process stops if it refuses
         multihost.shared_or_raise(lambda: _check_out(Run(config.out), resume, resolved))
-    for note in resolved.notes:
-        log(note)
     if resolved.precision != "float32" or replicas > 1 or cluster:
         processes = f" in {cluster.num_processes} process(es)" if cluster else ""
         log(
@@ -115,6 +113,9 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         max_pixels=config.max_pixels,
         log=log,
     )
+    # Said once, when the run starts and its data has been read (a bad --data is the only line).
+    for note in () if resume else resolved.notes:
+        log(note)
     for note in data.notes:
         log(note)
     with scope, dtype_policy(resolved.precision):
