@@ -40,7 +40,6 @@ from kerasimg.training.callbacks import (
     forget_restored_epoch,
 )
 from kerasimg.training.config import FitConfig, ResolvedFit
-from kerasimg.training.distribution import MULTIHOST, resolve_strategy
 from kerasimg.training.feature_cache import split_classifier
 from kerasimg.training.layer_decay import lr_multipliers, stage_rates
 from kerasimg.training.precision import dtype_policy
@@ -90,19 +89,14 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     resolved = config.resolve()
     started = time.time()
     keras.utils.set_random_seed(config.seed)  # before the processes join, so they need no shared seed
-    cluster = multihost.start() if config.strategy == MULTIHOST else None
-    if cluster:
-        multihost.check_same_seed(config.seed)
-        scope, replicas = cluster.distribution.scope(), cluster.replicas
-    else:
-        strategy = resolve_strategy(config.strategy)
-        scope, replicas = strategy.scope(), strategy.num_replicas_in_sync
+    cluster = multihost.processes(config.strategy)
+    cluster.check_same_seed(config.seed)
+    scope, replicas = cluster.scope(), cluster.replicas
     if config.out:  # process 0 of a multihost run checks; every process stops if it refuses
         multihost.shared_or_raise(lambda: _check_out(Run(config.out), resume, resolved))
-    if resolved.precision != "float32" or replicas > 1 or cluster:
-        processes = f" in {cluster.num_processes} process(es)" if cluster else ""
+    if resolved.precision != "float32" or replicas > 1 or cluster.processes_note:
         log(
-            f"Precision {resolved.precision}; {replicas} replica(s){processes}, global batch "
+            f"Precision {resolved.precision}; {replicas} replica(s){cluster.processes_note}, global batch "
             f"{config.batch_size * replicas} ({config.batch_size} per replica)."
         )
     data = load_data(
@@ -130,7 +124,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         )
         run = Run(resolved.run_dir(data.name))
         run_path = Path(multihost.from_process_zero(str(run.path)))
-        if cluster and not cluster.writes:  # the same files, into a scratch folder deleted at the end
+        if not cluster.writes:  # the same files, into a scratch folder deleted at the end
             run = Run(make_temp_dir(tempfile.gettempdir(), "kerasimg-process-"))
         try:
             with run.lock():
@@ -191,10 +185,10 @@ class _Trainer:
         replicas,
         callbacks,
         log,
-        cluster=None,
+        cluster: multihost.Cluster | multihost.SingleProcess,
     ):
         self.resolved, self.config, self.run_dir = resolved, resolved.arguments, run
-        self.cluster = cluster  # a multihost run's processes, or None
+        self.cluster = cluster  # the processes the run trains in (one, or a multihost run's)
         self.data, self.model, self.replicas = data, model, replicas
         self.spec = get_backbone(self.config.backbone)
         self.batch_size = self.config.batch_size * replicas  # --batch-size is per replica
@@ -256,7 +250,7 @@ class _Trainer:
                 "resolved": {
                     **resolved.to_json(),
                     "replicas": self.replicas,
-                    "processes": self.cluster.num_processes if self.cluster else 1,
+                    "processes": self.cluster.num_processes,
                     "global_batch_size": self.batch_size,
                     "backend": keras.backend.backend(),
                     "out": str(run.path),
@@ -297,8 +291,8 @@ class _Trainer:
         )
         if source == IMAGES:
             trained, (train_data, val_data) = model, self._image_pipelines()
-            # Not under multihost: the fold's compute model is checked on TensorFlow only.
-            if self.config.fold_bn and self.resolved.precision == "mixed_bfloat16" and not self.cluster:
+            folds = self.cluster.folds_batchnorm and self.config.fold_bn
+            if folds and self.resolved.precision == "mixed_bfloat16":
                 # Trains the same variables; its save() writes the original model's layers.
                 trained = fold_frozen_batchnorm(model)
             checkpoint_path = run.model_path
@@ -377,12 +371,7 @@ class _Trainer:
                     self.data.val, size, self.batch_size, training=False, num_classes=self._label_depth()
                 ),
             )
-            if self.cluster:
-                self._images = tuple(multihost.process_share(ds, self.batch_size) for ds in self._images)
-                self.log(
-                    f"Each process trains on {self.batch_size // self.cluster.num_processes} images of every "
-                    f"global batch of {self.batch_size}; a last, partial batch is left out of every epoch."
-                )
+            self._images = self.cluster.share(self._images, self.batch_size, self.log)
         return self._images
 
     def _source(self, index: int, phase) -> str:
@@ -397,7 +386,7 @@ class _Trainer:
             return IMAGES
         if not self.config.feature_cache:
             return IMAGES
-        if self.cluster:  # a multihost predict() returns one process's shard: no cache to extract
+        if not self.cluster.extracts_caches:
             return IMAGES
         if self.resolved.cached_views is None:
             self.log(
@@ -549,15 +538,15 @@ class _Trainer:
         reports.write_history(run.history_path, rows)
         reports.plot_curves(rows, run.curves_path, self.title, self.boundaries)
         best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
-        if self.cluster:  # each process evaluates by itself, on the whole test split (see multihost)
-            # A resumed run's best model may predate this process: every process takes process 0's.
-            multihost.copy_from_process_zero(run.path, run.model_path.name)
-            with multihost.local():
-                return self._evaluate(run, rows, best_epoch)
-        return self._evaluate(run, rows, best_epoch)
+        with self.cluster.evaluating(run.path, run.model_path.name):
+            return self._evaluate(run, rows, best_epoch)
 
     def _evaluate(self, run: Run, rows: list[dict], best_epoch: int) -> tuple[int, dict]:
-        final = load_classifier(run.model_path) if run.has_model or self.cluster else self.model
+        final = (
+            load_classifier(run.model_path)
+            if run.has_model or self.cluster.evaluates_saved_model
+            else self.model
+        )
         step = after_fit.step()
         metrics = step.evaluate(
             after_fit.Finished(
