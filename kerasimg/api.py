@@ -10,8 +10,9 @@ from pathlib import Path
 
 import keras
 
+import kerasimg.diagnose.evaluation  # noqa: F401  (registers the evaluation every run ends with)
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
-from kerasimg.errors import UserError
+from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import list_backbones, load_classifier
 from kerasimg.models.registry import run_load_hooks
 from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, SAVEDMODEL, check_installed, parse_formats
@@ -143,7 +144,18 @@ def predict(
     from kerasimg.serving.batch_predict import predict_files_batched
     from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
 
-    targets = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ArgumentError("top_k", "must be a whole number of at least 1", top_k)
+    single = isinstance(images, (str, os.PathLike, bytes, bytearray)) or hasattr(images, "__array__")
+    targets = [images] if single or not hasattr(images, "__iter__") else list(images)
+    for target in targets:
+        if not isinstance(target, (str, os.PathLike)):
+            # Bytes would be taken for a file name (and printed whole in the error).
+            raise UserError(
+                "images are paths of image files or folders; to predict an image held in memory (bytes, "
+                "an array, a PIL image), save it to a file first. "
+                f"Received: an image of type {type(target).__name__}"
+            )
     files, model_dir = list_images([str(t) for t in targets]), resolve_model_dir(str(model), zoo)
     if format != SAVEDMODEL or batch_size == 1:
         return predict_files(model_dir, files, top_k, max_pixels, format=format)

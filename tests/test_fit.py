@@ -102,13 +102,24 @@ def test_an_interrupted_run_resumes_with_one_continuous_history(tiny_scenes, tmp
     assert not (out / "metrics.json").exists()
     config = load_run_config(out)
     assert config.epochs == 3 and config.backbone == "small_cnn"
-    fit(config, resume=True, log=lambda *_: None)
+    logged = []
+    fit(config, resume=True, log=logged.append)
+    assert not [line for line in logged if "--weights none" in line], "the run's start said it once"
     rows = read_history(out / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert len((out / "history.csv").read_text().strip().splitlines()) == 4
     assert (out / "metrics.json").exists()
     with pytest.raises(UserError, match="already finished"):
         load_run_config(out)
+
+
+def test_a_bad_data_path_is_the_only_line(tmp_path):
+    """The --weights none note waits until the data is read, so a bad --data is not preceded by it."""
+    logged = []
+    with pytest.raises(UserError, match="The data path does not exist"):
+        fit(tiny_config(tmp_path / "missing", tmp_path / "run"), log=logged.append)
+    assert logged == []
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_existing_run_directory_is_never_overwritten(tiny_scenes, tmp_path):

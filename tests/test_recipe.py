@@ -13,10 +13,10 @@ from helpers import CrashAfterEpoch, tiny_config
 import kerasimg.fit as fit_cli
 from kerasimg.data.augment import PRESETS, Augmenter, crop_boxes, parse_augment
 from kerasimg.data.rand_augment import SelectiveRandAugment
+from kerasimg.diagnose.evaluation import predict_probabilities
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
 from kerasimg.training import fit, load_run_config
-from kerasimg.training.evaluation import predict_probabilities
 from kerasimg.training.recipe import (
     RECIPES,
     Recipe,

@@ -19,11 +19,11 @@ reuses the test split as the ported work did.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import without
+from kerasimg.data.labelled import LabelledData
 from kerasimg.data.splits import FileSplit, stratified_split
 from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
@@ -38,71 +38,6 @@ VERIFY = ("pipeline", "full")
 def is_hidden(name: str) -> bool:
     """Operating-system litter that is never data: ``.DS_Store``, ``._x.jpg``, ``Thumbs.db``."""
     return name.startswith(".") or name.lower() in _HIDDEN_NAMES
-
-
-@dataclass
-class LabelledData:
-    """Everything training needs to know about a data source."""
-
-    name: str
-    class_names: list[str]
-    train: object
-    val: object
-    test: object
-    unlabelled: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    source: str = ""
-    # Set when files are checked as the pipeline reads them: records into ``skipped``.
-    recorder: SkipRecorder | None = None
-    excluded: int = 0  # training files left out because an audit flagged them (fit --exclude)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def write_skips_to(self, path: str | os.PathLike) -> None:
-        """Append each file the pipeline skips from now on to ``path`` (the run's ``skipped_files.txt``)."""
-        if self.recorder is not None:
-            self.recorder.write_to(path)
-
-    def callbacks(self, log=print) -> list:
-        """Keras callbacks that say at each epoch's end how many files the pipeline skipped."""
-        return [self.recorder.callback(log)] if self.recorder is not None else []
-
-    def check_split(self, name: str, log=print) -> int:
-        """Check every file of split ``name`` now, drop and record the bad ones; returns how many.
-
-        Evaluation calls this first, so with ``verify="pipeline"`` no test image is lost
-        unannounced: each is either evaluated or listed as skipped. A no-op for a split
-        that was checked before training, or is not a folder's.
-        """
-        split = getattr(self, name)
-        if self.recorder is None or not isinstance(split, FileSplit) or split.skips is None:
-            return 0
-        bad = verify_images(split.paths, max_pixels=self.recorder.max_pixels, log=log)
-        for path, reason in bad.items():
-            self.recorder.record(path, reason)
-        checked = _drop(split, bad)
-        for other in ("train", "val", "test"):  # validation may be the test split (--val-from test)
-            if getattr(self, other) is split:
-                setattr(self, other, checked)
-        return len(bad)
-
-    def summary(self) -> dict:
-        def size(split):
-            return len(split) if hasattr(split, "__len__") else None
-
-        return {
-            "source": self.source,
-            "classes": self.class_names,
-            "train": size(self.train),
-            "val": size(self.val),
-            "test": size(self.test),
-            "unlabelled": len(self.unlabelled),
-            "skipped": len(self.skipped),
-            "excluded": self.excluded,
-        }
 
 
 def check_data_exists(data: str) -> None:
@@ -249,9 +184,9 @@ def load_folder(
         every = train.paths + (test.paths if test else []) + (val.paths if val else []) + unlabelled
         skipped = verify_images(every, max_pixels=max_pixels, log=log)
         if skipped:
-            train = _drop(train, skipped)
-            test = _drop(test, skipped) if test else None
-            val = _drop(val, skipped) if val else None
+            train = train.without(skipped)
+            test = test.without(skipped) if test else None
+            val = val.without(skipped) if val else None
             unlabelled = [p for p in unlabelled if p not in skipped]
     excluded = 0
     if exclude:
@@ -367,11 +302,6 @@ def _unlabelled_files(folder: Path) -> list[str]:
     """The files (not folders, not hidden) directly in ``folder``, sorted; one ``scandir``, no ``stat``."""
     with os.scandir(folder) as it:
         return sorted(os.path.join(folder, e.name) for e in it if e.is_file() and not is_hidden(e.name))
-
-
-def _drop(split: FileSplit, skipped: dict[str, str]) -> FileSplit:
-    kept = [(p, y) for p, y in zip(split.paths, split.labels) if p not in skipped]
-    return FileSplit([p for p, _ in kept], [y for _, y in kept])
 
 
 def _check_classes_nonempty(split: FileSplit, class_names: list[str], folder: Path) -> None:

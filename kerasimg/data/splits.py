@@ -19,6 +19,11 @@ class FileSplit:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def without(self, files) -> FileSplit:
+        """The same split less ``files`` (a set or a mapping of paths)."""
+        kept = [(p, y) for p, y in zip(self.paths, self.labels) if p not in files]
+        return FileSplit([p for p, _ in kept], [y for _, y in kept])
+
     def class_counts(self, num_classes: int) -> list[int]:
         return np.bincount(np.asarray(self.labels, dtype=int), minlength=num_classes).tolist()
 

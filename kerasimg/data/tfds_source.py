@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from kerasimg.data.labelled import LabelledData
 from kerasimg.errors import UserError
 
 
@@ -41,8 +42,6 @@ class TFDSSplit:
 
 def load_tfds(name: str, *, val_split: float, val_from: str, test_split: float, seed: int):
     import tensorflow_datasets as tfds
-
-    from kerasimg.data.sources import LabelledData
 
     try:
         builder = tfds.builder(name)

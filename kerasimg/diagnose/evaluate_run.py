@@ -14,11 +14,11 @@ from pathlib import Path
 
 from kerasimg.data import load_data
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.diagnose.evaluation import evaluate
 from kerasimg.diagnose.mistakes import MISTAKES
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import load_classifier
 from kerasimg.serving.zoo import DEFAULT_ZOO
-from kerasimg.training.evaluation import evaluate
 from kerasimg.training.run import Run
 
 SPLITS = ("test", "val", "train")

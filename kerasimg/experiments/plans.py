@@ -11,7 +11,6 @@ Plans shipped with kerasimg live in ``kerasimg/plans/`` and are named without ``
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,19 +18,29 @@ from pathlib import Path
 from kerasimg.errors import UserError
 from kerasimg.models import get_backbone
 from kerasimg.names import check_name
-from kerasimg.tomlfile import KINDS, kind_of, read_toml
+from kerasimg.settings import schema
+from kerasimg.tomlfile import KINDS, read_toml
 from kerasimg.training.config import FitConfig
 
 PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"
-_FIT_KINDS = {f.name: kind_of(f.type) for f in dataclasses.fields(FitConfig) if f.name != "out"}
-_FIT_KEYS = set(_FIT_KINDS) - {"data"}
-# [defaults] and [quick] may also name the default data.
-_PLAN_SCHEMA = _FIT_KINDS
-_EXPERIMENT_SCHEMA = {k: _FIT_KINDS[k] for k in _FIT_KEYS} | {
-    "name": "string",
-    "reported": "number",
-    "quick": "table",
-}
+
+
+def _schemas() -> tuple[dict, set, dict]:
+    """The schema of ``[defaults]``/``[quick]``, the fit keys an experiment may set, and its schema.
+
+    Built from ``FitConfig``'s fields each time, so a new field is a plan key at once.
+    """
+    fit_kinds = schema(FitConfig, exclude=("out",))
+    fit_keys = set(fit_kinds) - {"data"}
+    # [defaults] and [quick] may also name the default data.
+    experiment = {k: fit_kinds[k] for k in fit_keys} | {
+        "name": "string",
+        "reported": "number",
+        "quick": "table",
+    }
+    return fit_kinds, fit_keys, experiment
+
+
 _TOP_SCHEMA = {
     "name": "string",
     "description": "string",
@@ -104,6 +113,7 @@ def load_plan(plan: str, quick: bool = False) -> Plan:
     experiment's own, or the ``[defaults]``/``[quick]`` line the value came from.
     """
     file = read_toml(plan_path(plan), "plan file")
+    plan_schema, fit_keys, experiment_schema = _schemas()
     path, raw = file.path, file.data
     if isinstance(raw.get("experiment"), dict):
         raise file.error(
@@ -113,13 +123,13 @@ def load_plan(plan: str, quick: bool = False) -> Plan:
         )
     file.check(raw, _TOP_SCHEMA)
     for table in ("defaults", "quick"):
-        file.check(raw.get(table, {}), _PLAN_SCHEMA, table)
+        file.check(raw.get(table, {}), plan_schema, table)
     experiments_raw = raw.get("experiment", [])
     if not experiments_raw:
         raise UserError(f"{path}: a plan needs at least one [[experiment]] table.")
     experiments, seen = [], {}
     for index, entry in enumerate(experiments_raw):
-        file.check(entry, _EXPERIMENT_SCHEMA, "experiment", index)
+        file.check(entry, experiment_schema, "experiment", index)
         name_line = file.line("name", "experiment", index)
 
         def fail(message: str, key: str = "name") -> UserError:
@@ -137,17 +147,17 @@ def load_plan(plan: str, quick: bool = False) -> Plan:
         if reported is not None and not 0 <= reported <= 1:
             raise fail(f"'reported' is an accuracy in [0, 1]. Received: reported={reported!r}", "reported")
         quick_overrides = entry.get("quick", {})
-        bad = sorted(set(quick_overrides) - _FIT_KEYS)
+        bad = sorted(set(quick_overrides) - fit_keys)
         if bad:
             raise fail(f"unknown key {bad[0]!r} in the quick overrides of {name!r}.", "quick")
         for key, value in quick_overrides.items():
-            accepts, expected = KINDS[_PLAN_SCHEMA[key]]
+            accepts, expected = KINDS[plan_schema[key]]
             if not accepts(value):
                 raise fail(f"quick {key!r} must be {expected}. Received: {key}={value!r}", "quick")
         # Where each setting came from, to blame the right line.
         origin = {k: ("defaults", None, k) for k in raw.get("defaults", {})}
-        origin |= {k: ("experiment", index, k) for k in entry if k in _FIT_KEYS}
-        settings = {**raw.get("defaults", {}), **{k: v for k, v in entry.items() if k in _FIT_KEYS}}
+        origin |= {k: ("experiment", index, k) for k in entry if k in fit_keys}
+        settings = {**raw.get("defaults", {}), **{k: v for k, v in entry.items() if k in fit_keys}}
         if quick:
             settings.update(raw.get("quick", {}))
             settings.update(quick_overrides)

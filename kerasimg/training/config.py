@@ -15,7 +15,7 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
-from kerasimg.data.augment import parse_augment
+from kerasimg.data.augment import PRESETS, parse_augment
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import DEFAULT_ISSUES, ISSUES
 from kerasimg.data.sources import VAL_FROM, VERIFY
@@ -23,11 +23,20 @@ from kerasimg.errors import ArgumentError
 from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
 from kerasimg.models.registry import name_slug
+from kerasimg.settings import check_types, setting
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.layer_decay import stage_rates
 from kerasimg.training.multihost import DEFAULT_CONNECT_TIMEOUT
-from kerasimg.training.precision import resolve_precision
-from kerasimg.training.recipe import RECIPE_SETTINGS, Recipe, resolve_recipe
+from kerasimg.training.precision import PRECISIONS, resolve_precision
+from kerasimg.training.recipe import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    RECIPE_SETTINGS,
+    RECIPES,
+    TTA_MODES,
+    Recipe,
+    resolve_recipe,
+)
 from kerasimg.training.schedules import Phase, parse_schedule
 
 
@@ -35,50 +44,148 @@ from kerasimg.training.schedules import Phase, parse_schedule
 class FitConfig:
     """Every argument of a run, as given; saved in ``config.json`` and read back by ``--resume``."""
 
-    backbone: str = "resnet50"
-    data: str = "scenes"
-    weights: str = "imagenet"
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    image_size: int | None = None
-    schedule: str = "linear-probe"
-    unfreeze_every: int = 2
-    finetune_lr: float | None = None
-    train_bn: bool = False
-    feature_cache: bool = True
+    backbone: str = setting("resnet50", "a registered backbone (python -m kerasimg.models list)")
+    data: str = setting(
+        "scenes",
+        "scenes[:TRAIN,TEST] (built-in demo), a folder, the Intel layout, or tfds:NAME",
+        path=True,
+    )
+    weights: str = setting(
+        "imagenet",
+        "imagenet (fetched by Keras into $KERAS_HOME/models) | none | PATH to a weights file",
+        path=True,
+    )
+    epochs: int = setting(10, "epochs in all, over every phase")
+    batch_size: int = setting(32, "images per step")
+    lr: float = setting(1e-3, "Adam learning rate")
+    image_size: int | None = setting(None, "default: the backbone's own size")
+    schedule: str = setting(
+        "linear-probe",
+        "linear-probe | last-block | gradual | full | probe-then-last:N,M | a spec such as "
+        "'0:head,5:conv5,8:conv4' (epoch:deepest unfrozen stage); with --weights none, "
+        "linear-probe becomes full",
+    )
+    unfreeze_every: int = setting(2, "epochs between unfreezing steps of --schedule gradual")
+    finetune_lr: float | None = setting(
+        None,
+        "learning rate of phases that train backbone layers (default: lr/10 with "
+        "pretrained weights, lr without)",
+    )
+    train_bn: bool = setting(
+        False,
+        "let BatchNorm layers of unfrozen stages train (default: inference mode; on with --weights none)",
+    )
+    feature_cache: bool = setting(
+        True,
+        "train partly or wholly frozen phases on images instead of cached features or "
+        "stage-boundary activations",
+    )
     # Frozen BatchNorm folded into the convolution under mixed_bfloat16, where it measured faster.
-    fold_bn: bool = True
-    cache_views: int | None = None
-    recipe: str = "seed"
+    fold_bn: bool = setting(
+        True,
+        "under mixed_bfloat16, compute frozen BatchNorm as its own layer instead of folding it "
+        "into the convolution before it (the saved model is the same either way)",
+    )
+    cache_views: int | None = setting(
+        None,
+        "with augmentation beyond flips (not mixup/cutmix), cache K augmented views per training "
+        "image and draw one per epoch (default: such phases train on images)",
+        metavar="K",
+    )
+    recipe: str = setting(
+        "seed",
+        "seed: the ported recipe (flip, Adam, constant lr); modern: light augmentation, label "
+        "smoothing 0.1, AdamW (weight decay 0.05), 1 warm-up epoch, cosine decay, flip TTA. The flags "
+        "below override it",
+        choices=RECIPES,
+    )
     # None: the recipe's value (kerasimg.training.recipe.RECIPES).
-    augment: str | None = None
-    label_smoothing: float | None = None
-    optimizer: str | None = None
-    weight_decay: float | None = None
-    warmup_epochs: float | None = None
-    lr_schedule: str | None = None
-    ema: float | None = None
-    grad_accum: int | None = None
-    early_stop: int | None = None
-    class_weight: str | None = None
-    tta: str | None = None
-    layer_decay: float | None = None
-    dropout: float = 0.2
-    head: str = "linear"
-    val_split: float = 0.1
-    val_from: str = "train"
-    seed: int = 0
-    precision: str = "float32"
-    strategy: str = "none"
-    # multihost: seconds a process waits for the others to join; set per launch, not kept by --resume.
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    verify: str = "pipeline"
+    augment: str | None = setting(
+        None,
+        f"a preset ({', '.join(PRESETS)}) or a list such as "
+        "rrc,flip,randaugment:2:9,mixup:0.2,cutmix:1.0,erasing:0.25 (default: the recipe's)",
+    )
+    label_smoothing: float | None = setting(None, "0 to 1 (default: the recipe's)")
+    optimizer: str | None = setting(None, "default: the recipe's", choices=OPTIMIZERS)
+    weight_decay: float | None = setting(
+        None, "decoupled weight decay (adamw, sgd), never on biases, norms and embeddings"
+    )
+    warmup_epochs: float | None = setting(None, "linear warm-up at the start of every phase")
+    lr_schedule: str | None = setting(
+        None,
+        "per phase, after the warm-up (the lr of every epoch is history.csv's lr column)",
+        choices=LR_SCHEDULES,
+    )
+    ema: float | None = setting(
+        None, "EMA decay of the weights (e.g. 0.999); the EMA weights are validated, saved and exported"
+    )
+    grad_accum: int | None = setting(None, "accumulate gradients over N batches")
+    early_stop: int | None = setting(
+        None,
+        "end a phase after PATIENCE epochs without a better val accuracy; the next phase still runs",
+        metavar="PATIENCE",
+    )
+    class_weight: str | None = setting(
+        None, "none, auto (inverse class frequency, normalised) or a JSON file {class: weight}", path=True
+    )
+    tta: str | None = setting(
+        None,
+        "flip: evaluate on the mean of each test image's and its mirror's probabilities",
+        choices=TTA_MODES,
+    )
+    layer_decay: float | None = setting(
+        None,
+        "each backbone stage trains at F^k of the head's rate, k stages below it (default: the recipe's, 1)",
+        metavar="F",
+    )
+    dropout: float = setting(0.2, "dropout rate before the output layer")
+    head: str = setting(
+        "linear", "linear, or mlp (Dense-GELU-Dropout-Dense, the ported ViT head)", choices=HEADS
+    )
+    val_split: float = setting(0.1, "fraction of each class carved from train for validation")
+    val_from: str = setting(
+        "train", "'test' validates on the test split, as the ported work did", choices=VAL_FROM
+    )
+    seed: int = setting(0, "seeds splits, shuffling, augmentation and initialisation")
+    precision: str = setting(
+        "float32",
+        "auto: mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and GPUs of compute capability 8+, "
+        "where it was measured faster; float32 otherwise",
+        choices=PRECISIONS,
+    )
+    strategy: str = setting(
+        "none",
+        "mirrored: MirroredStrategy over all local GPUs (--batch-size per replica); auto: when >1 GPU; "
+        "multihost: Keras's DataParallel on JAX over every device of every process named by "
+        "KERAS_DISTRIBUTION_* (README: Several machines)",
+        choices=STRATEGIES,
+    )
+    connect_timeout: float = setting(
+        DEFAULT_CONNECT_TIMEOUT,
+        "multihost: how long a process waits for the others to join before it stops with one line "
+        "(set per launch, not kept by --resume)",
+        metavar="SECONDS",
+    )
+    max_pixels: int = setting(
+        DEFAULT_MAX_PIXELS,
+        "skip images whose header claims more pixels than this (decompression bombs); "
+        "the default is Pillow's limit, so large phone photos pass",
+    )
+    verify: str = setting(
+        "pipeline",
+        "pipeline: skip unreadable images as training meets them, so it starts at once; "
+        "full: check every file before training (verdicts are kept)",
+        choices=VERIFY,
+    )
     # An audit.csv (python -m kerasimg.audit): its files with these issues are left out of training.
-    exclude: str | None = None
-    exclude_issues: str = DEFAULT_ISSUES
-    out: str | None = None
+    exclude: str | None = setting(None, "leave out files an audit flagged", metavar="AUDIT_CSV", path=True)
+    exclude_issues: str = setting(DEFAULT_ISSUES, "issues --exclude drops: label, duplicate, outlier")
+    out: str | None = setting(None, "run directory (default runs/<date>-<backbone>-<data>/)", path=True)
+
+    def __post_init__(self) -> None:
+        # A keyword argument of the wrong type is refused here, as the CLI's parser refuses a
+        # flag, before a run directory or config.json exists (epochs=1.5 or True would train).
+        check_types(self)
 
     def validate(self) -> None:
         """Check every argument (``resolve`` without keeping its result)."""

@@ -26,12 +26,11 @@ from kerasimg.data import LabelledData, image_dataset, load_data
 from kerasimg.data.augment import FLIP_VIEWS, PLAIN_VIEW
 from kerasimg.data.duplicates import leakage_warning
 from kerasimg.data.exclude import read_exclusions
-from kerasimg.diagnose.report import write_run_report
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, make_temp_dir, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
 from kerasimg.models.batchnorm_folding import fold_frozen_batchnorm
-from kerasimg.training import feature_cache, multihost, reports
+from kerasimg.training import after_fit, feature_cache, multihost, reports
 from kerasimg.training.boundary_cache import BoundarySplit, CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.callbacks import (
     CurvesCallback,
@@ -43,8 +42,6 @@ from kerasimg.training.callbacks import (
     forget_restored_epoch,
 )
 from kerasimg.training.config import FitConfig, ResolvedFit
-from kerasimg.training.distribution import MULTIHOST, resolve_strategy
-from kerasimg.training.evaluation import evaluate
 from kerasimg.training.feature_cache import split_classifier
 from kerasimg.training.layer_decay import lr_multipliers, stage_rates
 from kerasimg.training.precision import dtype_policy
@@ -94,21 +91,14 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     resolved = config.resolve()
     started = time.time()
     keras.utils.set_random_seed(config.seed)  # before the processes join, so they need no shared seed
-    cluster = multihost.start(config.connect_timeout, log) if config.strategy == MULTIHOST else None
-    if cluster:
-        multihost.check_same_seed(config.seed)
-        scope, replicas = cluster.distribution.scope(), cluster.replicas
-    else:
-        strategy = resolve_strategy(config.strategy)
-        scope, replicas = strategy.scope(), strategy.num_replicas_in_sync
+    cluster = multihost.processes(config.strategy, config.connect_timeout, log)
+    cluster.check_same_seed(config.seed)
+    scope, replicas = cluster.scope(), cluster.replicas
     if config.out:  # process 0 of a multihost run checks; every process stops if it refuses
         multihost.shared_or_raise(lambda: _check_out(Run(config.out), resume, resolved))
-    for note in resolved.notes:
-        log(note)
-    if resolved.precision != "float32" or replicas > 1 or cluster:
-        processes = f" in {cluster.num_processes} process(es)" if cluster else ""
+    if resolved.precision != "float32" or replicas > 1 or cluster.processes_note:
         log(
-            f"Precision {resolved.precision}; {replicas} replica(s){processes}, global batch "
+            f"Precision {resolved.precision}; {replicas} replica(s){cluster.processes_note}, global batch "
             f"{config.batch_size * replicas} ({config.batch_size} per replica)."
         )
     data = load_data(
@@ -121,6 +111,9 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         exclude=read_exclusions(config.exclude, config.exclude_issues) if config.exclude else None,
         log=log,
     )
+    # Said once, when the run starts and its data has been read (a bad --data is the only line).
+    for note in () if resume else resolved.notes:
+        log(note)
     for note in data.notes:
         log(note)
     if leak := leakage_warning(data.train, data.test):
@@ -137,7 +130,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         )
         run = Run(resolved.run_dir(data.name))
         run_path = Path(multihost.from_process_zero(str(run.path)))
-        if cluster and not cluster.writes:  # the same files, into a scratch folder deleted at the end
+        if not cluster.writes:  # the same files, into a scratch folder deleted at the end
             run = Run(make_temp_dir(tempfile.gettempdir(), "kerasimg-process-"))
         try:
             with run.lock():
@@ -198,10 +191,10 @@ class _Trainer:
         replicas,
         callbacks,
         log,
-        cluster=None,
+        cluster: multihost.Cluster | multihost.SingleProcess,
     ):
         self.resolved, self.config, self.run_dir = resolved, resolved.arguments, run
-        self.cluster = cluster  # a multihost run's processes, or None
+        self.cluster = cluster  # the processes the run trains in (one, or a multihost run's)
         self.data, self.model, self.replicas = data, model, replicas
         self.spec = get_backbone(self.config.backbone)
         self.batch_size = self.config.batch_size * replicas  # --batch-size is per replica
@@ -263,7 +256,7 @@ class _Trainer:
                 "resolved": {
                     **resolved.to_json(),
                     "replicas": self.replicas,
-                    "processes": self.cluster.num_processes if self.cluster else 1,
+                    "processes": self.cluster.num_processes,
                     "global_batch_size": self.batch_size,
                     "backend": keras.backend.backend(),
                     "out": str(run.path),
@@ -304,8 +297,8 @@ class _Trainer:
         )
         if source == IMAGES:
             trained, (train_data, val_data) = model, self._image_pipelines()
-            # Not under multihost: the fold's compute model is checked on TensorFlow only.
-            if self.config.fold_bn and self.resolved.precision == "mixed_bfloat16" and not self.cluster:
+            folds = self.cluster.folds_batchnorm and self.config.fold_bn
+            if folds and self.resolved.precision == "mixed_bfloat16":
                 # Trains the same variables; its save() writes the original model's layers.
                 trained = fold_frozen_batchnorm(model)
             checkpoint_path = run.model_path
@@ -385,12 +378,7 @@ class _Trainer:
                     self.data.val, size, self.batch_size, training=False, num_classes=self._label_depth()
                 ),
             )
-            if self.cluster:
-                self._images = tuple(multihost.process_share(ds, self.batch_size) for ds in self._images)
-                self.log(
-                    f"Each process trains on {self.batch_size // self.cluster.num_processes} images of every "
-                    f"global batch of {self.batch_size}; a last, partial batch is left out of every epoch."
-                )
+            self._images = self.cluster.share(self._images, self.batch_size, self.log)
         return self._images
 
     def _source(self, index: int, phase) -> str:
@@ -405,7 +393,7 @@ class _Trainer:
             return IMAGES
         if not self.config.feature_cache:
             return IMAGES
-        if self.cluster:  # a multihost predict() returns one process's shard: no cache to extract
+        if not self.cluster.extracts_caches:
             return IMAGES
         if self.resolved.cached_views is None:
             self.log(
@@ -557,33 +545,36 @@ class _Trainer:
         reports.write_history(run.history_path, rows)
         reports.plot_curves(rows, run.curves_path, self.title, self.boundaries)
         best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
-        if self.cluster:  # each process evaluates by itself, on the whole test split (see multihost)
-            # A resumed run's best model may predate this process: every process takes process 0's.
-            multihost.copy_from_process_zero(run.path, run.model_path.name)
-            with multihost.local():
-                return self._evaluate(run, rows, best_epoch)
-        return self._evaluate(run, rows, best_epoch)
+        with self.cluster.evaluating(run.path, run.model_path.name):
+            return self._evaluate(run, rows, best_epoch)
 
     def _evaluate(self, run: Run, rows: list[dict], best_epoch: int) -> tuple[int, dict]:
-        final = load_classifier(run.model_path) if run.has_model or self.cluster else self.model
-        metrics = evaluate(
-            final,
-            self.data,
-            self.resolved.image_size,
-            self.batch_size,
-            run,
-            self.title,
-            # Grad-CAM on the mistakes uses a TensorFlow gradient tape: not under JAX (multihost).
-            backbone=self.spec.name if keras.backend.backend() == "tensorflow" else None,
-            tta=self.resolved.recipe.tta,
-            log=self.log,
+        final = (
+            load_classifier(run.model_path)
+            if run.has_model or self.cluster.evaluates_saved_model
+            else self.model
+        )
+        step = after_fit.step()
+        metrics = step.evaluate(
+            after_fit.Finished(
+                final,
+                self.data,
+                run,
+                self.title,
+                self.resolved.image_size,
+                self.batch_size,
+                # Grad-CAM on the mistakes uses a TensorFlow gradient tape: not under JAX (multihost).
+                backbone=self.spec.name if keras.backend.backend() == "tensorflow" else None,
+                tta=self.resolved.recipe.tta,
+                log=self.log,
+            )
         )
         metrics["best_epoch"] = best_epoch
         metrics["train_seconds"] = round(time.time() - self.started, 1)
         # Model selection saw the test split: the test accuracy is optimistic.
         metrics[selection.METRICS_KEY] = selection.validated_on_test(self.data)
         run.write_metrics(metrics)
-        write_run_report(run.path)
+        step.report(run)
         return best_epoch, metrics
 
 

@@ -202,11 +202,22 @@ def restart_under_jax(module: str, argv: list[str], log=print) -> None:
 
 @dataclass(frozen=True)
 class Cluster:
-    """The processes of one run and the ``DataParallel`` distribution over all their devices."""
+    """The processes of one run and the ``DataParallel`` distribution over all their devices.
+
+    The driver asks it every question whose answer differs across processes; a run in
+    one process asks ``SingleProcess``, whose collectives do nothing, so the driver's
+    loop has no multihost branches.
+    """
 
     process_id: int
     num_processes: int
     distribution: keras.distribution.DataParallel
+    # A multihost predict() returns one process's shard: no feature cache can be extracted.
+    extracts_caches = False
+    # The fold's compute model is checked on TensorFlow only.
+    folds_batchnorm = False
+    # The trained model lives in the distribution: evaluation loads process 0's best model.
+    evaluates_saved_model = True
 
     @property
     def replicas(self) -> int:
@@ -216,6 +227,76 @@ class Cluster:
     def writes(self) -> bool:
         """Process 0 writes the run directory; the others only take part."""
         return self.process_id == 0
+
+    @property
+    def processes_note(self) -> str:
+        return f" in {self.num_processes} process(es)"
+
+    def scope(self):
+        return self.distribution.scope()
+
+    def check_same_seed(self, seed: int) -> None:
+        check_same_seed(seed)
+
+    def share(self, datasets: tuple, global_batch: int, log) -> tuple:
+        """This process's part of every global batch of each dataset (see ``process_share``)."""
+        log(
+            f"Each process trains on {global_batch // self.num_processes} images of every "
+            f"global batch of {global_batch}; a last, partial batch is left out of every epoch."
+        )
+        return tuple(process_share(ds, global_batch) for ds in datasets)
+
+    @contextlib.contextmanager
+    def evaluating(self, run_path: Path, model_name: str):
+        """Each process evaluates by itself, on the whole test split, process 0's best model.
+
+        A resumed run's best model may predate this process: every process takes process 0's.
+        """
+        copy_from_process_zero(run_path, model_name)
+        with local():
+            yield
+
+
+@dataclass(frozen=True)
+class SingleProcess:
+    """A run in this process alone (under a TensorFlow strategy): ``Cluster``'s operations, doing nothing."""
+
+    strategy: object
+    process_id = 0
+    num_processes = 1
+    writes = True
+    extracts_caches = True
+    folds_batchnorm = True
+    evaluates_saved_model = False
+    processes_note = ""
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    def scope(self):
+        return self.strategy.scope()
+
+    def check_same_seed(self, seed: int) -> None:
+        pass
+
+    def share(self, datasets: tuple, global_batch: int, log) -> tuple:
+        return datasets
+
+    def evaluating(self, run_path: Path, model_name: str):
+        return contextlib.nullcontext()
+
+
+def processes(
+    strategy: str, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, log=print
+) -> Cluster | SingleProcess:
+    """The processes a ``--strategy`` run trains in: every process of a multihost run (joined within
+    ``connect_timeout`` seconds), or this one."""
+    from kerasimg.training.distribution import MULTIHOST, resolve_strategy
+
+    if strategy == MULTIHOST:
+        return start(connect_timeout, log)
+    return SingleProcess(resolve_strategy(strategy))
 
 
 _cluster: Cluster | None = None

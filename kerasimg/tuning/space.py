@@ -188,7 +188,7 @@ def read_space_file(path: str | Path) -> dict:
     The schema follows ``CompoundSpace`` and ``TrialTraining``; a mistake is one
     ``UserError`` naming the file, the line and the key.
     """
-    from kerasimg.tuning.hypermodel import TrialTraining
+    from kerasimg.tuning.trial import TrialTraining
 
     file = read_toml(path, "search-space file")
     schema = {f.name: kind_of(f.type) for f in dataclasses.fields(CompoundSpace)}

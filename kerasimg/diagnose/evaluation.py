@@ -15,7 +15,8 @@ from kerasimg.diagnose.metrics import classification_metrics
 from kerasimg.diagnose.mistakes import MISTAKES, write_mistakes
 from kerasimg.diagnose.plots import plot_reliability
 from kerasimg.diagnose.predictions import Predictions, predict_split, write_predictions
-from kerasimg.training import reports
+from kerasimg.diagnose.report import write_run_report
+from kerasimg.training import after_fit, reports
 from kerasimg.training.run import Run
 
 
@@ -112,3 +113,26 @@ def split_metrics(predictions: Predictions, summary: dict, split: str) -> dict:
         "calibration": summary["calibration_bins"],
         "class_names": predictions.class_names,
     }
+
+
+class _Diagnosis:
+    """The after-fit step every run ends with: evaluate on the test split, then write ``report.html``."""
+
+    def evaluate(self, finished: after_fit.Finished) -> dict:
+        return evaluate(
+            finished.model,
+            finished.data,
+            finished.image_size,
+            finished.batch_size,
+            finished.run,
+            finished.title,
+            backbone=finished.backbone,
+            tta=finished.tta,
+            log=finished.log,
+        )
+
+    def report(self, run: Run) -> None:
+        write_run_report(run.path)
+
+
+after_fit.register(_Diagnosis())
