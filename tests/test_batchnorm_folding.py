@@ -140,15 +140,23 @@ def test_bfloat16_folded_model_stays_close_to_float32(build):
     images = rng.uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     labels = np.array([0, 2])
     expected, expected_gradients = outputs_and_gradients(reference, images, labels)
+    _, unfolded_gradients = outputs_and_gradients(model, images, labels)
     actual, actual_gradients = outputs_and_gradients(fold_frozen_batchnorm(model), images, labels)
     np.testing.assert_allclose(actual, expected, atol=2e-2)
     # bfloat16 keeps 8 significant bits, so a bias gradient summed with cancellation can be far off
-    # element by element (the unfolded bfloat16 model's is too); each kernel's gradient points the same way.
+    # element by element (the unfolded bfloat16 model's is too); each kernel's gradient points the same
+    # way. How closely depends on the CPU's bfloat16 kernels (on an AVX2-only CPU the unfolded model's
+    # pointwise gradient is itself at cosine 0.92): the fold must add no error beyond bfloat16's own.
     assert actual_gradients.keys() == expected_gradients.keys()
+
+    def cosine(a, b):
+        a, b = a.ravel(), b.ravel()
+        return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+
     for path, gradient in expected_gradients.items():
         if path.endswith("kernel"):
-            a, b = actual_gradients[path].ravel(), gradient.ravel()
-            assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.99, path
+            bar = min(0.99, cosine(unfolded_gradients[path], gradient) - 0.02)
+            assert cosine(actual_gradients[path], gradient) > bar, path
 
 
 @pytest.mark.parametrize("fold_bn", [True, False])
