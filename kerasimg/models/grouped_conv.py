@@ -18,6 +18,19 @@ import keras
 from keras import ops
 
 
+def native_grouped_gradients() -> bool:
+    """Whether TensorFlow differentiates a grouped ``tf.nn.conv2d`` on this machine.
+
+    Its oneDNN kernels do on CPUs with AVX-512; on others (AVX2 only, seen here) the gradient
+    op refuses: "Gradients for grouped convolutions are not supported on CPU".
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return "avx512f" in f.read()
+    except OSError:  # not Linux: one convolution per group, correct everywhere
+        return False
+
+
 @keras.saving.register_keras_serializable(package="kerasimg")
 class GroupedConv2D(keras.layers.Layer):
     """``Conv2D(filters, kernel_size, strides, padding, groups)``, channels last, no dilation."""
@@ -71,7 +84,14 @@ class GroupedConv2D(keras.layers.Layer):
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding.upper())
+            padding = self.padding.upper()
+            if native_grouped_gradients():
+                outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=padding)
+            else:  # one convolution per group: ordinary convolutions, differentiable on every CPU
+                pairs = zip(
+                    tf.split(inputs, self.groups, axis=-1), tf.split(self.kernel, self.groups, axis=-1)
+                )
+                outputs = tf.concat([tf.nn.conv2d(x, k, self.strides, padding) for x, k in pairs], axis=-1)
         else:
             outputs = ops.conv(inputs, self.kernel, strides=self.strides, padding=self.padding)
         if self.bias is not None:
