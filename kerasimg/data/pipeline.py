@@ -128,7 +128,7 @@ def image_dataset(
             # run is step for step the run of ``--verify full`` when no file is bad (Keras iterates
             # a dataset of unknown length differently); evaluation drops them one by one, so no
             # batch is empty.
-            ds = checked if training else checked.filter(lambda x, y, ok: ok).map(lambda x, y, ok: (x, y))
+            ds = checked if training else checked.filter(_is_readable).map(_without_flag)
     else:
         ds = split.images().map(
             lambda x, y: (resize(x, image_size), tf.cast(y, tf.int32)), num_parallel_calls=AUTOTUNE
@@ -157,3 +157,12 @@ def unlabelled_dataset(paths: list[str], image_size: int, batch_size: int) -> tf
     ds = tf.data.Dataset.from_tensor_slices(paths)
     ds = ds.map(lambda p: load_image(p, image_size), num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def _is_readable(image, label, ok):
+    """Named, not a lambda: AutoGraph cannot tell two lambdas on one line apart, and says so loudly."""
+    return ok
+
+
+def _without_flag(image, label, ok):
+    return image, label
