@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fold-bn",
         action="append",
         choices=("off", "on"),
-        help="repeatable (off and on in one run): frozen BatchNorm folded into the convolution; default off",
+        help="repeatable (off and on in one run): BatchNorm computed as fit does (frozen BatchNorm folded "
+        "into the convolution, BatchNorm that trains by TensorFlow's fused kernel) instead of Keras's "
+        "layer; default off",
     )
     p.add_argument(
         "--train-bn",

@@ -8,7 +8,13 @@ import pytest
 import tensorflow as tf
 
 from kerasimg.models import backbone_of, build_classifier, get_backbone, load_classifier
-from kerasimg.models.batchnorm_folding import FoldedConvBatchNorm, fold_frozen_batchnorm, foldable_pairs
+from kerasimg.models.batchnorm_folding import (
+    FoldedConvBatchNorm,
+    batchnorm_compute_model,
+    fold_frozen_batchnorm,
+    foldable_pairs,
+)
+from kerasimg.models.fused_batchnorm import FusedTrainingBatchNorm
 from kerasimg.training.precision import dtype_policy
 from kerasimg.training.schedules import ALL, HEAD, Phase, apply_phase
 
@@ -159,35 +165,46 @@ def test_bfloat16_folded_model_stays_close_to_float32(build):
             assert cosine(actual_gradients[path], gradient) > bar, path
 
 
-@pytest.mark.parametrize("fold_bn", [True, False])
-def test_fit_folds_frozen_batchnorm_under_bfloat16_unless_told_not_to(
-    fold_bn, tiny_scenes, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    "weights, precision, fold_bn, computes_with",
+    [
+        ("pretrained", "mixed_bfloat16", True, FoldedConvBatchNorm),  # BatchNorm frozen: folded
+        ("none", "float32", True, FusedTrainingBatchNorm),  # from scratch, BatchNorm trains: fused
+        ("none", "float32", False, None),  # --no-fold-bn: Keras's own layers
+    ],
+)
+def test_fit_computes_batchnorm_fast_unless_told_not_to(
+    weights, precision, fold_bn, computes_with, tiny_scenes, tmp_path, monkeypatch
 ):
     from helpers import tiny_config
 
     from kerasimg.training import driver, fit
 
-    folded = []
+    computed = []
 
-    def spy(model):
-        folded.append(fold_frozen_batchnorm(model))
-        return folded[-1]
+    def spy(model, **kwargs):
+        computed.append(batchnorm_compute_model(model, **kwargs))
+        return computed[-1]
 
-    monkeypatch.setattr(driver, "fold_frozen_batchnorm", spy)
-    source = build_classifier("small_cnn", 6, image_size=32, weights="none")
-    backbone_of(source).save_weights(tmp_path / "backbone.weights.h5")  # pretrained: BatchNorm frozen
+    monkeypatch.setattr(driver, "batchnorm_compute_model", spy)
+    if weights == "pretrained":  # BatchNorm frozen when the backbone starts from weights
+        source = build_classifier("small_cnn", 6, image_size=32, weights="none")
+        weights = str(tmp_path / "backbone.weights.h5")
+        backbone_of(source).save_weights(weights)
     config = tiny_config(
         tiny_scenes,
         tmp_path / "run",
-        weights=str(tmp_path / "backbone.weights.h5"),
+        weights=weights,
         schedule="full",
         epochs=1,
-        precision="mixed_bfloat16",
+        precision=precision,
         fold_bn=fold_bn,
     )
     fit(config, log=lambda *a: None)
-    assert len(folded) == int(fold_bn)
-    if fold_bn:
-        assert any(isinstance(la, FoldedConvBatchNorm) for la in folded[0]._flatten_layers())
+    assert len(computed) == int(fold_bn)
+    if computes_with:
+        assert any(isinstance(la, computes_with) for la in computed[0]._flatten_layers())
     loaded = load_classifier(tmp_path / "run" / "model.keras")  # Keras's own layers either way
-    assert not any(isinstance(la, FoldedConvBatchNorm) for la in loaded._flatten_layers())
+    assert not any(
+        isinstance(la, (FoldedConvBatchNorm, FusedTrainingBatchNorm)) for la in loaded._flatten_layers()
+    )

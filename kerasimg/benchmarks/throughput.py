@@ -102,7 +102,7 @@ def measure_variants(
     as ``fit``'s ``full`` schedule does (BatchNorm frozen unless ``train_bn``), ``frozen``
     as its linear probe.
     """
-    from kerasimg.models.batchnorm_folding import fold_frozen_batchnorm
+    from kerasimg.models.batchnorm_folding import batchnorm_compute_model
     from kerasimg.training.schedules import ALL, HEAD, Phase, apply_phase
 
     if mode not in FORWARDS_PER_STEP or mode == "serve":
@@ -121,7 +121,7 @@ def measure_variants(
         if mode != "infer":
             apply_phase(model, spec, Phase(0, 1, ALL if mode == "train" else HEAD, 1e-3), train_bn)
         for fold in dict.fromkeys(fold_bn):
-            compute = fold_frozen_batchnorm(model) if fold else model
+            compute = batchnorm_compute_model(model, fold=fold, fuse=fold) if fold else model
             if mode == "infer":
                 step = lambda m=compute: m.predict_on_batch(images)  # noqa: E731
             else:

@@ -13,7 +13,8 @@ becomes one ``FoldedConvBatchNorm`` holding the original ``Conv2D`` and
 ``BatchNormalization``. The folded kernel is computed from their variables on every call,
 so training the compute model trains the original variables, and checkpoints, ``model.keras``
 and exports are written from the original model unchanged. A BN that would use batch
-statistics (trainable, called with ``training=True``) runs unfolded, exactly as before.
+statistics (trainable, called with ``training=True``) runs unfolded, through TensorFlow's
+fused kernel when ``fuse`` is on (``fused_batchnorm.py``), which computes what Keras's does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections import Counter
 import keras
 import tensorflow as tf
 from keras.src.backend import AutocastScope
+
+from kerasimg.models.fused_batchnorm import FusedTrainingBatchNorm, fused_training_batch_norm, fuses
 
 FOLDABLE_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
@@ -35,14 +38,20 @@ class FoldedConvBatchNorm(keras.layers.Layer):
     dtype once, as BatchNorm itself computes in float32.
     """
 
-    def __init__(self, conv: keras.layers.Layer, bn: keras.layers.BatchNormalization, **kwargs):
+    def __init__(
+        self, conv: keras.layers.Layer, bn: keras.layers.BatchNormalization, fuse: bool = False, **kwargs
+    ):
         super().__init__(name=f"{conv.name}_folded", dtype=conv.dtype_policy, **kwargs)
         self.conv = conv
         self.bn = bn
+        self.fuse = fuse
 
     def call(self, inputs, training=None):
         if training and self.bn.trainable:  # BN would use batch statistics: nothing to fold
-            return self.bn(self.conv(inputs), training=training)
+            outputs = self.conv(inputs)
+            if self.fuse and fuses(self.bn, outputs):
+                return fused_training_batch_norm(self.bn, outputs)
+            return self.bn(outputs, training=training)
         kernel, bias = self.folded_kernel_and_bias()
         outputs = self._convolve(inputs, keras.ops.cast(kernel, inputs.dtype))
         return tf.nn.bias_add(outputs, keras.ops.cast(bias, inputs.dtype))
@@ -124,24 +133,37 @@ def depthwise_conv_float32_filter_gradient(inputs, kernel, strides, padding: str
 
 
 def fold_frozen_batchnorm(model: keras.Model) -> keras.Model:
-    """A model computing the same function as ``model`` with conv -> BN pairs folded.
+    """A model computing the same function as ``model`` with conv -> frozen BN pairs folded."""
+    return batchnorm_compute_model(model, fold=True, fuse=False)
 
+
+def batchnorm_compute_model(model: keras.Model, fold: bool = True, fuse: bool = True) -> keras.Model:
+    """A model computing the same function as ``model``, its BatchNorm computed faster.
+
+    ``fold``: conv -> BN pairs become one convolution while the BN is frozen. ``fuse``: a BN
+    that uses batch statistics runs TensorFlow's fused kernel (``fused_batchnorm.py``).
     It shares every layer and variable with ``model`` (train it, save ``model``). Nested
-    functional models (the classifier's backbone) are folded too. Only pairs where the
+    functional models (the classifier's backbone) are rewritten too. Only pairs where the
     conv's output feeds the BN alone, the conv has no activation and the BN normalises
     the last axis without renorm are folded; everything else is called as it is.
+    Returns ``model`` itself when there is nothing to change.
     """
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         return model  # a subclassed model has no graph to walk: compute it as it is
     replacements = {}
-    for conv, bn in foldable_pairs(model):
-        replacements[id(conv)] = FoldedConvBatchNorm(conv, bn)
-        replacements[id(bn)] = _passthrough
+    if fold:
+        for conv, bn in foldable_pairs(model):
+            replacements[id(conv)] = FoldedConvBatchNorm(conv, bn, fuse=fuse)
+            replacements[id(bn)] = _passthrough
     for layer in model.layers:
-        if isinstance(layer, keras.Model) and id(layer) not in replacements:
-            folded = fold_frozen_batchnorm(layer)
-            if folded is not layer:
-                replacements[id(layer)] = folded
+        if id(layer) in replacements:
+            continue
+        if isinstance(layer, keras.Model):
+            rewritten = batchnorm_compute_model(layer, fold, fuse)
+            if rewritten is not layer:
+                replacements[id(layer)] = rewritten
+        elif fuse and isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+            replacements[id(layer)] = FusedTrainingBatchNorm(layer)
     if not replacements:
         return model
     inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name) for x in model.inputs]

@@ -80,11 +80,13 @@ class FitConfig:
         "train partly or wholly frozen phases on images instead of cached features or "
         "stage-boundary activations",
     )
-    # Frozen BatchNorm folded into the convolution under mixed_bfloat16, where it measured faster.
+    # Frozen BatchNorm folded into the convolution under mixed_bfloat16, where it measured faster;
+    # BatchNorm that trains through TensorFlow's fused kernel (models/fused_batchnorm.py).
     fold_bn: bool = setting(
         True,
-        "under mixed_bfloat16, compute frozen BatchNorm as its own layer instead of folding it "
-        "into the convolution before it (the saved model is the same either way)",
+        "compute BatchNorm with Keras's own layer: frozen BatchNorm not folded into the convolution "
+        "before it under mixed_bfloat16, BatchNorm that trains not run by TensorFlow's fused kernel "
+        "(the saved model is the same either way)",
     )
     cache_views: int | None = setting(
         None,

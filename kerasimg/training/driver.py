@@ -29,7 +29,7 @@ from kerasimg.data.exclude import read_exclusions
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, make_temp_dir, write_text
 from kerasimg.models import build_classifier, count_flops, get_backbone, load_classifier
-from kerasimg.models.batchnorm_folding import fold_frozen_batchnorm
+from kerasimg.models.batchnorm_folding import batchnorm_compute_model
 from kerasimg.training import after_fit, feature_cache, multihost, reports
 from kerasimg.training.boundary_cache import BoundarySplit, CutRefused, boundary_stage, split_at_stage
 from kerasimg.training.callbacks import (
@@ -297,10 +297,10 @@ class _Trainer:
         )
         if source == IMAGES:
             trained, (train_data, val_data) = model, self._image_pipelines()
-            folds = self.cluster.folds_batchnorm and self.config.fold_bn
-            if folds and self.resolved.precision == "mixed_bfloat16":
+            if self.cluster.folds_batchnorm and self.config.fold_bn:
                 # Trains the same variables; its save() writes the original model's layers.
-                trained = fold_frozen_batchnorm(model)
+                fold = self.resolved.precision == "mixed_bfloat16"
+                trained = batchnorm_compute_model(model, fold=fold, fuse=True)
             checkpoint_path = run.model_path
         else:
             trained, train_data, val_data = self._cached(source)
