@@ -165,7 +165,7 @@ def test_fit_folds_frozen_batchnorm_under_bfloat16_unless_told_not_to(
 ):
     from helpers import tiny_config
 
-    from kerasimg.training import driver, fit
+    from kerasimg.training import fit, phase_sources
 
     folded = []
 
@@ -173,7 +173,7 @@ def test_fit_folds_frozen_batchnorm_under_bfloat16_unless_told_not_to(
         folded.append(fold_frozen_batchnorm(model))
         return folded[-1]
 
-    monkeypatch.setattr(driver, "fold_frozen_batchnorm", spy)
+    monkeypatch.setattr(phase_sources, "fold_frozen_batchnorm", spy)
     source = build_classifier("small_cnn", 6, image_size=32, weights="none")
     backbone_of(source).save_weights(tmp_path / "backbone.weights.h5")  # pretrained: BatchNorm frozen
     config = tiny_config(
