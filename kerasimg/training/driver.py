@@ -2,7 +2,9 @@
 
 The run directory (``kerasimg.training.run.Run`` knows its layout) gets everything
 as soon as it exists, so Ctrl-C or a crash loses nothing already done, and
-``resume`` continues from Keras's ``BackupAndRestore`` state.
+``resume`` continues from Keras's ``BackupAndRestore`` state. What each phase trains
+on is ``phase_sources``'s to say, and whatever differs across the processes of a
+multihost run is its cluster's (``multihost``): the loop has no branch on either.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ class _Trainer:
         check_split_size(resolved.recipe, data.train, self.config.data)
         counts = train_counts(data.train, data.num_classes)
         self.class_weight = class_weights(resolved.recipe, data.class_names, counts)
-        self.sources = PhaseData(resolved, run, data, model, self.spec, self.batch_size, cluster, log)
+        self.phase_data = PhaseData(resolved, run, data, model, self.spec, self.batch_size, cluster, log)
 
     def run(self, resume: bool) -> tuple[int, dict]:
         run = self.run_dir
@@ -198,13 +200,13 @@ class _Trainer:
     def _train_phase(self, index: int, phase, best: float | None) -> float | None:
         run, model, recipe = self.run_dir, self.model, self.resolved.recipe
         trainable = apply_phase(model, self.spec, phase, self.resolved.train_bn)
-        source = self.sources.source(index, phase)
+        source = self.phase_data.source(index, phase)
         self.log(
             f"Phase {index + 1}/{len(self.resolved.phases)}: epochs {phase.start + 1}-{phase.end}, "
-            f"{describe(phase)}, lr {phase.lr:g}{source.note(self.sources)}: "
+            f"{describe(phase)}, lr {phase.lr:g}{source.note(self.phase_data)}: "
             f"{trainable:,} of {model.count_params():,} parameters trainable."
         )
-        training = source.training(self.sources)
+        training = source.training(self.phase_data)
         steps = steps_per_epoch(self.data.train, self.batch_size)
         multipliers = None
         if recipe.layer_decay != 1 and phase.trains_backbone:
@@ -241,7 +243,7 @@ class _Trainer:
         forget_restored_epoch(training.model)
         improved = checkpoint.best is not None and (best is None or checkpoint.best > best)
         if improved:
-            source.keep_best(self.sources, training)
+            source.keep_best(self.phase_data, training)
         return checkpoint.best if improved else best
 
     def _finish(self) -> tuple[int, dict]:
@@ -251,9 +253,9 @@ class _Trainer:
         reports.plot_curves(rows, run.curves_path, self.title, self.boundaries)
         best_epoch = int(max(rows, key=lambda r: r.get("val_accuracy", -1))["epoch"]) + 1 if rows else 0
         with self.cluster.evaluating(run, self.model) as final:
-            return self._evaluate(final, rows, best_epoch)
+            return self._evaluate(final, best_epoch)
 
-    def _evaluate(self, final, rows: list[dict], best_epoch: int) -> tuple[int, dict]:
+    def _evaluate(self, final, best_epoch: int) -> tuple[int, dict]:
         run, step = self.run_dir, after_fit.step()
         metrics = step.evaluate(
             after_fit.Finished(
