@@ -178,7 +178,7 @@ def test_fit_computes_batchnorm_fast_unless_told_not_to(
 ):
     from helpers import tiny_config
 
-    from kerasimg.training import driver, fit
+    from kerasimg.training import fit, phase_sources
 
     computed = []
 
@@ -186,7 +186,7 @@ def test_fit_computes_batchnorm_fast_unless_told_not_to(
         computed.append(batchnorm_compute_model(model, **kwargs))
         return computed[-1]
 
-    monkeypatch.setattr(driver, "batchnorm_compute_model", spy)
+    monkeypatch.setattr(phase_sources, "batchnorm_compute_model", spy)
     if weights == "pretrained":  # BatchNorm frozen when the backbone starts from weights
         source = build_classifier("small_cnn", 6, image_size=32, weights="none")
         weights = str(tmp_path / "backbone.weights.h5")

@@ -96,3 +96,68 @@ def test_cycles_finds_a_circle(tmp_path, monkeypatch):
     (tmp_path / "kerasimg" / "loop" / "c.py").write_text("import kerasimg.loop.a\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "kerasimg")
     assert cycles("kerasimg.loop") == [["kerasimg.loop.a", "kerasimg.loop.b"]]
+
+
+def branch_tests(tree: ast.AST) -> list[ast.expr]:
+    """Every expression a branch depends on: ``if``/``elif``, ``x if c else y``, ``while``, ``assert``,
+    comprehension filters, and the operands of an ``and``/``or`` outside them."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.If, ast.IfExp, ast.While, ast.Assert)):
+            found.append(node.test)
+        elif isinstance(node, ast.comprehension):
+            found.extend(node.ifs)
+    inside = {id(node) for test in found for node in ast.walk(test)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BoolOp) and id(node) not in inside:
+            found.extend(node.values)
+    return found
+
+
+def multihost_branches(source: str) -> list[str]:
+    """The branches of ``source`` that read a cluster, and the ``multihost`` functions it calls other than
+    ``processes`` (which returns the cluster; its methods are the collectives)."""
+    tree = ast.parse(source)
+    branches = [
+        ast.unparse(test)
+        for test in branch_tests(tree)
+        if any(
+            "cluster" in (node.id if isinstance(node, ast.Name) else getattr(node, "attr", "")).lower()
+            for node in ast.walk(test)
+        )
+    ]
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "multihost"
+    }
+    used |= {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("multihost")
+        for alias in node.names
+    }
+    return branches + sorted(f"multihost.{name}" for name in used - {"processes"})
+
+
+def test_the_driver_has_no_multihost_branches():
+    """One process is a ``Cluster`` whose collectives do nothing (training/multihost.py): the driver's
+    phase loop asks its cluster and never branches on it."""
+    assert multihost_branches((PACKAGE / "training" / "driver.py").read_text()) == []
+
+
+def test_multihost_branches_finds_them():
+    """The checker itself, on the branches the driver had."""
+    source = (
+        "from kerasimg.training import multihost\n"
+        "cluster = multihost.processes('none')\n"
+        "if not cluster.writes:\n    pass\n"
+        "final = load() if run.has_model or self.cluster.evaluates_saved_model else model\n"
+        "path = multihost.from_process_zero(path)\n"
+        "if resume and run.exists:\n    pass\n"
+    )
+    assert multihost_branches(source) == [
+        "not cluster.writes",
+        "run.has_model or self.cluster.evaluates_saved_model",
+        "multihost.from_process_zero",
+    ]

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -126,3 +127,27 @@ def test_connect_timeout_must_be_positive():
     with pytest.raises(UserError, match="connect_timeout"):
         FitConfig(backbone="small_cnn", weights="none", connect_timeout=0).validate()
     assert multihost.DEFAULT_CONNECT_TIMEOUT == FitConfig().connect_timeout
+
+
+def test_the_setup_line_is_said_in_every_multihost_run_and_in_one_process_when_not_plain():
+    one = multihost.SingleProcess(SimpleNamespace(num_replicas_in_sync=1))
+    assert one.setup_notes("float32", 8) == ()
+    assert one.setup_notes("mixed_bfloat16", 8) == (
+        "Precision mixed_bfloat16; 1 replica(s), global batch 8 (8 per replica).",
+    )
+    two = multihost.Cluster(0, 2, SimpleNamespace(num_model_replicas=2))
+    assert two.setup_notes("float32", 3) == (
+        "Precision float32; 2 replica(s) in 2 process(es), global batch 6 (3 per replica).",
+    )
+
+
+def test_process_0_writes_the_run_and_another_process_a_scratch_folder_it_deletes(tmp_path):
+    run = tmp_path / "run"
+    with multihost.Cluster(0, 2, None).writing(run) as path:
+        assert path == run
+    with multihost.Cluster(1, 2, None).writing(run) as path:
+        assert path != run and path.is_dir()
+        (path / "config.json").write_text("{}")
+    assert not path.exists() and not run.exists()
+    with multihost.SingleProcess(None).writing(run) as path:
+        assert path == run

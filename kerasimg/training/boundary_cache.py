@@ -1,11 +1,11 @@
 """Cutting a classifier at a stage boundary, for phases that train only the top stages.
 
 While a phase trains the stages from ``S`` up, everything below ``S`` computes the
-same function every epoch. The driver caches the activations at that boundary
-(``feature_cache`` stores them) and trains ``top`` on them: the layers from ``S``
-up plus the head, the classifier's own layers, so the classifier carries the
-result and BatchNorm behaves as on images (frozen layers stay in inference mode,
-trainable ones follow ``--train-bn``).
+same function every epoch. The ``BOUNDARY`` phase source (``phase_sources``) caches
+the activations at that boundary (``feature_cache`` stores them) and trains ``top``
+on them: the layers from ``S`` up plus the head, the classifier's own layers, so the
+classifier carries the result and BatchNorm behaves as on images (frozen layers stay
+in inference mode, trainable ones follow ``--train-bn``).
 
 A cut is valid only at a tensor that every later layer depends on solely through
 it. ResNet shortcuts and DenseNet concatenations stay inside a stage in the

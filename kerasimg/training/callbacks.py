@@ -1,15 +1,20 @@
-"""The driver's own Keras callbacks: epoch timing, live curves, a free-space check, the epoch reset."""
+"""The driver's own Keras callbacks: epoch timing, live curves, a free-space check, the epoch reset,
+and the one list a phase's ``fit`` is given (``phase_callbacks``)."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 
 from kerasimg.errors import UserError
 from kerasimg.training import reports
+from kerasimg.training.recipe import Recipe
+from kerasimg.training.run import Run
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -84,3 +89,52 @@ def forget_restored_epoch(model: keras.Model) -> None:
     """
     if getattr(model, "_initial_epoch", None) is not None:
         model._initial_epoch = None
+
+
+def best_checkpoint(path: Path, *, weights_only: bool, best: float | None) -> keras.callbacks.ModelCheckpoint:
+    """Keeps the epoch with the best validation accuracy, across phases: ``best`` is the one to beat."""
+    return keras.callbacks.ModelCheckpoint(
+        str(path),
+        monitor="val_accuracy",
+        mode="max",
+        save_best_only=True,
+        save_weights_only=weights_only,
+        initial_value_threshold=best,
+    )
+
+
+def phase_callbacks(
+    run: Run,
+    phase_index: int,
+    checkpoint: keras.callbacks.ModelCheckpoint,
+    *,
+    recipe: Recipe,
+    needed_bytes: int,
+    title: str,
+    boundaries: list[int],
+    extra: Sequence[keras.callbacks.Callback] = (),
+) -> list[keras.callbacks.Callback]:
+    """Every callback of phase ``phase_index``'s ``fit``, in the order they must run; ``extra`` last."""
+    return [
+        FreeSpaceGuard(run.path, needed_bytes),  # first: before the epoch's writes
+        keras.callbacks.BackupAndRestore(str(run.backup_dir(phase_index)), delete_checkpoint=False),
+        # The EMA weights are the ones validated and checkpointed (the backup keeps the raw ones).
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema else []),
+        checkpoint,
+        *(
+            [keras.callbacks.EarlyStopping("val_accuracy", patience=recipe.early_stop, mode="max")]
+            if recipe.early_stop
+            else []
+        ),
+        EpochTimer(),  # before the CSV logger, which writes the logs it adds
+        LearningRateLogger(),
+        keras.callbacks.CSVLogger(str(run.history_path), append=True),
+        keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
+        CurvesCallback(run.history_path, run.curves_path, title, boundaries),
+        *extra,
+    ]
+
+
+def progress_verbosity() -> int:
+    """Keras's progress bar on a terminal; one line per epoch in a log file, CI or a notebook capture."""
+    return 1 if sys.stdout.isatty() else 2

@@ -29,8 +29,10 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,8 @@ import keras
 import numpy as np
 
 from kerasimg.errors import UserError
-from kerasimg.files import atomic_write
+from kerasimg.files import atomic_write, make_temp_dir
+from kerasimg.training.run import Run
 
 VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",
@@ -216,8 +219,6 @@ class Cluster:
     extracts_caches = False
     # The fold's compute model is checked on TensorFlow only.
     folds_batchnorm = False
-    # The trained model lives in the distribution: evaluation loads process 0's best model.
-    evaluates_saved_model = True
 
     @property
     def replicas(self) -> int:
@@ -238,6 +239,32 @@ class Cluster:
     def check_same_seed(self, seed: int) -> None:
         check_same_seed(seed)
 
+    def setup_notes(self, precision: str, batch_size: int) -> tuple[str, ...]:
+        """The line saying how the run is spread: always, since it is spread over processes."""
+        return (_setup_note(precision, self.replicas, batch_size, self.processes_note),)
+
+    def from_process_zero(self, value):
+        return from_process_zero(value)
+
+    def copy_from_process_zero(self, folder, pattern: str = "*") -> None:
+        copy_from_process_zero(folder, pattern)
+
+    def shared_or_raise(self, compute):
+        return shared_or_raise(compute)
+
+    @contextlib.contextmanager
+    def writing(self, run_path: Path):
+        """The folder this process writes the run into: process 0's run directory, or the same
+        files into a scratch folder of this process's, deleted at the end."""
+        if self.writes:
+            yield Path(run_path)
+            return
+        scratch = make_temp_dir(tempfile.gettempdir(), "kerasimg-process-")
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
     def share(self, datasets: tuple, global_batch: int, log) -> tuple:
         """This process's part of every global batch of each dataset (see ``process_share``)."""
         log(
@@ -247,14 +274,17 @@ class Cluster:
         return tuple(process_share(ds, global_batch) for ds in datasets)
 
     @contextlib.contextmanager
-    def evaluating(self, run_path: Path, model_name: str):
+    def evaluating(self, run: Run, trained: keras.Model):
         """Each process evaluates by itself, on the whole test split, process 0's best model.
 
         A resumed run's best model may predate this process: every process takes process 0's.
+        The trained model lives in the distribution, so the saved one is loaded in any case.
         """
-        copy_from_process_zero(run_path, model_name)
+        from kerasimg.models import load_classifier
+
+        copy_from_process_zero(run.path, run.model_path.name)
         with local():
-            yield
+            yield load_classifier(run.model_path)
 
 
 @dataclass(frozen=True)
@@ -267,7 +297,6 @@ class SingleProcess:
     writes = True
     extracts_caches = True
     folds_batchnorm = True
-    evaluates_saved_model = False
     processes_note = ""
 
     @property
@@ -280,11 +309,39 @@ class SingleProcess:
     def check_same_seed(self, seed: int) -> None:
         pass
 
+    def setup_notes(self, precision: str, batch_size: int) -> tuple[str, ...]:
+        """The line saying how the run is spread, when it is not the plain float32 single-device one."""
+        if precision != "float32" or self.replicas > 1:
+            return (_setup_note(precision, self.replicas, batch_size, self.processes_note),)
+        return ()
+
+    def from_process_zero(self, value):
+        return value
+
+    def copy_from_process_zero(self, folder, pattern: str = "*") -> None:
+        pass
+
+    def shared_or_raise(self, compute):
+        return compute()
+
+    def writing(self, run_path: Path):
+        return contextlib.nullcontext(Path(run_path))
+
     def share(self, datasets: tuple, global_batch: int, log) -> tuple:
         return datasets
 
-    def evaluating(self, run_path: Path, model_name: str):
-        return contextlib.nullcontext()
+    def evaluating(self, run: Run, trained: keras.Model):
+        """The best model the run saved, or ``trained`` when it saved none."""
+        from kerasimg.models import load_classifier
+
+        return contextlib.nullcontext(load_classifier(run.model_path) if run.has_model else trained)
+
+
+def _setup_note(precision: str, replicas: int, batch_size: int, processes_note: str) -> str:
+    return (
+        f"Precision {precision}; {replicas} replica(s){processes_note}, global batch "
+        f"{batch_size * replicas} ({batch_size} per replica)."
+    )
 
 
 def processes(

@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 
 from kerasimg.data.augment import parse_augment
-from kerasimg.errors import ArgumentError
+from kerasimg.errors import ArgumentError, UserError
 from kerasimg.training.layer_decay import WITH_LAYER_DECAY
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -136,6 +136,40 @@ def class_weights(recipe: Recipe, class_names: list[str], counts: list[int]) -> 
             "class_weight", f"names classes the data does not have: {unknown}", recipe.class_weight
         )
     return {i: given.get(name, 1.0) for i, name in enumerate(class_names)}
+
+
+def check_split_size(recipe: Recipe, train, data_name: str) -> None:
+    """Schedules by step and ``auto`` class weights need the training split's size and counts."""
+    if hasattr(train, "class_counts"):
+        return
+    needs = [
+        flag
+        for flag, used in (
+            ("--lr-schedule cosine", recipe.lr_schedule == "cosine"),
+            ("--warmup-epochs", recipe.warmup_epochs > 0),
+            ("--class-weight auto", recipe.class_weight == "auto"),
+        )
+        if used
+    ]
+    if needs:
+        raise UserError(
+            f"{', '.join(needs)} need the training split's size and class counts, which "
+            f"{data_name} does not give without reading it all; use --lr-schedule constant "
+            "--warmup-epochs 0 --class-weight none (or a folder of images)."
+        )
+
+
+def train_counts(train, num_classes: int) -> list[int]:
+    """Each class's number of training images; all 1 for a TFDS split (``check_split_size`` refuses
+    ``auto`` weights there)."""
+    if hasattr(train, "class_counts"):
+        return train.class_counts(num_classes)
+    return [1] * num_classes
+
+
+def steps_per_epoch(train, batch_size: int) -> int:
+    """Batches in an epoch of ``train``; 1 for a split of unknown size (schedules by step are refused)."""
+    return max(1, -(-len(train) // batch_size)) if hasattr(train, "class_counts") else 1
 
 
 def learning_rate(recipe: Recipe, lr: float, steps_per_epoch: int, epochs: int):

@@ -31,6 +31,11 @@ def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def best_val_accuracy(path: str | os.PathLike) -> float | None:
+    """The best validation accuracy in a history file, if any: an interrupted or extended run's to beat."""
+    return max((r["val_accuracy"] for r in read_history(path) if "val_accuracy" in r), default=None)
+
+
 def write_history(path: str | os.PathLike, rows: list[dict[str, float]]) -> None:
     """Rewrite ``history.csv`` with one row per epoch."""
     if not rows:

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from kerasimg.errors import UserError
-from kerasimg.training.config import FitConfig, arguments_of
+from kerasimg.training.config import FitConfig, ResolvedFit, arguments_of
 from kerasimg.training.run import Run
 
 
@@ -64,3 +64,35 @@ def load_run_config(run_dir: str | Path, **overrides) -> FitConfig:
             "kerasimg finished the run without keeping it). Start a new run instead."
         )
     return dataclasses.replace(config, epochs=epochs) if extends else config
+
+
+def check_out(run: Run, resume: bool, resolved: ResolvedFit) -> None:
+    """``--out`` for this run: a new or empty folder, or with ``resume`` the run it continues."""
+    run.check_usable()
+    if resume:
+        check_extension(run, resolved)
+    elif run.exists:
+        raise UserError(
+            f"The run directory {run.path} already holds a run; pass --resume {run.path} "
+            "to continue it or choose another --out."
+        )
+    elif run.holds_other_files:
+        raise UserError(
+            f"The run directory {run.path} holds files that are not a kerasimg run; "
+            "choose an empty or new --out."
+        )
+
+
+def check_extension(run: Run, resolved: ResolvedFit) -> None:
+    """A resumed run keeps every phase it had; only the last one may grow."""
+    saved = run.read_config()["resolved"].get("phases")
+    if not saved:
+        return
+    new = [p.to_json() for p in resolved.phases]
+    # Compare what a phase is (its Phase fields), not what config.json derives from it (stage_lr).
+    saved = [{key: phase.get(key) for key in new[0]} for phase in saved]
+    if len(new) != len(saved) or new[:-1] != saved[:-1] or new[-1]["start"] != saved[-1]["start"]:
+        raise UserError(
+            f"With --epochs {resolved.epochs} the schedule's phases would no longer match the run's "
+            f"({saved}); only the last phase can be extended. Start a new run instead."
+        )

@@ -123,6 +123,15 @@ def _parse_spec(spec: str, stage_names: list[str]) -> list[tuple[int, str]]:
     return starts
 
 
+def describe(phase: Phase) -> str:
+    """What ``phase`` unfreezes, for its log line."""
+    if phase.unfrozen == HEAD:
+        return "backbone frozen"
+    if phase.unfrozen == ALL:
+        return "backbone unfrozen"
+    return f"backbone unfrozen from {phase.unfrozen} up"
+
+
 def apply_phase(model: keras.Model, spec: BackboneSpec, phase: Phase, train_bn: bool = False) -> int:
     """Set ``trainable`` on the classifier's backbone for ``phase``; returns trainable parameters.
 
