@@ -161,9 +161,15 @@ def test_pack_refuses_a_folder_of_other_files_replaces_an_earlier_pack_and_lists
     ]
     assert first["skipped"][0]["reason"].startswith("not a readable image")
     assert first["images"] == 8  # the 9 files, less the broken one
-    second = pack_data(
-        str(data), out=out, seed=1, log=lambda *_: None
-    ).manifest  # an earlier pack: no --force
+    # An edited manifest cannot make the replacement delete anything but its own shards inside the folder.
+    victim = tmp_path / "victim.tfrecord"
+    victim.write_text("keep")
+    edited = Pack(out).read_manifest()
+    edited["splits"]["train"]["shards"] += [{"file": "../victim.tfrecord"}, {"file": "notes.txt"}]
+    (out / "manifest.json").write_text(json.dumps(edited))
+    # Over an earlier pack, without --force.
+    second = pack_data(str(data), out=out, seed=1, log=lambda *_: None).manifest
+    assert victim.read_text() == "keep"
     shards = {s["file"] for info in second["splits"].values() for s in info["shards"]}
     assert sorted(p.name for p in out.iterdir()) == sorted({".lock", "notes.txt", "manifest.json", *shards})
     assert Pack(out).read_manifest()["settings"]["seed"] == 1

@@ -50,7 +50,9 @@ READ_SHARDS = 8
 SHUFFLE_RECORDS = 1024
 # Below this many images a progress bar is more noise than help (as verify's).
 _PROGRESS_MIN_FILES = 200
+_PROGRESS_MIN_SHARDS = 8  # about a gigabyte to hash at the default shard size
 
+SHARD_SUFFIX = ".tfrecord"
 IMAGE, LABEL, SPLIT, FILENAME = "image/encoded", "image/class/label", "image/split", "image/filename"
 
 
@@ -78,7 +80,7 @@ class Pack:
     @staticmethod
     def shard_name(split: str, index: int, pack_id: str) -> str:
         # The pack id keeps a new pack's shards from replacing the old pack's before its manifest does.
-        return f"{split}-{index:05d}.{pack_id}.tfrecord"
+        return f"{split}-{index:05d}.{pack_id}{SHARD_SUFFIX}"
 
     def read_manifest(self) -> dict | None:
         """The manifest, or ``None`` when the folder holds no kerasimg pack."""
@@ -306,9 +308,14 @@ def check_shards(pack: Pack, manifest: dict, log=print) -> None:
     with VerdictStore() as store:
         known = store.get_many(list(keys.values()))
         todo = [(name, expected) for name, expected in shards if known.get(keys[name]) != expected]
+        bar = None
         if len(todo) > 1:
             log(f"Checking the SHA-256 of {len(todo)} shards of {pack.path} (once; verdicts are kept)...")
-        for name, expected in todo:
+            if len(todo) >= _PROGRESS_MIN_SHARDS:
+                import keras
+
+                bar = keras.utils.Progbar(len(todo), unit_name="shard")
+        for done, (name, expected) in enumerate(todo, 1):
             actual = content_hash(pack.shard_path(name))
             if actual != expected:
                 raise UserError(
@@ -317,6 +324,8 @@ def check_shards(pack: Pack, manifest: dict, log=print) -> None:
                     "or pack the data again (python -m kerasimg.pack)."
                 )
             store.put_many([(keys[name], actual)])
+            if bar is not None:
+                bar.update(done)
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -444,10 +453,8 @@ def pack_data(
             for info in previous.get("splits", {}).values():
                 for shard in info.get("shards", []):
                     name = shard.get("file")
-                    if isinstance(name, str) and name not in kept:
-                        old = inside(pack.path, name)  # a manifest cannot point the deletion elsewhere
-                        if old.is_file():
-                            old.unlink()
+                    if isinstance(name, str) and name.endswith(SHARD_SUFFIX) and name not in kept:
+                        _remove_inside(pack.path, name)
     return PackResult(pack.path, manifest, time.time() - started)
 
 
@@ -482,6 +489,16 @@ class _ShardWriter:
         self._current.update(bytes=path.stat().st_size, sha256=content_hash(path))
         self.shards.append(self._current)
         self._writer = None
+
+
+def _remove_inside(folder: Path, name: str) -> None:
+    """Delete the file ``folder/name``; a name that leads outside ``folder`` (an edited manifest) is left."""
+    try:
+        old = inside(folder, name)
+    except UserError:
+        return
+    if old.is_file():
+        old.unlink()
 
 
 def _write_shards(
