@@ -173,6 +173,10 @@ def test_pack_refuses_a_folder_of_other_files_replaces_an_earlier_pack_and_lists
     shards = {s["file"] for info in second["splits"].values() for s in info["shards"]}
     assert sorted(p.name for p in out.iterdir()) == sorted({".lock", "notes.txt", "manifest.json", *shards})
     assert Pack(out).read_manifest()["settings"]["seed"] == 1
+    # --verify full drops the broken file before carving the splits: it is listed in none of them.
+    full = pack_data(str(data), out=tmp_path / "full", verify="full", log=lambda *_: None).manifest
+    assert [(e["file"], e["split"]) for e in full["skipped"]] == [("dog/broken.png", None)]
+    assert full["images"] == 8
     with pytest.raises(UserError, match=r"inside the data folder .*choose an --out outside it"):
         pack_data(str(data), out=data / "packed", log=lambda *_: None)
     assert not (data / "packed").exists()

@@ -422,6 +422,12 @@ def pack_data(
         moved: list[Path] = []
         try:
             manifest = _write_shards(temp, splits, loaded, bad, int(shard_mb * 2**20), seed, log)
+            # With --verify full, bad files were dropped before the splits were carved: in none of them.
+            listed, unlabelled = {e["file"] for e in manifest["skipped"]}, set(loaded.unlabelled)
+            for path, reason in loaded.skipped.items():
+                name = _relative(path, loaded.root)
+                if name not in listed and path not in unlabelled:
+                    manifest["skipped"].append({"file": name, "split": None, "reason": reason})
             manifest.update(
                 data=data,
                 data_identity=data_identity(data),
@@ -491,6 +497,11 @@ class _ShardWriter:
         self._writer = None
 
 
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to the data folder, with ``/`` on every system (a record's file name)."""
+    return Path(os.path.relpath(path, root)).as_posix() if root else path
+
+
 def _remove_inside(folder: Path, name: str) -> None:
     """Delete the file ``folder/name``; a name that leads outside ``folder`` (an edited manifest) is left."""
     try:
@@ -525,7 +536,7 @@ def _write_shards(
         # and shuffling a small buffer trains as a shuffle of the whole split would.
         for i in rng.permutation(len(split)).tolist():
             path, label = split.paths[i], int(split.labels[i])
-            name = os.path.relpath(path, loaded.root) if loaded.root else path
+            name = _relative(path, loaded.root)
             if path in bad:
                 skipped.append({"file": name, "split": split_name, "reason": bad[path]})
             else:
