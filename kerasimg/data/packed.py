@@ -37,6 +37,7 @@ import numpy as np
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.labelled import LabelledData
+from kerasimg.data.splits import TEST_SPLIT
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.files import inside, make_temp_dir, write_json
 
@@ -209,7 +210,7 @@ def load_packed(
     *,
     val_split: float = 0.1,
     val_from: str = "train",
-    test_split: float = 0.15,
+    test_split: float = TEST_SPLIT,
     seed: int = 0,
     log=print,
 ) -> LabelledData:
@@ -387,6 +388,7 @@ def pack_data(
     pack = Pack(out)
     if pack.path.exists() and not pack.path.is_dir():
         raise UserError(f"The pack's folder is a file. Received: out={str(out)!r}")
+    _check_out(pack, force)  # before the files are listed and checked, which may take long
     loaded = load_data(
         data, val_split=val_split, val_from=val_from, seed=seed, verify=verify, max_pixels=max_pixels, log=log
     )
@@ -408,14 +410,7 @@ def pack_data(
 
     pack.path.mkdir(parents=True, exist_ok=True)
     with pack.lock():
-        previous = pack.read_manifest()
-        foreign = pack.foreign_files()
-        if previous is None and foreign and not force:
-            raise UserError(
-                f"{pack.path} holds files that are not a kerasimg pack ({', '.join(foreign[:3])}"
-                f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new --out, or pass --force to "
-                "write the pack beside them."
-            )
+        previous = _check_out(pack, force)  # again: another process may have written there meanwhile
         for stale in pack.path.glob(Pack.TEMP_PREFIX + "*"):  # what a killed pack left behind
             shutil.rmtree(inside(pack.path, stale.name), ignore_errors=True)
         temp = make_temp_dir(pack.path, Pack.TEMP_PREFIX)
@@ -436,7 +431,7 @@ def pack_data(
                     seed=seed,
                     val_split=val_split,
                     val_from=val_from,
-                    test_split=0.15,  # load_data's, which fit does not change
+                    test_split=TEST_SPLIT,  # load_data's, which fit does not change
                     verify=verify,
                     max_pixels=max_pixels,
                 ),
@@ -462,6 +457,19 @@ def pack_data(
                     if isinstance(name, str) and name.endswith(SHARD_SUFFIX) and name not in kept:
                         _remove_inside(pack.path, name)
     return PackResult(pack.path, manifest, time.time() - started)
+
+
+def _check_out(pack: Pack, force: bool) -> dict | None:
+    """The earlier pack's manifest in ``pack``, if any; other files are refused unless ``force``."""
+    previous = pack.read_manifest()
+    foreign = pack.foreign_files()
+    if previous is None and foreign and not force:
+        raise UserError(
+            f"{pack.path} holds files that are not a kerasimg pack ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new --out, or pass --force to "
+            "write the pack beside them."
+        )
+    return previous
 
 
 class _ShardWriter:

@@ -27,7 +27,7 @@ from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import without
 from kerasimg.data.labelled import LabelledData
 from kerasimg.data.packed import is_packed, load_packed
-from kerasimg.data.splits import FileSplit, stratified_split
+from kerasimg.data.splits import TEST_SPLIT, FileSplit, stratified_split
 from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
 from kerasimg.names import check_class_names
@@ -72,7 +72,7 @@ def load_data(
     *,
     val_split: float = 0.1,
     val_from: str = "train",
-    test_split: float = 0.15,
+    test_split: float = TEST_SPLIT,
     seed: int = 0,
     verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -158,7 +158,7 @@ def load_folder(
     *,
     val_split: float = 0.1,
     val_from: str = "train",
-    test_split: float = 0.15,
+    test_split: float = TEST_SPLIT,
     seed: int = 0,
     verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
