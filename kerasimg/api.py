@@ -12,6 +12,7 @@ import keras
 
 import kerasimg.diagnose.evaluation  # noqa: F401  (registers the evaluation every run ends with)
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.packed import DEFAULT_SHARD_MB
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import list_backbones, load_classifier
 from kerasimg.models.registry import run_load_hooks
@@ -234,7 +235,7 @@ def pack(
     seed: int = 0,
     verify: str = "pipeline",
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    shard_mb: float = 128.0,
+    shard_mb: float = DEFAULT_SHARD_MB,
     force: bool = False,
     log=print,
 ):

@@ -180,3 +180,18 @@ def test_pack_refuses_a_folder_of_other_files_replaces_an_earlier_pack_and_lists
     with pytest.raises(UserError, match=r"inside the data folder .*choose an --out outside it"):
         pack_data(str(data), out=data / "packed", log=lambda *_: None)
     assert not (data / "packed").exists()
+
+
+def test_a_pack_repeats_the_folders_leakage_warning_to_fit(tmp_path):
+    data = tmp_path / "data"
+    make_class_tree(data / "train", {"cat": 3, "dog": 3}, ext="png")
+    make_class_tree(data / "test", {"cat": 1, "dog": 1}, seed=1, ext="png")
+    for i in range(3):  # validation takes one of them; the other two stay in train
+        shutil.copy(data / "train" / "cat" / f"{i}.png", data / "test" / "cat" / f"copy{i}.png")
+    logged = []
+    pack_data(str(data), out=tmp_path / "pack", log=logged.append)
+    warning = next(line for line in logged if "exact copies" in line)
+    assert warning.startswith("Warning: 2 test image(s) are exact copies of training images")
+    assert warning in load_data(str(tmp_path / "pack"), log=lambda *_: None).notes
+    with pytest.raises(ArgumentError, match="out must be the path of the folder"):
+        pack_data(str(data), out=None)

@@ -252,6 +252,7 @@ def load_packed(
     notes = [f"Reading the packed copy {pack.path} of {manifest['source']}."]
     if manifest["val_is_test"]:
         notes.append("Validating on the test split (--val-from test), as the ported work did.")
+    notes.extend(manifest.get("warnings", []))
     return LabelledData(
         name=pack.path.resolve().name,
         class_names=list(manifest["class_names"]),
@@ -374,6 +375,8 @@ def pack_data(
     started = time.time()
     if not isinstance(shard_mb, (int, float)) or isinstance(shard_mb, bool) or not shard_mb > 0:
         raise ArgumentError("shard_mb", "must be a positive number of megabytes", shard_mb)
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise ArgumentError("out", "must be the path of the folder to write the pack into", out)
     if verify not in VERIFY:
         raise ArgumentError("verify", f"must be one of {', '.join(VERIFY)}", verify)
     if val_from not in VAL_FROM:
@@ -399,7 +402,12 @@ def pack_data(
             f"The pack's folder {target} is inside the data folder {root}, where it would be read as data; "
             f"choose an --out outside it. Received: out={str(out)!r}"
         )
+    from kerasimg.data.duplicates import leakage_warning
     from kerasimg.data.verify import verify_images
+
+    warnings = [leak] if (leak := leakage_warning(loaded.train, loaded.test)) else []
+    for warning in warnings:
+        log(warning)
 
     splits = {"train": loaded.train, "val": loaded.val, "test": loaded.test}
     val_is_test = loaded.val is loaded.test
@@ -437,6 +445,7 @@ def pack_data(
                 ),
                 carved=list(loaded.carved),
                 val_is_test=val_is_test,
+                warnings=warnings,  # fit on the pack repeats them, as fit on the folder says them
             )
             for info in manifest["splits"].values():
                 for shard in info["shards"]:
