@@ -12,6 +12,7 @@ import keras
 
 import kerasimg.diagnose.evaluation  # noqa: F401  (registers the evaluation every run ends with)
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.packed import DEFAULT_SHARD_MB
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import list_backbones, load_classifier
 from kerasimg.models.registry import run_load_hooks
@@ -221,6 +222,45 @@ def audit(
         ranking=ranking,
         max_distance=audit_duplicates.MAX_DISTANCE if max_distance is None else max_distance,
         min_cosine=min_cosine,
+        log=log,
+    )
+
+
+def pack(
+    data: str = "scenes",
+    *,
+    out: str | os.PathLike,
+    val_split: float = 0.1,
+    val_from: str = "train",
+    seed: int = 0,
+    verify: str = "pipeline",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    shard_mb: float = DEFAULT_SHARD_MB,
+    force: bool = False,
+    log=print,
+):
+    """Write ``data``'s splits into sharded TFRecord files and a ``manifest.json`` in ``out``.
+
+    The splits are the ones ``fit(data=data, ...)`` resolves with the same ``val_split``,
+    ``val_from``, ``seed`` and ``verify``; ``fit(data=out, ...)`` then reads the shards
+    instead of the files. Each record holds an image file's bytes, its label, split and
+    path; files that cannot be decoded (or exceed ``max_pixels``) are left out and listed
+    in the manifest. Shards hold about ``shard_mb`` megabytes. A folder ``out`` that holds
+    other files than an earlier pack is refused unless ``force``. Returns a ``PackResult``
+    (``out``, ``manifest``, ``images``, ``shards``).
+    """
+    from kerasimg.data.packed import pack_data
+
+    return pack_data(
+        data,
+        out=out,
+        val_split=val_split,
+        val_from=val_from,
+        seed=seed,
+        verify=verify,
+        max_pixels=max_pixels,
+        shard_mb=shard_mb,
+        force=force,
         log=log,
     )
 

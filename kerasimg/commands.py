@@ -25,6 +25,7 @@ COMMANDS = {
     "explain": ("kerasimg.explain", "Grad-CAM heat maps: where a run's model sees its class"),
     "report": ("kerasimg.report", "one self-contained HTML page per run, or runs side by side"),
     "audit": ("kerasimg.audit", "find mislabelled images, duplicates across splits and outliers"),
+    "pack": ("kerasimg.pack", "write a data set's splits into sharded record files that fit reads"),
     "export": ("kerasimg.export", "export a finished run into the model zoo"),
     "zoo": ("kerasimg.zoo", "list, show or remove zoo models; print TF Serving's config"),
     "tune": ("kerasimg.tune", "search EfficientNet's compound-scaling coefficients"),

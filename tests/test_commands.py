@@ -18,6 +18,7 @@ EXPECTED = [
     "explain",
     "report",
     "audit",
+    "pack",
     "export",
     "zoo",
     "tune",

@@ -28,6 +28,7 @@ def test_readme_option_tables_are_what_the_parsers_say():
 
     marked = [" ".join(filter(None, (m["module"], m["command"]))) for m in docs.BLOCK.finditer(README)]
     assert marked == [
+        "kerasimg.pack",
         "kerasimg.fit",
         "kerasimg.evaluate",
         "kerasimg.explain",

@@ -29,6 +29,9 @@ class LabelledData:
     # Set when files are checked as the pipeline reads them: records into ``skipped``.
     recorder: SkipRecorder | None = None
     excluded: int = 0  # training files left out because an audit flagged them (fit --exclude)
+    root: str = ""  # the folder the files were listed from (a pack names files relative to it)
+    # The splits carved out of another ("test" from train, "val" from train): which settings shaped them.
+    carved: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -48,10 +51,13 @@ class LabelledData:
 
         Evaluation calls this first, so with ``verify="pipeline"`` no test image is lost
         unannounced: each is either evaluated or listed as skipped. A no-op for a split
-        that was checked before training, or is not a folder's.
+        that was checked before training, or is not a folder's (a packed split returns how many
+        of its files were left out when it was packed).
         """
         split = getattr(self, name)
-        if self.recorder is None or not isinstance(split, FileSplit) or split.skips is None:
+        if not isinstance(split, FileSplit):  # a packed split's files were checked when it was packed
+            return getattr(split, "skipped", 0)
+        if self.recorder is None or split.skips is None:
             return 0
         bad = verify_images(split.paths, max_pixels=self.recorder.max_pixels, log=log)
         for path, reason in bad.items():

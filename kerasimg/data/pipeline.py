@@ -129,6 +129,10 @@ def image_dataset(
             # a dataset of unknown length differently); evaluation drops them one by one, so no
             # batch is empty.
             ds = checked if training else checked.filter(_is_readable).map(_without_flag)
+    elif hasattr(split, "encoded"):  # a packed split: the files' bytes from record shards, decoded as above
+        ds = split.encoded(training=training, seed=seed).map(
+            lambda contents, y: (resize(decode_rgb(contents), image_size), y), num_parallel_calls=AUTOTUNE
+        )
     else:
         ds = split.images().map(
             lambda x, y: (resize(x, image_size), tf.cast(y, tf.int32)), num_parallel_calls=AUTOTUNE

@@ -8,7 +8,9 @@ Accepted values:
    ``seg_train[/seg_train]/<class>/``, ``seg_test[/seg_test]/<class>/`` and the
    unlabelled ``seg_pred[/seg_pred]/``;
 3. ``tfds:NAME[/CONFIG]``, any TFDS image-classification dataset;
-4. ``scenes[:TRAIN,TEST]``, the built-in demo set (``kerasimg.data.scenes``).
+4. ``scenes[:TRAIN,TEST]``, the built-in demo set (``kerasimg.data.scenes``);
+5. a folder ``python -m kerasimg.pack`` wrote, found by its manifest (``kerasimg.data.packed``):
+   the splits it was packed with, read from its record files.
 
 Split rules: a source's own test split is used when it has one, otherwise a
 stratified test split is carved; validation is carved, stratified and seeded,
@@ -24,7 +26,8 @@ from pathlib import Path
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import without
 from kerasimg.data.labelled import LabelledData
-from kerasimg.data.splits import FileSplit, stratified_split
+from kerasimg.data.packed import is_packed, load_packed
+from kerasimg.data.splits import TEST_SPLIT, FileSplit, stratified_split
 from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
 from kerasimg.names import check_class_names
@@ -69,7 +72,7 @@ def load_data(
     *,
     val_split: float = 0.1,
     val_from: str = "train",
-    test_split: float = 0.15,
+    test_split: float = TEST_SPLIT,
     seed: int = 0,
     verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -97,6 +100,15 @@ def load_data(
             raise UserError(f"--exclude names image files; {data} has none. Received: data={data!r}")
         return load_tfds(
             data[len("tfds:") :], val_split=val_split, val_from=val_from, test_split=test_split, seed=seed
+        )
+    if is_packed(data):
+        if exclude:
+            raise UserError(
+                f"--exclude names image files; the pack in {data} holds records. Pack the data again "
+                f"without them. Received: data={data!r}"
+            )
+        return load_packed(
+            data, val_split=val_split, val_from=val_from, test_split=test_split, seed=seed, log=log
         )
     demo = data == "scenes" or data.startswith("scenes:")
     loaded = load_folder(
@@ -146,7 +158,7 @@ def load_folder(
     *,
     val_split: float = 0.1,
     val_from: str = "train",
-    test_split: float = 0.15,
+    test_split: float = TEST_SPLIT,
     seed: int = 0,
     verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -197,8 +209,10 @@ def load_folder(
         notes.append(f"Left out {excluded} training file(s) the audit flagged (--exclude).")
     _check_classes_nonempty(train, class_names, train_dir)
 
+    carved = []
     if test is None:
         train, test = stratified_split(train, test_split, seed)
+        carved.append("test")
         notes.append(f"No test split in {root}: holding out {test_split:.0%} of each class as test.")
     else:
         _check_classes_nonempty(test, class_names, test_dir)
@@ -208,6 +222,7 @@ def load_folder(
             notes.append("Validating on the test split (--val-from test), as the ported work did.")
         else:
             train, val = stratified_split(train, val_split, seed + 1)
+            carved.append("val")
     for split_name, split in (("train", train), ("validation", val), ("test", test)):
         if len(split) == 0:
             raise UserError(f"The {split_name} split of {root} is empty after checking the files.")
@@ -225,6 +240,8 @@ def load_folder(
         source=f"{root} ({layout})",
         recorder=recorder,
         excluded=excluded,
+        root=str(root),
+        carved=carved,
     )
 
 

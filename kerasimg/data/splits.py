@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The fraction of each class held out as test when a source has no test split (fit does not change it).
+TEST_SPLIT = 0.15
+
 
 @dataclass
 class FileSplit:

@@ -80,6 +80,8 @@ def predict_split(
     probabilities = np.asarray(model.predict(dataset.map(lambda images, _: images), verbose=0), np.float64)
     if isinstance(split, FileSplit):  # the labels are known without decoding every image again
         files, labels = list(split.paths), np.asarray(split.labels, np.int64)
+    elif hasattr(split, "names"):  # a packed split: its file names, read from the records in this order
+        files, labels = split.names()
     else:
         labels = np.concatenate([batch_labels.numpy() for _, batch_labels in dataset]).astype(np.int64)
         files = [f"{split}#{i}" for i in range(len(labels))]
