@@ -249,7 +249,7 @@ def pack(
     other files than an earlier pack is refused unless ``force``. Returns a ``PackResult``
     (``out``, ``manifest``, ``images``, ``shards``).
     """
-    from kerasimg.data.packed import pack_data
+    from kerasimg.data.pack_writer import pack_data
 
     return pack_data(
         data,

@@ -15,7 +15,8 @@ from helpers import make_class_tree, tiny_config
 
 from kerasimg.data import load_data
 from kerasimg.data.decode import decode_rgb
-from kerasimg.data.packed import Pack, PackedSplit, pack_data
+from kerasimg.data.pack_writer import pack_data
+from kerasimg.data.packed import Pack, PackedSplit
 from kerasimg.errors import ArgumentError, UserError
 
 
