@@ -212,10 +212,17 @@ def test_the_config_path_is_written_into_config_json(tiny_scenes, tmp_path):
     assert record["arguments"]["epochs"] == 1 and record["arguments"]["image_size"] == 32
 
 
-def test_a_plan_does_not_take_a_config_key(tmp_path):
+@pytest.mark.parametrize(
+    "key, message",
+    [
+        ('config = "run.toml"', r"plan\.toml, line 2: unknown key 'config' in \[defaults\]\. Known keys"),
+        ("epoch = 2", r"plan\.toml, line 2: unknown key 'epoch' in \[defaults\]; did you mean 'epochs'\?"),
+    ],
+)
+def test_a_plan_takes_no_config_key_and_suggests_the_closest_key(tmp_path, key, message):
     plan = tmp_path / "plan.toml"
-    plan.write_text('[defaults]\nconfig = "run.toml"\n\n[[experiment]]\nname = "a"\nbackbone = "small_cnn"\n')
-    with pytest.raises(UserError, match=r"plan\.toml, line 2: unknown key 'config' in \[defaults\]"):
+    plan.write_text(f'[defaults]\n{key}\n\n[[experiment]]\nname = "a"\nbackbone = "small_cnn"\n')
+    with pytest.raises(UserError, match=message):
         load_plan(str(plan))
 
 
