@@ -40,8 +40,10 @@ def fit(
     ``resume=RUN_DIR`` continues that run with its saved arguments (a larger
     ``epochs`` extends it; other arguments that differ are refused). ``export=NAME``
     exports the best model to ``zoo`` when done (``FitResult.exported``) in each of
-    ``format`` (as ``export``'s; checked before training starts). The README's
-    "From Python" section has examples (a test runs them).
+    ``format`` (as ``export``'s; checked before training starts). ``config="run.toml"``
+    reads the settings from that TOML file (``FitConfig.from_file``); keyword arguments
+    given beside it override its values. The README's "From Python" section has
+    examples (a test runs them).
     """
     names = [f.name for f in dataclasses.fields(FitConfig)]
     unknown = sorted(set(arguments) - set(names))
@@ -50,6 +52,13 @@ def fit(
             f"Unknown arguments {unknown}; kerasimg.fit takes {', '.join(names)}, resume, export, zoo, "
             "format, calibration_images."
         )
+    config_file = arguments.pop("config", None)
+    if config_file is not None and resume is not None:
+        raise UserError(
+            f"config starts a new run from a settings file, and resume continues {resume} with the "
+            "settings saved in its config.json: give one of them (a larger epochs beside resume extends "
+            f"the run). Received: config={config_file!r}, resume={resume!r}"
+        )
     if export:  # the name, the formats and their converters are checked now, not after hours of training
         Zoo(zoo).model_dir(export)
         formats = parse_formats(format)
@@ -57,7 +66,11 @@ def fit(
     if resume is not None:
         result = fit_config(_resumed(resume, arguments), resume=True, callbacks=callbacks, log=log)
     else:
-        result = fit_config(FitConfig(**arguments), callbacks=callbacks, log=log)
+        if config_file is None:
+            config = FitConfig(**arguments)
+        else:
+            config = FitConfig.from_file(config_file, **arguments)
+        result = fit_config(config, callbacks=callbacks, log=log)
     if export and multihost.writes_run():  # one process of a multihost run exports
         from kerasimg.diagnose.report import write_run_report
         from kerasimg.serving.export import export_run

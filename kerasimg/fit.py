@@ -40,7 +40,8 @@ EXPORT_OPTIONS = ("resume", "export", "zoo", "format", "calibration_images")
 
 
 def given_flags(argv: list[str] | None) -> dict:
-    """The settings the user typed (not defaulted), so --resume can refuse the ones that conflict."""
+    """The settings the user typed (not defaulted): --resume refuses those that conflict, and they
+    override a --config file's values."""
     parser = build_parser()
     for action in parser._actions:
         action.default = argparse.SUPPRESS
@@ -53,11 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         import kerasimg
 
+        if args.config and args.resume:
+            raise UserError(
+                f"--config starts a new run from a settings file, and --resume continues {args.resume} "
+                "with the settings saved in its config.json: give one of them (a larger --epochs beside "
+                f"--resume extends the run). Received: --config {args.config} --resume {args.resume}"
+            )
+        given = {k: v for k, v in given_flags(argv).items() if k not in EXPORT_OPTIONS}
+        if args.config and "strategy" not in given:  # the file's strategy, unless a flag overrides it
+            args.strategy = FitConfig.from_file(args.config, **given).strategy
         if wants_multihost(args) and keras.backend.backend() != "jax":
             multihost.restart_under_jax("kerasimg.fit", sys.argv[1:] if argv is None else argv)
-        if args.resume:
-            arguments = {k: v for k, v in given_flags(argv).items() if k not in EXPORT_OPTIONS}
-            print(f"Resuming {args.resume}")
+        if args.resume or args.config:  # the run's or the file's settings, with the flags typed on top
+            arguments = given
+            if args.resume:
+                print(f"Resuming {args.resume}")
         else:
             arguments = {k: v for k, v in vars(args).items() if k not in EXPORT_OPTIONS}
         result = kerasimg.fit(

@@ -9,6 +9,7 @@ a schema follows the dataclass it fills instead of repeating it.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass
@@ -91,12 +92,20 @@ class TomlFile:
         return UserError(f"{self.path}, line {self.line(key, table, index)}: {message}")
 
     def check(self, values: dict, schema: dict[str, str], table: str | None = None, index=None) -> dict:
-        """``values`` if each key is in ``schema`` and of its kind, else a ``UserError`` at the key's line."""
+        """``values`` if each key is in ``schema`` and of its kind, else a ``UserError`` at the key's line.
+
+        An unknown key's message suggests the closest known one (a typo such as ``epoch``).
+        """
         where = "at the top level" if table is None else f"in [{table}]"
         for key, value in values.items():
             if key not in schema:
+                close = difflib.get_close_matches(key, list(schema), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else "."
                 raise self.error(
-                    f"unknown key {key!r} {where}. Known keys: {', '.join(sorted(schema))}", key, table, index
+                    f"unknown key {key!r} {where}{hint} Known keys: {', '.join(sorted(schema))}",
+                    key,
+                    table,
+                    index,
                 )
             accepts, expected = KINDS[schema[key]]
             if not accepts(value):

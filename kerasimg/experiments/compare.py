@@ -133,8 +133,8 @@ def run_plan(
 
 
 def fingerprint(config) -> dict:
-    """The settings of a ``FitConfig`` that change its result (all but where it is written)."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "out"}
+    """The settings of a ``FitConfig`` that change its result (all but where it is written and read from)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "config")}
     settings["data"] = data_identity(settings["data"])
     return settings
 

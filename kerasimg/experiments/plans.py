@@ -30,7 +30,7 @@ def _schemas() -> tuple[dict, set, dict]:
 
     Built from ``FitConfig``'s fields each time, so a new field is a plan key at once.
     """
-    fit_kinds = schema(FitConfig, exclude=("out",))
+    fit_kinds = schema(FitConfig, exclude=("out", "config"))  # each experiment has its own run; no file
     fit_keys = set(fit_kinds) - {"data"}
     # [defaults] and [quick] may also name the default data.
     experiment = {k: fit_kinds[k] for k in fit_keys} | {

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +21,12 @@ from kerasimg.data.augment import PRESETS, parse_augment
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import DEFAULT_ISSUES, ISSUES
 from kerasimg.data.sources import VAL_FROM, VERIFY
-from kerasimg.errors import ArgumentError
+from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
 from kerasimg.models.registry import name_slug
-from kerasimg.settings import check_types, setting
+from kerasimg.settings import check_types, schema, setting
+from kerasimg.tomlfile import read_toml
 from kerasimg.training.distribution import STRATEGIES
 from kerasimg.training.layer_decay import stage_rates
 from kerasimg.training.multihost import DEFAULT_CONNECT_TIMEOUT
@@ -44,6 +47,15 @@ from kerasimg.training.schedules import Phase, parse_schedule
 class FitConfig:
     """Every argument of a run, as given; saved in ``config.json`` and read back by ``--resume``."""
 
+    # Where the other values came from (FitConfig.from_file); recorded in config.json, never re-read.
+    config: str | None = setting(
+        None,
+        "a TOML file of these settings, named as in a plan (batch_size = 16, no dashes); flags given "
+        "beside it override its values; paths in it are relative to the working directory. "
+        "Not with --resume, which keeps the run's own settings",
+        metavar="TOML",
+        path=True,
+    )
     backbone: str = setting("resnet50", "a registered backbone (python -m kerasimg.models list)")
     data: str = setting(
         "scenes",
@@ -188,6 +200,37 @@ class FitConfig:
         # A keyword argument of the wrong type is refused here, as the CLI's parser refuses a
         # flag, before a run directory or config.json exists (epochs=1.5 or True would train).
         check_types(self)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides) -> FitConfig:
+        """The settings in the TOML file ``path``, with ``overrides`` (the flags given beside it) on top.
+
+        The keys are ``FitConfig``'s fields, as in a plan's ``[defaults]``; ``config``
+        records ``path``. A missing file, bad TOML, an unknown key (the closest one is
+        suggested), a plan's own key, a wrong type or a bad value from the file is one
+        ``UserError`` naming the file, the line and the key; a bad override is the
+        ``ArgumentError`` it would be without a file.
+        """
+        if not isinstance(path, str | os.PathLike):
+            raise ArgumentError("config", "must be the path of a TOML file", path)
+        file, keys = read_toml(path, "config file"), schema(cls, exclude=("config",))
+        for key in file.data:
+            if key in PLAN_KEYS and key not in keys:
+                raise file.error(
+                    f"{key!r} belongs in a plan (python -m kerasimg.compare --plan FILE); a config file "
+                    f"holds one run's settings at the top level, such as epochs = 5. Received: {key}",
+                    key,
+                )
+        values = file.check(file.data, keys)
+        config = cls(**{**values, **overrides, "config": os.fspath(path)})
+        try:
+            config.validate()
+        except UserError as error:
+            named = getattr(error, "argument", None) or _received(error)
+            if named in values and named not in overrides:
+                raise file.error(str(error), named) from None
+            raise
+        return config
 
     def validate(self) -> None:
         """Check every argument (``resolve`` without keeping its result)."""
@@ -339,6 +382,17 @@ class ResolvedFit:
         while candidate.exists():
             candidate, n = Path(f"{base}-{n}"), n + 1
         return candidate
+
+
+# A plan's own keys, which a config file (one run's settings) cannot hold.
+PLAN_KEYS = ("name", "description", "defaults", "quick", "experiment", "reported")
+_RECEIVED = re.compile(r"Received: (\w+)=")
+
+
+def _received(error: UserError) -> str | None:
+    """The argument an error names in its ``Received: key=`` part."""
+    match = _RECEIVED.search(str(error))
+    return match and match.group(1)
 
 
 def arguments_of(saved: dict) -> FitConfig:
