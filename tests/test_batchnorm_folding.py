@@ -208,3 +208,35 @@ def test_fit_computes_batchnorm_fast_unless_told_not_to(
     assert not any(
         isinstance(la, (FoldedConvBatchNorm, FusedTrainingBatchNorm)) for la in loaded._flatten_layers()
     )
+
+
+@pytest.mark.parametrize(
+    "build", [depthwise_model, lambda: classifier("small_cnn")], ids=["depthwise", "small_cnn"]
+)
+def test_the_inference_copy_has_no_batchnorm_and_computes_the_same(build):
+    from kerasimg.models.batchnorm_folding import folded_for_inference
+
+    model = build()
+    folded = folded_for_inference(model)
+    assert not any(isinstance(la, keras.layers.BatchNormalization) for la in folded._flatten_layers())
+    assert not any(
+        isinstance(la, FoldedConvBatchNorm) for la in folded._flatten_layers()
+    )  # Keras's own layers
+    images = np.random.default_rng(4).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(
+        folded.predict_on_batch(images), model.predict_on_batch(images), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_an_export_serves_batchnorm_folded_into_fixed_weights(tmp_path):
+    from kerasimg.serving import export_model
+    from kerasimg.serving.signatures import PIXELS_INPUT
+
+    model = classifier("small_cnn")  # BatchNorm statistics away from 0/1: a wrong fold shows
+    path = export_model(model, ["a", "b", "c"], SIZE, "folded", tmp_path / "zoo")
+    loaded = tf.saved_model.load(str(path))
+    names = [v.name for v in loaded.variables]
+    assert names and not [n for n in names if "moving_mean" in n or "moving_variance" in n], names
+    images = np.random.default_rng(5).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
+    served = loaded.signatures["predict_images"](**{PIXELS_INPUT: tf.constant(images)})["probabilities"]
+    np.testing.assert_allclose(served.numpy(), model.predict_on_batch(images), rtol=1e-4, atol=1e-6)

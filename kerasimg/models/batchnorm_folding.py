@@ -219,3 +219,40 @@ def foldable_pairs(model: keras.Model) -> list[tuple[keras.layers.Layer, keras.l
 def _passthrough(inputs, **kwargs):
     """Stands in for a BN whose work moved into the convolution before it."""
     return inputs
+
+
+def folded_for_inference(model: keras.Model) -> keras.Model:
+    """``model`` for inference only, each foldable conv -> BN pair one convolution with fixed weights.
+
+    Unlike the compute model, the folded kernel and bias are computed once and held by a
+    plain ``Conv2D``/``DepthwiseConv2D`` (with a bias), so an exported graph carries them
+    as constants and every runtime (TF Serving, ONNX, LiteRT) sees standard layers. The
+    other layers are shared with ``model``; training or saving the copy is not meant.
+    """
+    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
+        return model
+    replacements = {}
+    for conv, bn in foldable_pairs(model):
+        replacements[id(conv)] = _folded_convolution(conv, bn)
+        replacements[id(bn)] = _passthrough
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and id(layer) not in replacements:
+            folded = folded_for_inference(layer)
+            if folded is not layer:
+                replacements[id(layer)] = folded
+    if not replacements:
+        return model
+    inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name) for x in model.inputs]
+    outputs = model._run_through_graph(inputs, operation_fn=lambda op: replacements.get(id(op), op))
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
+
+
+def _folded_convolution(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> keras.layers.Layer:
+    kernel, bias = FoldedConvBatchNorm(conv, bn).folded_kernel_and_bias()
+    config = {**conv.get_config(), "use_bias": True, "name": f"{conv.name}_folded"}
+    for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+        config.pop(key, None)
+    folded = type(conv).from_config(config)
+    folded.build(conv.input.shape)
+    folded.set_weights([keras.ops.convert_to_numpy(kernel), keras.ops.convert_to_numpy(bias)])
+    return folded

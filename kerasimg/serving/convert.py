@@ -200,12 +200,17 @@ def add_formats(
     names: Iterable[str],
     images: CheckImages,
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
+    served: keras.Model | None = None,
 ) -> dict:
-    """Convert and verify each non-SavedModel format into ``folder``; returns ``{format: facts}``."""
+    """Convert and verify each non-SavedModel format into ``folder``; returns ``{format: facts}``.
+
+    ``served`` (the same function as ``model``, e.g. BatchNorm folded) is what is converted;
+    every file is checked against ``model``.
+    """
     facts = {}
     for name in names:
         path = format_path(folder, name)
-        convert(model, name, path, images.calibration)
+        convert(served or model, name, path, images.calibration)
         checked = verify(model, name, folder, images, min_int8_agreement)
         facts[name] = {"file": path.name, "bytes": path.stat().st_size, **checked}
     return facts

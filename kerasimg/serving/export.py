@@ -30,6 +30,7 @@ from kerasimg import selection
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.files import make_temp_dir
+from kerasimg.models.batchnorm_folding import folded_for_inference
 from kerasimg.names import check_class_names
 from kerasimg.serving.convert import CheckImages, add_formats
 from kerasimg.serving.formats import (
@@ -109,11 +110,14 @@ def export_model(
     folder.mkdir(parents=True, exist_ok=True)
     staging = make_temp_dir(folder, ".export-")
     try:
+        # Conv -> BN pairs as one convolution with fixed weights: what every runtime computes
+        # (verified below against ``model`` itself).
+        served = folded_for_inference(model)
         serving_default, predict_images = serving_functions(
-            model, class_names, image_size, top_k, max_pixels, tta
+            served, class_names, image_size, top_k, max_pixels, tta
         )
         archive = keras.export.ExportArchive()
-        archive.track(model)
+        archive.track(served)
         archive.add_endpoint("serving_default", serving_default)
         archive.add_endpoint("predict_images", predict_images)
         archive.write_out(str(staging), verbose=False)
@@ -126,7 +130,7 @@ def export_model(
         write_labels(staging / LABELS_FILE, class_names)
         if images is None:
             images = synthetic_check_images(image_size, formats)
-        files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement))
+        files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement, served))
         version = _move_into_place(staging, zoo, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
