@@ -81,3 +81,16 @@ def test_a_store_that_cannot_be_opened_forgets_quietly(tmp_path):
     store.put_many([("k", "ok:1,1")])
     assert store.get_many(["k"]) == {} and len(store) == 0
     assert os.path.isfile(blocker)
+
+
+def test_a_long_check_piped_to_a_file_prints_its_bar_once_without_escapes(tmp_path, capsys):
+    from helpers import assert_quiet, make_class_tree
+
+    from kerasimg.data.verify import verify_images
+
+    root = make_class_tree(tmp_path / "data", {"a": 210}, ext="png")  # above the bar's 200-file threshold
+    bad = verify_images([str(p) for p in sorted(root.rglob("*.png"))])
+    out = capsys.readouterr().out  # pytest's capture is not a terminal, as a log file is not
+    assert bad == {}
+    assert_quiet(out)
+    assert "Checking 210 image files" in out and out.count("210/210") == 1, out

@@ -34,6 +34,7 @@ from kerasimg.data.packed import (
 from kerasimg.data.splits import TEST_SPLIT
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.files import inside, make_temp_dir, write_json
+from kerasimg.progress import progress_bar
 
 
 @dataclass
@@ -236,7 +237,6 @@ def _write_shards(
     folder: Path, splits: dict, loaded: LabelledData, bad: dict[str, str], shard_bytes: int, seed: int, log
 ) -> dict:
     """Write each split's readable files into shards under ``folder``; return the manifest so far."""
-    import keras
 
     import kerasimg
 
@@ -245,7 +245,7 @@ def _write_shards(
     bar = None
     if total >= PROGRESS_MIN_FILES:
         log(f"Packing {total:,} images into shards of up to {shard_bytes / 2**20:g} MB...")
-        bar = keras.utils.Progbar(total, unit_name="image")
+        bar = progress_bar(total, "image")
     rng = np.random.default_rng(seed)
     done = 0
     manifest_splits, skipped = {}, []

@@ -34,6 +34,7 @@ import numpy as np
 from kerasimg.data.labelled import LabelledData
 from kerasimg.data.splits import TEST_SPLIT
 from kerasimg.errors import ArgumentError, UserError
+from kerasimg.progress import progress_bar
 
 FORMAT = "kerasimg-pack"
 FORMAT_VERSION = 1
@@ -308,9 +309,7 @@ def check_shards(pack: Pack, manifest: dict, log=print) -> None:
         if len(todo) > 1:
             log(f"Checking the SHA-256 of {len(todo)} shards of {pack.path} (once; verdicts are kept)...")
             if len(todo) >= _PROGRESS_MIN_SHARDS:
-                import keras
-
-                bar = keras.utils.Progbar(len(todo), unit_name="shard")
+                bar = progress_bar(len(todo), "shard")
         for done, (name, expected) in enumerate(todo, 1):
             actual = content_hash(pack.shard_path(name))
             if actual != expected:

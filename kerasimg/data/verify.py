@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.files import kerasimg_home
+from kerasimg.progress import progress_bar
 
 # Below this many unchecked files a progress bar is more noise than help.
 _PROGRESS_MIN_FILES = 200
@@ -203,10 +204,8 @@ def verify_images(
         if todo:
             bar = None
             if progress and len(todo) >= _PROGRESS_MIN_FILES:
-                import keras
-
                 log(f"Checking {len(todo):,} image files (once; verdicts are kept)...")
-                bar = keras.utils.Progbar(len(todo), unit_name="file")
+                bar = progress_bar(len(todo), "file")
             pending, committed = [], time.monotonic()
             with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
                 verdicts = pool.map(lambda path: _inspect(path, max_pixels), todo)

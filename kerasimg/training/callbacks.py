@@ -4,7 +4,6 @@ and the one list a phase's ``fit`` is given (``phase_callbacks``)."""
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,8 +132,3 @@ def phase_callbacks(
         CurvesCallback(run.history_path, run.curves_path, title, boundaries),
         *extra,
     ]
-
-
-def progress_verbosity() -> int:
-    """Keras's progress bar on a terminal; one line per epoch in a log file, CI or a notebook capture."""
-    return 1 if sys.stdout.isatty() else 2

@@ -23,6 +23,7 @@ from kerasimg.data.exclude import read_exclusions
 from kerasimg.errors import UserError
 from kerasimg.files import write_text
 from kerasimg.models import build_classifier, get_backbone
+from kerasimg.progress import progress_verbosity
 from kerasimg.training import after_fit, multihost, reports
 from kerasimg.training.callbacks import (
     best_checkpoint,
@@ -30,7 +31,6 @@ from kerasimg.training.callbacks import (
     checkpoint_bytes,
     forget_restored_epoch,
     phase_callbacks,
-    progress_verbosity,
 )
 from kerasimg.training.config import FitConfig, ResolvedFit
 from kerasimg.training.layer_decay import lr_multipliers, stage_rates

@@ -39,6 +39,7 @@ from kerasimg.data.augment import FLIP_VIEWS, PLAIN_VIEW, Augmenter, parse_augme
 from kerasimg.data.splits import FileSplit
 from kerasimg.files import atomic_write, write_json
 from kerasimg.models.classifier import FEATURES_LAYER
+from kerasimg.progress import progress_bar
 
 # Caches up to this size are loaded into RAM; larger ones stream from disk. 1 GiB holds the
 # pooled features of millions of images, or the 14x14x1024 ResNet-50 conv4 activations of
@@ -236,7 +237,7 @@ def _write(model: keras.Model, batches: Iterable, count: int | None, stem: Path)
     def write(tmp: str) -> None:
         array = None
         # Counted in images, whose total is known, so the bar shows how far along it is and its ETA.
-        bar = keras.utils.Progbar(count, unit_name="image")
+        bar = progress_bar(count, "image")
         for views, labels in batches:
             # predict(), not predict_on_batch(): the latter duplicates the batch per replica under
             # MirroredStrategy.
