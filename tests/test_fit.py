@@ -63,6 +63,9 @@ def test_fit_cli_writes_a_complete_run_directory(tiny_scenes, tmp_path, capsys):
     assert [(p["start"], p["end"], p["unfrozen"]) for p in config["resolved"]["phases"]] == [(0, 2, "all")]
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
+    # The epoch's time and learning rate are kept in history.csv, and not printed beside the metrics.
+    assert float(rows[0]["epoch_seconds"]) > 0 and float(rows[0]["lr"]) > 0
+    assert "val_accuracy:" in printed and "epoch_seconds" not in printed and " lr:" not in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_examples"] == 18 and 0 <= metrics["test_accuracy"] <= 1
     assert set(metrics["per_class"]) == set(config["class_names"])
