@@ -148,28 +148,46 @@ def batchnorm_compute_model(model: keras.Model, fold: bool = True, fuse: bool = 
     the last axis without renorm are folded; everything else is called as it is.
     Returns ``model`` itself when there is nothing to change.
     """
+    fold_pair = (lambda conv, bn: FoldedConvBatchNorm(conv, bn, fuse=fuse)) if fold else None
+
+    def fuse_layer(layer):
+        if fuse and isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+            return FusedTrainingBatchNorm(layer)
+        return None
+
+    return _rewritten(model, fold_pair, fuse_layer, FoldedComputeModel)
+
+
+def _rewritten(model: keras.Model, fold_pair, replace_layer, build) -> keras.Model:
+    """``model``'s functional graph with its layers substituted, ``model`` itself when none is.
+
+    Each foldable (conv, bn) pair becomes ``fold_pair(conv, bn)`` (unless ``fold_pair`` is None),
+    any other layer ``replace_layer(layer)`` where that is not None, and nested functional models
+    (the classifier's backbone) are rewritten the same way. ``build(model, inputs, outputs)``
+    makes each rewritten model.
+    """
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         return model  # a subclassed model has no graph to walk: compute it as it is
     replacements = {}
-    if fold:
+    if fold_pair is not None:
         for conv, bn in foldable_pairs(model):
-            replacements[id(conv)] = FoldedConvBatchNorm(conv, bn, fuse=fuse)
+            replacements[id(conv)] = fold_pair(conv, bn)
             replacements[id(bn)] = _passthrough
     for layer in model.layers:
         if id(layer) in replacements:
             continue
         if isinstance(layer, keras.Model):
-            rewritten = batchnorm_compute_model(layer, fold, fuse)
-            if rewritten is not layer:
-                replacements[id(layer)] = rewritten
-        elif fuse and isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
-            replacements[id(layer)] = FusedTrainingBatchNorm(layer)
+            rewritten = _rewritten(layer, fold_pair, replace_layer, build)
+        else:
+            rewritten = replace_layer(layer)
+        if rewritten is not None and rewritten is not layer:
+            replacements[id(layer)] = rewritten
     if not replacements:
         return model
     inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name) for x in model.inputs]
-    # Keras's own graph runner (what Functional.call uses), with the folded operations substituted.
+    # Keras's own graph runner (what Functional.call uses), with the substitutes called instead.
     outputs = model._run_through_graph(inputs, operation_fn=lambda op: replacements.get(id(op), op))
-    return FoldedComputeModel(model, inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
+    return build(model, inputs if len(inputs) > 1 else inputs[0], outputs)
 
 
 class FoldedComputeModel(keras.Model):
@@ -180,7 +198,7 @@ class FoldedComputeModel(keras.Model):
     """
 
     def __init__(self, original: keras.Model, inputs, outputs, **kwargs):
-        super().__init__(inputs, outputs, **kwargs)
+        super().__init__(inputs, outputs, **{"name": original.name, **kwargs})
         self._original = lambda: original  # a function, so Keras does not track it as a sublayer
 
     @property
@@ -229,22 +247,11 @@ def folded_for_inference(model: keras.Model) -> keras.Model:
     as constants and every runtime (TF Serving, ONNX, LiteRT) sees standard layers. The
     other layers are shared with ``model``; training or saving the copy is not meant.
     """
-    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
-        return model
-    replacements = {}
-    for conv, bn in foldable_pairs(model):
-        replacements[id(conv)] = _folded_convolution(conv, bn)
-        replacements[id(bn)] = _passthrough
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and id(layer) not in replacements:
-            folded = folded_for_inference(layer)
-            if folded is not layer:
-                replacements[id(layer)] = folded
-    if not replacements:
-        return model
-    inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name) for x in model.inputs]
-    outputs = model._run_through_graph(inputs, operation_fn=lambda op: replacements.get(id(op), op))
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
+    return _rewritten(model, _folded_convolution, lambda layer: None, _plain_model)
+
+
+def _plain_model(original: keras.Model, inputs, outputs) -> keras.Model:
+    return keras.Model(inputs, outputs, name=original.name)
 
 
 def _folded_convolution(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> keras.layers.Layer:
