@@ -111,29 +111,29 @@ def audit_data(
     labels = np.asarray(pool.labels)
     issues = find_label_issues(labels, probabilities, ranking)
 
-    rows: list[dict] = []
-    for i in issues.ranked():
-        if issues.is_issue[i]:
-            rows.append(
-                {
-                    "file": pool.paths[i],
-                    "split": split_of[i],
-                    "issue": "label",
-                    "score": float(issues.scores[i]),
-                    "given_label": names[labels[i]],
-                    "suggested_label": names[issues.suggested[i]],
-                    "detail": f"p(given) {probabilities[i, labels[i]]:.3f}, "
-                    f"p(suggested) {probabilities[i, issues.suggested[i]]:.3f}",
-                }
-            )
-    ranking_rows = [
-        {
-            "rank": rank,
+    def ranked(i: int) -> dict:
+        return {
             "file": pool.paths[i],
             "split": split_of[i],
             "score": float(issues.scores[i]),
             "given_label": names[labels[i]],
             "suggested_label": names[issues.suggested[i]],
+        }
+
+    rows: list[dict] = [
+        {
+            **ranked(i),
+            "issue": "label",
+            "detail": f"p(given) {probabilities[i, labels[i]]:.3f}, "
+            f"p(suggested) {probabilities[i, issues.suggested[i]]:.3f}",
+        }
+        for i in issues.ranked()
+        if issues.is_issue[i]
+    ]
+    ranking_rows = [
+        {
+            "rank": rank,
+            **ranked(i),
             "flagged": bool(issues.is_issue[i]),
             **{f"p_{name}": round(float(p), 6) for name, p in zip(names, probabilities[i])},
         }
