@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -143,6 +144,19 @@ MEASURE = """<script>window.addEventListener("load", () => {
 });</script>"""
 
 
+# Where the figures landed and whether the page is wider than the window, written into the DOM.
+LAYOUT = """<script>window.addEventListener("load", () => {
+  const figures = [...document.querySelectorAll("figure")];
+  const at = (title) => figures.find((f) => f.querySelector("h3").textContent.startsWith(title));
+  const body = document.body;
+  body.setAttribute("data-overflow", document.documentElement.scrollWidth - window.innerWidth);
+  body.setAttribute("data-confusion", at("Confusion").offsetTop);
+  body.setAttribute("data-reliability", at("Reliability").offsetTop);
+  body.setAttribute("data-curveswidth", at("Curves").offsetWidth);
+  body.setAttribute("data-confusionwidth", at("Confusion").offsetWidth);
+});</script>"""
+
+
 def chromium(*args, profile):
     import shutil
     import subprocess
@@ -176,9 +190,32 @@ def test_report_renders_in_headless_chromium_with_tables_filled_and_every_image_
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", dom)
     assert "small_cnn" in cells and "square" in cells and "plain" in cells
     assert "100.00%" in cells, "the test accuracy of the learnt toy task is in the metrics table"
-    shot = tmp_path / "report.png"
-    chromium("--window-size=1200,3000", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile")
-    assert shot.stat().st_size > 10_000
+    assert str(tmp_path.parent) not in text, "no absolute path of this machine"
+    headline = dict(zip(*[re.findall(rf'class="{c}">([^<]*)<', text) for c in ("label", "value")]))
+    assert headline["test accuracy"] == "100.00%" and headline["best epoch"].endswith(" of 6"), headline
+    # The layout the reader gets: two figure columns on a laptop, one on a phone, never a sideways scroll.
+    probe.write_text(text.replace("</body>", LAYOUT + "</body>"))
+    layouts = {}
+    for width in (1280, 390):
+        dom = chromium(
+            f"--window-size={width},2000",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+            profile=tmp_path / "profile",
+        )
+        layouts[width] = {k: int(v) for k, v in re.findall(r'data-(\w+)="(-?\d+)"', dom)}
+    wide, phone = layouts[1280], layouts[390]
+    assert wide["overflow"] <= 0 and phone["overflow"] <= 0, layouts
+    assert wide["confusion"] == wide["reliability"], "confusion matrix and reliability side by side"
+    assert wide["curveswidth"] > 1.8 * wide["confusionwidth"], "the two-panel curves take the whole row"
+    assert phone["reliability"] > phone["confusion"], "one column on a phone"
+    for width in (1280, 390):
+        shot = tmp_path / f"report-{width}.png"
+        chromium(
+            f"--window-size={width},3000", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile"
+        )
+        assert shot.stat().st_size > 10_000
 
 
 def test_vit_grad_cam_splits_the_backbone_exactly_and_maps_the_patch_grid():
@@ -215,8 +252,13 @@ def test_a_zoo_model_is_explained_through_its_run_and_the_report_lists_the_expor
     assert run_of("squares", zoo).path == result.run_dir
     assert run_of(zoo / "squares" / "1", zoo).path == result.run_dir
     page = write_run_report(result.run_dir, zoo).read_text()
-    assert "Zoo exports (1, in" in page and str(zoo / "squares" / "1") in page
-    assert str(result.run_dir.resolve()) not in page and 'name="viewport"' in page  # no machine path
+    # Paths are relative to the page: the link still works where the run and zoo folders are copied.
+    shown = os.path.relpath(zoo / "squares" / "1", result.run_dir)
+    assert (
+        f"Zoo exports (1, in {os.path.relpath(zoo, result.run_dir)})" in page and f"<td>{shown}</td>" in page
+    )
+    assert str(tmp_path) not in page and str(result.run_dir.resolve()) not in page  # no machine path
+    assert 'name="viewport"' in page
     (zoo / "zoo.json").write_text(json.dumps({"models": [entry]}))
     with pytest.raises(UserError, match="the zoo does not record one; pass a run directory instead"):
         run_of("squares", zoo)

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from kerasimg.files import save_figure
-from kerasimg.training.reports import plt
+from kerasimg.training.reports import plt, styled
 
 
+@styled
 def plot_reliability(bins: list[dict], ece: float, path: str | os.PathLike, title: str = "") -> Path:
     """Accuracy against confidence per bin (bars), the diagonal a calibrated model follows, counts below."""
     fig, (top, bottom) = plt.subplots(
@@ -37,8 +38,9 @@ def plot_reliability(bins: list[dict], ece: float, path: str | os.PathLike, titl
     top.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
-    top.legend(loc="upper left", framealpha=0.9)
-    top.set_title(f"{title + ': ' if title else ''}ECE {ece:.3f} ({len(bins)} bins)")
+    # Above the axes, not over the bars: the low-confidence corner it used to sit in is where bars are.
+    top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, handlelength=1.5)
+    fig.suptitle(f"{title + ': ' if title else ''}ECE {ece:.3f} ({len(bins)} bins)")
     bottom.bar(centres, [b["count"] for b in filled], width=width, color="grey", edgecolor="black")
     bottom.set_xlabel("confidence (top-1 probability)")
     bottom.set_ylabel("images")
@@ -46,6 +48,7 @@ def plot_reliability(bins: list[dict], ece: float, path: str | os.PathLike, titl
     return save_figure(fig, path)
 
 
+@styled
 def plot_mistakes(
     images: np.ndarray,
     captions: list[str],
@@ -73,7 +76,7 @@ def plot_mistakes(
                 vmax=1,
                 extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5),
             )
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(caption, fontsize=10)
     if not len(images):
         axes.flat[0].text(0.5, 0.5, "no images", ha="center", va="center")
     if title:

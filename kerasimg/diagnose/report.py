@@ -41,12 +41,43 @@ METRIC_ROWS = (
     ("train seconds", "train_seconds", ".0f"),
 )
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-.runs{display:grid;grid-template-columns:repeat(auto-fit,minmax(30em,1fr));gap:2em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
-th{background:#f2f2f2}td.n{text-align:right}img{max-width:100%;height:auto;display:block;margin:.5em 0}
-.missing{color:#a00}
+:root{--ink:#1f2328;--muted:#59636e;--line:#d1d9e0;--soft:#f6f8fa;--accent:#0969da}
+*{box-sizing:border-box}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--ink);margin:0;background:#fff}
+main{max-width:1280px;margin:0 auto;padding:1.5rem clamp(.75rem,3vw,2rem) 3rem}
+h1{font-size:1.6rem;margin:0 0 .25rem;overflow-wrap:anywhere}h2{font-size:1.25rem;margin:1.5rem 0 .5rem}
+h3{font-size:1.05rem;margin:0 0 .5rem}.subtitle,.summary{color:var(--muted);margin:.25rem 0 1rem}
+.headline{display:grid;grid-template-columns:repeat(auto-fit,minmax(9rem,1fr));gap:.75rem;margin:1rem 0}
+.stat{border:1px solid var(--line);border-radius:8px;padding:.6rem .8rem;background:var(--soft)}
+.stat .value{display:block;font-size:1.5rem;font-weight:600}.stat .label{color:var(--muted);font-size:.9rem}
+.columns{display:flex;flex-wrap:wrap;gap:1.25rem}
+.columns>.card{flex:1 1 18rem}.columns>.card.table{flex:1.6 1 24rem}
+.figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,30rem),1fr));gap:1.25rem}
+.wide{grid-column:1/-1}
+.runs{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,36rem),1fr));gap:2rem}
+.card{border:1px solid var(--line);border-radius:8px;padding:1rem;min-width:0}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-size:.95rem}
+td,th{border-bottom:1px solid var(--line);padding:.3rem .6rem;text-align:left;overflow-wrap:break-word}
+th,td.n{white-space:nowrap}
+th{background:var(--soft)}td.n{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:0}img{max-width:100%;height:auto;display:block;margin:.25rem auto}
+figcaption{font-size:.95rem;color:var(--muted);margin-top:.5rem}
+.missing{color:#a40e26}
+@media (max-width:480px){
+table{font-size:.85rem}td,th{padding:.25rem .3rem}.card{padding:.7rem}.stat .value{font-size:1.25rem}}
 """
+HEADLINE = (
+    ("test accuracy", "test_accuracy", ".2%"),
+    ("balanced accuracy", "test_balanced_accuracy", ".2%"),
+    ("macro-F1", "test_macro_f1", ".3f"),
+    ("ECE", "test_ece", ".3f"),
+)
+FIGURE_CAPTIONS = {
+    "Curves": "Loss and accuracy per epoch, train and validation; dashed lines mark phase changes.",
+    "Confusion matrix": "Rows are the true class, columns the prediction; colour is the row's fraction.",
+    "Reliability": "Accuracy against confidence per bin: bars on the diagonal mean honest probabilities.",
+}
 
 
 def _escape(value) -> str:
@@ -82,76 +113,177 @@ def _pairs(rows: list[tuple[str, object]]) -> str:
     )
 
 
-def run_section(run_dir: str | os.PathLike, zoo: str | os.PathLike | None = None) -> str:
-    """One run's part of a page; the exports of the run that ``zoo`` (if given) holds are listed."""
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "?"
+    minutes, seconds = divmod(round(float(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours} h {minutes:02d} min"
+        if hours
+        else f"{minutes} min {seconds:02d} s"
+        if minutes
+        else f"{seconds} s"
+    )
+
+
+def headline(config: dict, metrics: dict) -> str:
+    """The numbers people open a report for, as cards, and one sentence that says what they mean."""
+    epochs = config.get("resolved", {}).get("epochs")
+    cards = [(label, format_cell(metrics.get(key), spec)) for label, key, spec in HEADLINE if key in metrics]
+    cards.append(
+        ("best epoch", f"{metrics.get('best_epoch', '?')} of {epochs if epochs is not None else '?'}")
+    )
+    cards.append(("training time", _duration(metrics.get("train_seconds"))))
+    stats = "".join(
+        f'<div class="stat"><span class="value">{_escape(value)}</span>'
+        f'<span class="label">{_escape(label)}</span></div>'
+        for label, value in cards
+    )
+    classes = config.get("class_names") or list(metrics.get("per_class", {}))
+    chance = f"; chance is {1 / len(classes):.1%}" if classes else ""
+    sentence = (
+        f"{_escape(config.get('arguments', {}).get('backbone'))} classified "
+        f"{format_cell(metrics.get('test_accuracy'), '.1%')} of "
+        f"{metrics.get('test_examples', '?')} test images correctly across {len(classes)} classes{chance}."
+    )
+    return f'<div class="headline">{stats}</div><p class="summary">{sentence}</p>'
+
+
+def _card(title: str, body: str, wide: bool = False) -> str:
+    kind = "card table" if wide else "card"
+    return f'<div class="{kind}"><h3>{_escape(title)}</h3><div class="scroll">{body}</div></div>'
+
+
+def _figure(title: str, path: Path, caption: str, wide: bool = False) -> str:
+    return (
+        f'<figure class="card{" wide" if wide else ""}"><h3>{_escape(title)}</h3>{image(path, title)}'
+        f"<figcaption>{_escape(caption)}</figcaption></figure>"
+    )
+
+
+def run_section(
+    run_dir: str | os.PathLike,
+    zoo: str | os.PathLike | None = None,
+    *,
+    page_dir: str | os.PathLike | None = None,
+    heading: bool = True,
+) -> str:
+    """One run's part of a page; the exports of the run that ``zoo`` (if given) holds are listed.
+
+    Paths are shown relative to ``page_dir`` (the folder the page is written to, by default the run's):
+    the page is moved and shared, and this machine's absolute paths mean nothing there.
+    """
     run = Run(run_dir)
+    page_dir = Path(page_dir) if page_dir is not None else run.path
     config = run.read_config()
     metrics = run.read_metrics() if run.finished else {}
-    # The run's name only: the page is moved and shared, and this machine's absolute path means nothing there.
-    parts = [f"<section><h2>{_escape(run.path.name)}</h2>"]
-    parts.append("<h3>Configuration</h3>")
-    parts.append(_pairs([(label, config.get(part, {}).get(key)) for label, part, key in CONFIG_ROWS]))
+    arguments, resolved = config.get("arguments", {}), config.get("resolved", {})
+    data = arguments.get("data")
+    if isinstance(data, str) and os.path.isabs(data):  # a folder or file, not a name such as scenes:30,10
+        data = _relative(data, page_dir)
+    parts = ["<section>"]
+    if heading:
+        parts.append(f"<h2>{_escape(run.path.name)}</h2>")
+    parts.append(
+        f'<p class="subtitle">{_escape(arguments.get("backbone"))} on {_escape(data)} · '
+        f"weights {_escape(arguments.get('weights'))} · {_escape(resolved.get('schedule'))} schedule · "
+        f"{_escape(resolved.get('image_size'))} px · started {_escape(config.get('created', '?'))}</p>"
+    )
     if not metrics:
         parts.append('<p class="missing">Not evaluated yet (the run was stopped before its evaluation).</p>')
     else:
-        k = metrics.get("top_k", "k")
-        parts.append("<h3>Test metrics</h3>")
-        parts.append(
+        parts.append(headline(config, metrics))
+    cards = [
+        _card(
+            "Configuration",
             _pairs(
                 [
-                    (label.replace("top-k", f"top-{k}"), format_cell(metrics.get(key), spec))
-                    for label, key, spec in METRIC_ROWS
-                    if key in metrics
+                    (label, data if key == "data" else config.get(part, {}).get(key))
+                    for label, part, key in CONFIG_ROWS
                 ]
-            )
+            ),
         )
+    ]
+    if metrics:
+        k = metrics.get("top_k", "k")
+        rows = [
+            (label.replace("top-k", f"top-{k}"), format_cell(metrics.get(key), spec))
+            for label, key, spec in METRIC_ROWS
+            if key in metrics
+        ]
+        cards.append(_card("Test metrics", _pairs(rows)))
         per_class = [{"class": name, **values} for name, values in metrics.get("per_class", {}).items()]
-        parts.append("<h3>Per class</h3>")
-        parts.append(
-            table(
-                per_class,
-                [
-                    ("class", "class", ""),
-                    ("precision", "precision", ".3f"),
-                    ("recall", "recall", ".3f"),
-                    ("f1", "F1", ".3f"),
-                    ("support", "support", "d"),
-                ],
-            )
+        columns = [
+            ("class", "class", ""),
+            ("precision", "precision", ".3f"),
+            ("recall", "recall", ".3f"),
+            ("f1", "F1", ".3f"),
+            ("support", "support", "d"),
+        ]
+        cards.append(_card("Per class", table(per_class, columns), wide=True))
+    parts.append(f'<div class="columns">{"".join(cards)}</div>')
+    grad_cam = metrics.get("mistakes_grad_cam", True)
+    mistakes = "Highest-loss test images" + (" (Grad-CAM for the predicted class)" if grad_cam else "")
+    # The wide figures (two panels, a grid of images) take a whole row; the square ones share one.
+    figures = [
+        _figure(title, path, FIGURE_CAPTIONS[title], wide=title == "Curves")
+        for title, path in (
+            ("Curves", run.curves_path),
+            ("Confusion matrix", run.confusion_path),
+            ("Reliability", run.reliability_path),
         )
-    for title, path in (
-        ("Curves", run.curves_path),
-        ("Confusion matrix", run.confusion_path),
-        ("Reliability", run.reliability_path),
-        (
-            "Highest-loss test images"
-            + (" (Grad-CAM for the predicted class)" if metrics.get("mistakes_grad_cam", True) else ""),
+    ]
+    figures.append(
+        _figure(
+            mistakes,
             run.mistakes_path(),
-        ),
-    ):
-        parts.append(f"<h3>{_escape(title)}</h3>{image(path, title)}")
-    skipped = run.skipped_path.read_text(encoding="utf-8").splitlines() if run.skipped_path.exists() else []
-    parts.append(f"<h3>Skipped files ({len(skipped)})</h3>")
-    if skipped:
-        rows = [dict(zip(("file", "reason"), line.split("\t", 1))) for line in skipped]
-        parts.append(table(rows, [("file", "file", ""), ("reason", "reason", "")]))
+            "The test images the model got most wrong: true and predicted class with its probability"
+            + ("; the overlay shows where the model looked." if grad_cam else "."),
+            wide=True,
+        )
+    )
+    parts.append(f'<h2>Figures</h2><div class="figures">{"".join(figures)}</div>')
+    parts.append(_skipped(run))
     exports = _exports(run, zoo)
     if zoo is not None:  # a run's own page, written as it finishes, has nothing exported yet
-        parts.append(f"<h3>Zoo exports ({len(exports)}, in {_escape(zoo)})</h3>")
-    if exports:
-        parts.append(
-            table(
-                exports,
-                [
-                    ("name", "name", ""),
-                    ("version", "version", "d"),
-                    ("path", "path", ""),
-                    ("exported", "exported", ""),
-                ],
-            )
-        )
+        shown = [{**e, "path": _relative(e.get("path"), page_dir)} for e in exports]
+        columns = [
+            ("name", "name", ""),
+            ("version", "version", "d"),
+            ("path", "path", ""),
+            ("exported", "exported", ""),
+        ]
+        parts.append(f"<h2>Zoo exports ({len(exports)}, in {_escape(_relative(zoo, page_dir))})</h2>")
+        if shown:
+            parts.append(f'<div class="scroll">{table(shown, columns)}</div>')
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _relative(path, start: Path) -> str:
+    """``path`` from the page's folder: the same link on any machine the run folder is copied to."""
+    if path is None:
+        return ""
+    return os.path.relpath(Path(path).resolve(), start.resolve())
+
+
+def _skipped(run: Run) -> str:
+    """The skipped files, relative to the folder they share (the data set's), with the reason for each."""
+    lines = run.skipped_path.read_text(encoding="utf-8").splitlines() if run.skipped_path.exists() else []
+    rows = [dict(zip(("file", "reason"), line.split("\t", 1))) for line in lines if line]
+    title = f"<h2>Skipped files ({len(rows)})</h2>"
+    if not rows:
+        return title + "<p>None: every file was read.</p>"
+    common = os.path.commonpath([os.path.dirname(r["file"]) for r in rows])
+    for row in rows:
+        row["file"] = os.path.relpath(row["file"], common)
+    where = f"<p>In the data folder <code>{_escape(Path(common).name)}</code>.</p>"
+    return (
+        title
+        + where
+        + f'<div class="scroll">{table(rows, [("file", "file", ""), ("reason", "reason", "")])}</div>'
+    )
 
 
 def _exports(run: Run, zoo: str | os.PathLike | None) -> list[dict]:
@@ -168,14 +300,15 @@ def page(title: str, body: str) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><h1>{_escape(title)}</h1>\n{body}\n</body></html>\n"
+        f"<body><main><h1>{_escape(title)}</h1>\n{body}\n</main></body></html>\n"
     )
 
 
 def write_run_report(run_dir: str | os.PathLike, zoo: str | os.PathLike | None = None) -> Path:
     """(Re)write ``report.html`` in the run directory, listing the exports ``zoo`` holds (if given)."""
     run = Run(run_dir)
-    return write_text(run.report_path, page(f"kerasimg run {run.path.name}", run_section(run.path, zoo)))
+    body = run_section(run.path, zoo, heading=False)  # the page's title names the run once
+    return write_text(run.report_path, page(f"kerasimg run {run.path.name}", body))
 
 
 SUMMARY_COLUMNS: list[Column] = [
@@ -204,6 +337,8 @@ def write_report(
         rows.append(
             {"run": run.path.name, "backbone": run.read_config()["arguments"].get("backbone"), **metrics}
         )
-    sections = "\n".join(run_section(d, zoo) for d in run_dirs)
-    body = f'{intro}<h2>Summary</h2>{table(rows, SUMMARY_COLUMNS)}<div class="runs">{sections}</div>'
+    page_dir = Path(out).resolve().parent
+    sections = "\n".join(run_section(d, zoo, page_dir=page_dir) for d in run_dirs)
+    summary = f'<div class="scroll">{table(rows, SUMMARY_COLUMNS)}</div>'
+    body = f'{intro}<h2>Summary</h2>{summary}<div class="runs">{sections}</div>'
     return write_text(out, page(title, body))

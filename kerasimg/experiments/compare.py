@@ -227,11 +227,13 @@ def _write_page(rows: list[dict], out: Path, plan: Plan, zoo) -> None:
     from kerasimg.diagnose.report import image, table, write_report
 
     intro = f"<p>{html.escape(plan.description)}</p>" if plan.description else ""
-    intro += f"<h2>Results</h2>{table(rows, COLUMNS)}{image(out / 'curves.png', 'validation curves')}"
+    results = f'<div class="scroll">{table(rows, COLUMNS)}</div>'
+    intro += f"<h2>Results</h2>{results}{image(out / 'curves.png', 'validation curves')}"
     runs = [r["run_dir"] for r in rows if Run(r["run_dir"]).exists]
     write_report(runs, out / "report.html", title=f"Plan {plan.name}", intro=intro, zoo=zoo)
 
 
+@reports.styled
 def plot_comparison(rows: list[dict], path: Path, title: str) -> Path | None:
     """Validation loss and accuracy per epoch, one line per experiment."""
     if not rows:

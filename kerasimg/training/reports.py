@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from pathlib import Path
 
@@ -10,9 +11,36 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerasimg.files import save_figure, write_text  # noqa: E402
+
+# One look for every figure a run leaves (set per figure, so a user's own matplotlib settings are untouched).
+FIGURE_STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+    "figure.titlesize": 12,
+    "axes.prop_cycle": matplotlib.cycler(color=["#0969da", "#d1242f", "#1a7f37", "#8250df", "#bc4c00"]),
+}
+
+
+def styled(plot):
+    """Draw (and save) ``plot``'s figure under ``FIGURE_STYLE``."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(FIGURE_STYLE):
+            return plot(*args, **kwargs)
+
+    return wrapper
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
@@ -53,6 +81,7 @@ def _fmt(value, column: str) -> str:
     return str(int(value)) if column == "epoch" else repr(float(value))
 
 
+@styled
 def plot_curves(
     rows: list[dict[str, float]],
     path: str | os.PathLike,
@@ -72,6 +101,7 @@ def plot_curves(
         for boundary in boundaries or []:
             ax.axvline(boundary + 0.5, color="grey", ls="--", lw=1)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -105,6 +135,7 @@ def per_class_metrics(matrix: np.ndarray, class_names: list[str]) -> dict[str, d
     }
 
 
+@styled
 def plot_confusion(
     matrix: np.ndarray, class_names: list[str], path: str | os.PathLike, title: str = ""
 ) -> Path:

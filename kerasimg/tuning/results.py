@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from kerasimg.files import save_figure, write_text  # noqa: E402
 from kerasimg.tables import markdown_table, write_csv  # noqa: E402
+from kerasimg.training.reports import styled  # noqa: E402
 from kerasimg.tuning.oracle import OBJECTIVE  # noqa: E402
 from kerasimg.tuning.space import Triple  # noqa: E402
 
@@ -87,6 +88,7 @@ def write_results(oracle, project_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
+@styled
 def plot_search(rows: list[dict], path: str | os.PathLike, title: str = "") -> Path | None:
     """Validation accuracy against GFLOPs, each point labelled by its triple, the best in red."""
     points = [r for r in rows if r.get(OBJECTIVE) is not None and r.get("gflops") is not None]
