@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import keras_tuner
 import pytest
 from fake_compound_trials import FakeHyperModel, fake_score
+from helpers import ANSI_ESCAPE
 
 import kerasimg.tuning.search as search_module
 import kerasimg.tuning.workers as workers_module
@@ -151,13 +153,19 @@ def test_a_worker_never_clears_the_shared_directory(tmp_path, monkeypatch):
     assert (tmp_path / "tuning" / "p" / "oracle.json").is_file()
 
 
-def test_tiny_real_search_writes_results_table_and_plot(tiny_scenes, tmp_path):
+def test_tiny_real_search_writes_results_table_and_plot_and_a_quiet_log(tiny_scenes, tmp_path, capfd):
     space = CompoundSpace(alpha=(1.0, 1.4), beta=(1.2,), gamma=(1.0, 1.2), base_resolution=32)
     assert space.feasible() == [Triple(1.0, 1.2, 1.2), Triple(1.4, 1.2, 1.0)]  # 2 of a grid of 4
     training = TrialTraining(data=str(tiny_scenes), epochs=1, batch_size=16)
-    search = CompoundSearch(space, training, str(tmp_path / "tuning"), "tiny", verbose=0)
-    hypermodel = CompoundHyperModel(training, space.base_resolution, verbose=0, run_eagerly=True)
+    search = CompoundSearch(space, training, str(tmp_path / "tuning"), "tiny")
+    hypermodel = CompoundHyperModel(training, space.base_resolution, run_eagerly=True)
     rows = run_search(search, hypermodel=hypermodel, log=lambda *a: None)
+    # Printed as into a log file (`kerasimg tune ... | tee log`): neither Keras's progress bar nor
+    # KerasTuner's notebook "clear" (it took an installed IPython for a notebook) draws escapes.
+    out, err = capfd.readouterr()  # TensorFlow's native lines are the CLI's filter's (test_startup.py)
+    assert not ANSI_ESCAPE.search(out + err), repr(out[:2000])
+    epoch_lines = re.findall(r"^\d+/\d+ - .* - val_accuracy: [\d.]+", out, re.M)
+    assert len(epoch_lines) == 2, out[-3000:]  # one finished line per trial epoch, as fit prints in a log
 
     project = tmp_path / "tuning" / "tiny"
     csv_rows = read_rows(project / "results.csv")

@@ -23,6 +23,7 @@ import keras_tuner
 from kerasimg.data import image_dataset, load_data
 from kerasimg.models import backbone_of, build_classifier, count_flops
 from kerasimg.models.efficientnet import compound, register_scaled
+from kerasimg.progress import progress_verbosity
 from kerasimg.training.recipe import compile_classifier, learning_rate
 from kerasimg.tuning.oracle import OBJECTIVE
 from kerasimg.tuning.trial import TrialTraining
@@ -108,7 +109,7 @@ class CompoundHyperModel(keras_tuner.HyperModel):
             validation_data=val,
             epochs=t.epochs,
             callbacks=callbacks,
-            verbose=self.verbose,
+            verbose=progress_verbosity() if self.verbose == "auto" else self.verbose,
             shuffle=False,  # the pipeline shuffles, seeded
         )
         seconds = time.perf_counter() - started

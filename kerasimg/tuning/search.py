@@ -18,16 +18,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras_tuner
+from keras_tuner.src import utils as keras_tuner_utils
 
 from kerasimg.data.sources import data_identity
 from kerasimg.errors import UserError
 from kerasimg.files import inside
 from kerasimg.locks import exclusive
 from kerasimg.names import check_name
+from kerasimg.progress import progress_verbosity
 from kerasimg.tuning.hypermodel import CompoundHyperModel, TrialTraining
 from kerasimg.tuning.oracle import CompoundGridOracle, triple_key
 from kerasimg.tuning.results import trial_rows, write_results
 from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
+
+
+def _not_a_notebook_unless_one_runs() -> None:
+    """KerasTuner takes any process with IPython installed for a notebook, and then "clears the output"
+    after every trial by writing ANSI escapes into the terminal or log; only a running IPython counts."""
+    if keras_tuner_utils.IS_NOTEBOOK:
+        import IPython
+
+        keras_tuner_utils.IS_NOTEBOOK = IPython.get_ipython() is not None
+
+
+_not_a_notebook_unless_one_runs()
 
 ORACLE_FILE = "oracle.json"  # KerasTuner's own state file: its presence marks a search project
 
@@ -183,8 +197,10 @@ def _run_search(search, triples, project_dir, role, hypermodel, log):
     # Every setting is checked (and the data read) before the first trial: KerasTuner
     # records a trial that raises as failed, and a user's mistake is no trial's fault.
     search.training.validate()
+    # "auto" is a live bar on a terminal and one line per epoch in a log (Keras's "auto" always draws).
+    verbose = progress_verbosity() if search.verbose == "auto" else search.verbose
     if hypermodel is None:
-        hypermodel = CompoundHyperModel(search.training, search.space.base_resolution, verbose=search.verbose)
+        hypermodel = CompoundHyperModel(search.training, search.space.base_resolution, verbose=verbose)
     if role != "chief" and isinstance(hypermodel, CompoundHyperModel):
         hypermodel.prepare()
     overwrite = search.overwrite
@@ -215,7 +231,7 @@ def _run_search(search, triples, project_dir, role, hypermodel, log):
     if done and role != "worker":
         log(f"Resuming {tuner.project_dir}: {done} trial(s) already done, {len(triples) - done} to train.")
     try:
-        tuner.search(verbose=search.verbose)
+        tuner.search(verbose=verbose)
     except RuntimeError as error:  # KerasTuner stops after consecutive failed trials
         if "consecutive failures" not in str(error):
             raise
