@@ -163,8 +163,9 @@ class FitConfig:
     seed: int = setting(0, "seeds splits, shuffling, augmentation and initialisation")
     precision: str = setting(
         "float32",
-        "auto: mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and GPUs of compute capability 8+, "
-        "where it was measured faster; float32 otherwise",
+        "auto: mixed_bfloat16 on GPUs of compute capability 8+ and on CPUs with AMX/AVX512-BF16 "
+        "where it was measured faster, mixed_float16 (loss scaled) on GPUs of capability 7.x; "
+        "float32 otherwise",
         choices=PRECISIONS,
     )
     strategy: str = setting(

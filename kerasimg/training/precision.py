@@ -1,12 +1,14 @@
-"""``--precision float32 | mixed_bfloat16 | auto``: Keras dtype policies, chosen by hardware.
+"""``--precision float32 | mixed_bfloat16 | mixed_float16 | auto``: Keras dtype policies, chosen by hardware.
 
-Under ``mixed_bfloat16`` layers compute in bfloat16 and keep float32 variables; the
+Under the mixed policies layers compute in 16 bits and keep float32 variables; the
 classifier's output layer stays float32 (``build_classifier`` sets it), as the Keras
 mixed-precision guide asks. bfloat16 has float32's exponent range, so no loss
-scaling is needed (``LossScaleOptimizer`` is for float16). ``auto`` picks bfloat16
-where the hardware computes it natively: CPUs with AMX-BF16 or AVX512-BF16 (oneDNN
-then runs AMX/BF16 kernels) and NVIDIA GPUs of compute capability 8.0 or newer, and
-on a CPU only for backbones where it was measured faster (``BF16_ON_CPU``).
+scaling is needed; float16 has not, and Keras's ``compile`` wraps the optimizer in a
+``LossScaleOptimizer`` for a ``mixed_float16`` model. ``auto`` picks bfloat16 where the
+hardware computes it natively: NVIDIA GPUs of compute capability 8.0 or newer, and CPUs
+with AMX-BF16 or AVX512-BF16 (oneDNN then runs AMX/BF16 kernels) only for backbones
+where it was measured faster (``BF16_ON_CPU``); float16 on GPUs of capability 7.x (Volta,
+Turing: tensor cores without bfloat16). Only the CPU paths were measured here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import keras
 
 from kerasimg.errors import UserError
 
-PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 # Backbones that ``auto`` trains in bfloat16 on a CPU: those measured faster there, train step
 # at 224 px, batch 32, on 2 cores with AMX (python -m kerasimg.bench --mode train
 # --precision float32 --precision mixed_bfloat16): resnet50 1.22x, resnext50_32x4d 1.12x,
@@ -47,17 +49,15 @@ def cpu_bf16_flags() -> frozenset[str]:
 
 
 @functools.cache
-def gpus_support_bf16() -> bool | None:
-    """True when every visible GPU is compute capability >= 8.0, None when there is no GPU."""
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """The lowest compute capability among the visible GPUs (the slowest sets the pace), None without one."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return None
-    capabilities = [
-        tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus
-    ]
-    return all(tuple(c) >= (8, 0) for c in capabilities)
+    details = (tf.config.experimental.get_device_details(g) for g in gpus)
+    return min(tuple(d.get("compute_capability", (0, 0))) for d in details)
 
 
 def resolve_precision(precision: str, backbone: str | None = None) -> str:
@@ -66,9 +66,15 @@ def resolve_precision(precision: str, backbone: str | None = None) -> str:
         raise UserError(f"--precision must be one of {PRECISIONS}. Received: precision={precision!r}")
     if precision != "auto":
         return precision
-    gpu = gpus_support_bf16()
-    if gpu is not None:
-        return "mixed_bfloat16" if gpu else "float32"
+    capability = gpu_compute_capability()
+    if capability is not None:
+        return (
+            "mixed_bfloat16"
+            if capability >= (8, 0)
+            else "mixed_float16"
+            if capability >= (7, 0)
+            else "float32"
+        )
     if cpu_bf16_flags() and backbone in BF16_ON_CPU:
         return "mixed_bfloat16"
     return "float32"
