@@ -9,7 +9,8 @@ Two modes:
   cold means cold for kerasimg: run it after a reboot or ``echo 3 >
   /proc/sys/vm/drop_caches`` for a cold disk too. Each run reports the seconds
   from launch to its first training step, its seconds per epoch, its total seconds and
-  its peak RSS.
+  its peak RSS. ``--runs packed`` adds a third: the same files packed once with
+  ``kerasimg pack`` (the pack's seconds reported) and a fit that reads the shards.
 * ``store``: lists N empty files and times the listing, the keys (one ``stat`` a file),
   writing N verdicts to a fresh store in the batches a check commits, and reading them
   all back from a newly opened store: no image is decoded, so N = 1,000,000 is cheap.
@@ -52,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=int, nargs="+", default=[5000, 50000], help="file counts N to measure")
     p.add_argument("--epochs", type=int, default=2, help="epochs of each fit")
     p.add_argument(
-        "--runs", nargs="+", choices=("cold", "warm"), default=["cold", "warm"], help="which fits to time"
+        "--runs",
+        nargs="+",
+        choices=("cold", "warm", "packed"),
+        default=["cold", "warm"],
+        help="which fits to time (packed: over a kerasimg pack of the files, the pack timed too)",
     )
     p.add_argument("--verify", choices=("pipeline", "full"), default="pipeline", help="fit's --verify")
     p.add_argument("--work", default=None, help="where the generated files are kept")
@@ -163,16 +168,27 @@ def measure_fit(
         env = {**os.environ, "KERASIMG_HOME": str(Path(scratch) / "home")}  # an empty verdict store
         for kind in runs:  # warm: the verdict store the cold run left
             out, report = Path(scratch) / f"run-{kind}", Path(scratch) / f"{kind}.json"
+            row = {"mode": "fit", "files": count, "run": kind, "verify": verify}
+            source = data
+            if kind == "packed":
+                source, row["pack_seconds"] = _pack(data, Path(scratch) / "packed", verify, env)
             launched = time.time()
             command = [sys.executable, "-m", "kerasimg.benchmarks.data_scale", "--child"]
-            command += [str(data), str(out), repr(launched), "--epochs", str(epochs), "--verify", verify]
+            command += [str(source), str(out), repr(launched), "--epochs", str(epochs), "--verify", verify]
             command += ["--json", str(report)]
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-            row = {"mode": "fit", "files": count, "run": kind, "verify": verify}
             row.update(json.loads(report.read_text()))
             log(_describe(row))
             rows.append(row)
     return rows
+
+
+def _pack(data: Path, out: Path, verify: str, env: dict) -> tuple[Path, float]:
+    """``kerasimg pack`` of ``data`` into ``out`` in a fresh process; the folder and the seconds it took."""
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "kerasimg.pack", str(data), "--out", str(out), "--verify", verify]
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    return out, round(time.perf_counter() - started, 2)
 
 
 def measure_store(count: int, work: Path, log=print) -> dict:
