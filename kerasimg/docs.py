@@ -1,4 +1,4 @@
-"""``python -m kerasimg.docs [--check] [README]``: the README's option tables, from the argparse parsers.
+"""``python -m kerasimg.docs [--check] [FILE ...]``: README.md and docs/ option tables from the parsers.
 
 A table sits between two HTML comments that name a CLI module (and a subcommand, if
 any) whose ``build_parser()`` defines the flags::
@@ -25,7 +25,15 @@ from pathlib import Path
 from kerasimg.cli import run_cli
 from kerasimg.errors import UserError
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def documentation_files() -> list[Path]:
+    """README.md and the guides under docs/ (MkDocs builds those), where the option tables live."""
+    return [README, *sorted((ROOT / "docs").glob("**/*.md"))]
+
+
 BLOCK = re.compile(
     r"(?P<begin><!-- options: (?P<module>[\w.]+)(?: (?P<command>[\w-]+))? -->\n)"
     r"(?P<table>.*?)"
@@ -123,7 +131,7 @@ def stale_tables(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=REGENERATE, description=__doc__.split("\n\n")[0])
-    p.add_argument("readme", nargs="?", default=str(README), help="the Markdown file to update")
+    p.add_argument("files", nargs="*", help="the Markdown files to update (default: README.md and docs/*.md)")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
     return p
 
@@ -134,19 +142,26 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         from kerasimg.files import write_text
 
-        path = Path(args.readme)
-        text = path.read_text(encoding="utf-8")
-        if not BLOCK.search(text):
-            raise UserError(f"No '<!-- options: MODULE -->' table markers in {path}. Received: {path}")
-        stale = stale_tables(text)
-        if args.check:
-            for name in stale:
-                print(f"{path}: the options table of {name} differs from its parser; run {REGENERATE}")
-            return 1 if stale else 0
-        if stale:
-            write_text(path, render(text))
-        print(f"{path}: {len(stale)} options table(s) regenerated" if stale else f"{path} is up to date.")
-        return 0
+        named = [Path(f) for f in args.files]
+        stale_anywhere = False
+        for path in named or documentation_files():
+            text = path.read_text(encoding="utf-8")
+            if not BLOCK.search(text):
+                if named:  # a file asked for by name must hold tables; the defaults may not
+                    raise UserError(
+                        f"No '<!-- options: MODULE -->' table markers in {path}. Received: {path}"
+                    )
+                continue
+            stale = stale_tables(text)
+            stale_anywhere |= bool(stale)
+            if args.check:
+                for name in stale:
+                    print(f"{path}: the options table of {name} differs from its parser; run {REGENERATE}")
+                continue
+            if stale:
+                write_text(path, render(text))
+            print(f"{path}: {len(stale)} options table(s) regenerated" if stale else f"{path} is up to date.")
+        return 1 if args.check and stale_anywhere else 0
 
     return run_cli(run)
 

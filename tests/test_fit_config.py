@@ -20,7 +20,7 @@ from kerasimg.experiments.plans import load_plan
 from kerasimg.training import multihost
 from kerasimg.training.config import FitConfig
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TRAINING_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "training.md"
 
 
 class Handed(Exception):
@@ -227,6 +227,6 @@ def test_a_plan_takes_no_config_key_and_suggests_the_closest_key(tmp_path, key, 
 
 
 def test_the_readmes_example_file_is_a_valid_config(tmp_path):
-    example = re.search(r"```toml\n(# run\.toml: .*?)```", README.read_text(encoding="utf-8"), re.S)
+    example = re.search(r"```toml\n(# run\.toml: .*?)```", TRAINING_GUIDE.read_text(encoding="utf-8"), re.S)
     config = FitConfig.from_file(write(tmp_path, example.group(1)))
     assert (config.backbone, config.schedule, config.batch_size) == ("efficientnet_b0", "last-block", 16)

@@ -123,7 +123,7 @@ def test_a_missing_runtime_or_unknown_format_is_one_line_naming_the_fix(exported
 
 # One backbone per family; small_cnn is exported above. tf2onnx takes 20-50 s per family on a shared
 # 2-core machine even at 32 px (graph size, not pixels), so this matrix runs on demand:
-# KERASIMG_EXPORT_FAMILIES=1 pytest tests/test_formats.py -k family. The README table is its result.
+# KERASIMG_EXPORT_FAMILIES=1 pytest tests/test_formats.py -k family. docs/backbones.md's table is its result.
 FAMILIES = {
     "resnet50": 32,
     "densenet201": 32,
@@ -135,7 +135,7 @@ FAMILIES = {
 }
 
 
-# What a family cannot convert to, and how the export says so (the README's table).
+# What a family cannot convert to, and how the export says so (docs/backbones.md's table).
 UNSUPPORTED: dict[str, dict[str, str]] = {}
 
 

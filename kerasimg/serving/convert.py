@@ -88,7 +88,7 @@ def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> 
     except Exception as error:
         raise UserError(
             f"Converting the model to {name} failed ({type(error).__name__}: {_first_line(error)}). "
-            "The README's backbone table lists the formats each family converts to; "
+            "The backbone table in docs/backbones.md lists the formats each family converts to; "
             "leave this one out of --format."
         ) from error
 
@@ -138,8 +138,8 @@ def verify(
     except Exception as error:  # a converter that wrote an op its own runtime cannot run
         raise UserError(
             f"The {name} file was written but its runtime cannot run it ({type(error).__name__}: "
-            f"{_first_line(error)}). The README's backbone table lists the formats each family converts "
-            "to; leave this one out of --format."
+            f"{_first_line(error)}). The backbone table in docs/backbones.md lists the formats each "
+            "family converts to; leave this one out of --format."
         ) from error
     if name == "litert-int8":
         facts = _int8_facts(model, runtime, images.test())

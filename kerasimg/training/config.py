@@ -172,7 +172,7 @@ class FitConfig:
         "none",
         "mirrored: MirroredStrategy over all local GPUs (--batch-size per replica); auto: when >1 GPU; "
         "multihost: Keras's DataParallel on JAX over every device of every process named by "
-        "KERAS_DISTRIBUTION_* (README: Several machines)",
+        "KERAS_DISTRIBUTION_* (docs/multihost.md)",
         choices=STRATEGIES,
     )
     connect_timeout: float = setting(
