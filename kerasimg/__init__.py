@@ -5,9 +5,9 @@ the Intel layout, a TFDS name or the built-in ``scenes`` demo set into ``tf.data
 pipelines; ``kerasimg.models`` holds the registry of backbones and the classifier;
 ``kerasimg.training`` runs a fit into a run directory; ``kerasimg.serving`` exports
 to the zoo and predicts. The entry points a user calls are here: ``fit``,
-``load_model``, ``export``, ``predict``, ``audit``, ``pack`` and ``backbones`` (the README's "From Python"
-section shows them; a test runs it). Importing kerasimg registers every custom layer,
-so ``keras.saving.load_model`` reads a kerasimg ``model.keras`` too (the ``kerasimg``
+``load_model``, ``export``, ``predict``, ``audit``, ``pack``, ``lr_find`` and ``backbones``
+(the README's "From Python" section shows them; a test runs it). Importing kerasimg registers
+every custom layer, so ``keras.saving.load_model`` reads a kerasimg ``model.keras`` too (the ``kerasimg``
 console script alone defers that until a command runs, so that its help needs no TensorFlow). The
 ``python -m kerasimg.*`` modules are thin CLIs.
 """
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 import os as _os
 import sys as _sys
 
-__all__ = ["__version__", "audit", "backbones", "export", "fit", "load_model", "pack", "predict"]
+__all__ = ["__version__", "audit", "backbones", "export", "fit", "load_model", "lr_find", "pack", "predict"]
 
 
 def load_library() -> None:

@@ -239,6 +239,61 @@ def audit(
     )
 
 
+def lr_find(
+    data: str = "scenes",
+    *,
+    backbone: str = "resnet50",
+    weights: str = "imagenet",
+    image_size: int | None = None,
+    batch_size: int = 32,
+    recipe: str = "seed",
+    min_lr: float = 1e-7,
+    max_lr: float = 1.0,
+    steps: int = 100,
+    rule: str = "steepest",
+    out: str | os.PathLike = "lr_find",
+    seed: int = 0,
+    log=print,
+):
+    """The learning-rate range test on ``data``'s training split; returns an ``LrFinding``.
+
+    The model is the one ``fit`` starts from: with pretrained ``weights`` only the head trains
+    (the first phase of the default schedule), with ``weights="none"`` everything. ``recipe``
+    chooses the optimizer and loss as ``fit``'s does. ``lr_find.png``, ``lr_find.csv`` and
+    ``lr_find.json`` are written into ``out``; ``finding.suggestion`` is the rate ``rule`` reads.
+    """
+    from kerasimg.data import image_dataset, load_data
+    from kerasimg.models import backbone_of, build_classifier, get_backbone
+    from kerasimg.training.lr_finder import check_range, find_learning_rate, write_finding
+    from kerasimg.training.recipe import compile_classifier, resolve_recipe
+
+    check_range(min_lr, max_lr, steps)
+    chosen = resolve_recipe(recipe)
+    size = int(get_backbone(backbone).image_size if image_size is None else image_size)
+    labelled = load_data(data, seed=seed, verify="pipeline", log=log)
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(backbone, len(labelled.class_names), size, weights)
+    if weights != "none":
+        backbone_of(model).trainable = False
+    compile_classifier(model, min_lr, chosen)
+    train = image_dataset(
+        labelled.train,
+        size,
+        batch_size,
+        training=True,
+        augment=chosen.augment,
+        seed=seed,
+        num_classes=len(labelled.class_names) if chosen.one_hot else None,
+    )
+    log(
+        f"Ramping the learning rate from {min_lr:g} to {max_lr:g} over {steps} steps "
+        f"of {batch_size} images..."
+    )
+    finding = find_learning_rate(model, train, min_lr=min_lr, max_lr=max_lr, steps=steps, rule=rule)
+    write_finding(finding, out)
+    return finding
+
+
 def pack(
     data: str = "scenes",
     *,

@@ -28,6 +28,7 @@ COMMANDS = {
     "pack": ("kerasimg.pack", "write a data set's splits into sharded record files that fit reads"),
     "export": ("kerasimg.export", "export a finished run into the model zoo"),
     "zoo": ("kerasimg.zoo", "list, show or remove zoo models; print TF Serving's config"),
+    "lr_find": ("kerasimg.lr_find", "ramp the learning rate for a few steps and suggest one"),
     "tune": ("kerasimg.tune", "search EfficientNet's compound-scaling coefficients"),
     "compare": ("kerasimg.compare", "run a plan of experiments into one results table"),
     "bench": ("kerasimg.bench", "measure images/s per backbone, mode and precision"),

@@ -21,6 +21,7 @@ EXPECTED = [
     "pack",
     "export",
     "zoo",
+    "lr_find",
     "tune",
     "compare",
     "bench",

@@ -38,6 +38,7 @@ def test_option_tables_are_what_the_parsers_say():
     assert {name: tables for name, tables in marked.items() if tables} == {
         "docs/data.md": ["kerasimg.pack"],
         "docs/training.md": ["kerasimg.fit"],
+        "docs/lr-finder.md": ["kerasimg.lr_find"],
         "docs/evaluation.md": ["kerasimg.evaluate", "kerasimg.explain", "kerasimg.report", "kerasimg.audit"],
         "docs/tuning.md": ["kerasimg.tune compound"],
         "docs/experiments.md": ["kerasimg.compare"],
