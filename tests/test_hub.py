@@ -48,6 +48,12 @@ def test_a_local_preset_round_trips_with_its_converter_inside(dino_preset, tmp_p
     model = build_classifier(name, 3, weights="preset")
     expected = original({"images": pixels() * SCALE + OFFSET})
     np.testing.assert_allclose(backbone_of(model)(pixels()), expected, rtol=1e-4, atol=1e-4)
+    # No --weights (the default, imagenet) means the preset's own, as keras-hub's from_preset loads them;
+    # --weights none still starts from scratch.
+    default = build_classifier(name, 3)
+    np.testing.assert_allclose(backbone_of(default)(pixels()), expected, rtol=1e-4, atol=1e-4)
+    fresh = build_classifier(name, 3, weights="none")
+    assert not np.allclose(backbone_of(fresh)(pixels()), expected, rtol=1e-2, atol=1e-2)
     assert model.get_layer("pool").output.shape == (None, 2 * 384), "class token + mean of patches"
 
     groups = stage_layers(backbone_of(model), spec)

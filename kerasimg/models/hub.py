@@ -38,6 +38,7 @@ HUB_PRESET_WEIGHTS = WeightsSource(
     label="--weights preset (a preset's own weights)",
     owners="the hub:PRESET backbones",
     usage="the preset's own weights (--weights preset)",
+    pretrained_default=PRESET_WEIGHTS,  # hub:PRESET with no --weights trains from the preset's weights
 )
 
 

@@ -44,6 +44,9 @@ class WeightsSource:
         label: What they are, plural, for the refusal: "keras-hub presets".
         owners: Who takes them, for the refusal: "the ViT backbones".
         usage: How to pass one, for the hint when there are no ImageNet weights.
+        pretrained_default: The value the default ``--weights imagenet`` stands for on a backbone
+            that has no ImageNet file but pretrained weights of its own (a keras-hub preset's),
+            as keras-hub's ``from_preset`` loads them unasked; ``None``: no such stand-in.
     """
 
     name: str
@@ -52,6 +55,7 @@ class WeightsSource:
     label: str
     owners: str
     usage: str
+    pretrained_default: str | None = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
                 f"Received: weights={value!r}"
             )
     if weights == "imagenet":
+        for source in spec.weights_sources:  # a preset's own weights are what "pretrained" means there
+            if spec.pretrained is None and source.pretrained_default is not None:
+                return source.resolve(source.pretrained_default)
         if spec.pretrained is None:
             hint = "".join(f" or {source.usage}" for source in spec.weights_sources)
             raise UserError(
