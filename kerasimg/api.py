@@ -262,34 +262,25 @@ def lr_find(
     chooses the optimizer and loss as ``fit``'s does. ``lr_find.png``, ``lr_find.csv`` and
     ``lr_find.json`` are written into ``out``; ``finding.suggestion`` is the rate ``rule`` reads.
     """
-    from kerasimg.data import image_dataset, load_data
-    from kerasimg.models import backbone_of, build_classifier, get_backbone
-    from kerasimg.training.lr_finder import check_range, find_learning_rate, write_finding
-    from kerasimg.training.recipe import compile_classifier, resolve_recipe
+    from kerasimg.data import load_data
+    from kerasimg.training.lr_finder import check_range, range_test, write_finding
 
     check_range(min_lr, max_lr, steps)
-    chosen = resolve_recipe(recipe)
-    size = int(get_backbone(backbone).image_size if image_size is None else image_size)
     labelled = load_data(data, seed=seed, verify="pipeline", log=log)
-    keras.utils.set_random_seed(seed)
-    model = build_classifier(backbone, len(labelled.class_names), size, weights)
-    if weights != "none":
-        backbone_of(model).trainable = False
-    compile_classifier(model, min_lr, chosen)
-    train = image_dataset(
-        labelled.train,
-        size,
-        batch_size,
-        training=True,
-        augment=chosen.augment,
+    finding = range_test(
+        labelled,
+        backbone=backbone,
+        weights=weights,
+        image_size=image_size,
+        batch_size=batch_size,
+        recipe=recipe,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        steps=steps,
+        rule=rule,
         seed=seed,
-        num_classes=len(labelled.class_names) if chosen.one_hot else None,
+        log=log,
     )
-    log(
-        f"Ramping the learning rate from {min_lr:g} to {max_lr:g} over {steps} steps "
-        f"of {batch_size} images..."
-    )
-    finding = find_learning_rate(model, train, min_lr=min_lr, max_lr=max_lr, steps=steps, rule=rule)
     write_finding(finding, out)
     return finding
 

@@ -94,3 +94,32 @@ def test_lr_find_writes_the_curve_and_prints_a_rate_inside_the_ramp(tmp_path, ca
     assert len(rows) == len(record["rates"]) and float(rows[0]["lr"]) == pytest.approx(1e-5)
     assert (tmp_path / "lr" / "lr_find.png").stat().st_size > 10_000
     assert 1e-5 < record["suggestion"] < 1
+
+
+def test_fit_with_lr_find_trains_with_the_suggested_rate_and_records_it(tmp_path):
+    from helpers import tiny_config
+
+    from kerasimg.training import fit
+
+    rates = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    data = make_separable(tmp_path / "data")
+    fit(tiny_config(data, tmp_path / "run", epochs=1, lr_find=True), callbacks=[Spy()], log=lambda *_: None)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    found = record["lr_find"]
+    assert found["rule"] == "steepest" and found["min_lr"] < found["suggestion"] < found["max_lr"]
+    assert record["arguments"]["lr"] == found["suggestion"] and record["arguments"]["lr_find"] is True
+    assert rates == [pytest.approx(found["suggestion"])], "the optimizer trained at the suggested rate"
+    assert (tmp_path / "run" / "lr_find.png").is_file()
+
+
+def test_lr_find_is_refused_on_several_processes():
+    from kerasimg.errors import ArgumentError
+    from kerasimg.training import FitConfig
+
+    with pytest.raises(ArgumentError, match="lr_find runs on one process"):
+        FitConfig(backbone="small_cnn", weights="none", lr_find=True, strategy="multihost").resolve()

@@ -70,6 +70,11 @@ class FitConfig:
     epochs: int = setting(10, "epochs in all, over every phase")
     batch_size: int = setting(32, "images per step")
     lr: float = setting(1e-3, "Adam learning rate")
+    lr_find: bool = setting(
+        False,
+        "first run the learning-rate range test (as python -m kerasimg.lr_find) and train with the rate "
+        "it suggests instead of --lr; the finding is kept in config.json and lr_find.png",
+    )
     image_size: int | None = setting(None, "default: the backbone's own size")
     schedule: str = setting(
         "linear-probe",
@@ -253,6 +258,8 @@ class FitConfig:
             raise ArgumentError("connect_timeout", "must be positive (seconds)", self.connect_timeout)
         if not self.lr > 0:
             raise ArgumentError("lr", "must be positive", self.lr)
+        if self.lr_find and self.strategy == "multihost":  # each process would ramp on its own
+            raise ArgumentError("lr_find", "runs on one process; find the rate first, then pass lr", True)
         if self.finetune_lr is not None and not self.finetune_lr > 0:
             raise ArgumentError("finetune_lr", "must be positive", self.finetune_lr)
         if not 0 <= self.dropout < 1:

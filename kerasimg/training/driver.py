@@ -9,6 +9,7 @@ multihost run is its cluster's (``multihost``): the loop has no branch on either
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from kerasimg.errors import UserError
 from kerasimg.files import write_text
 from kerasimg.models import build_classifier, get_backbone
 from kerasimg.progress import progress_verbosity
-from kerasimg.training import after_fit, multihost, reports
+from kerasimg.training import after_fit, lr_finder, multihost, reports
 from kerasimg.training.callbacks import (
     best_checkpoint,
     check_free_space,
@@ -98,6 +99,20 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         log(note)
     if leak := leakage_warning(data.train, data.test):
         log(leak)
+    finding = None
+    if config.lr_find and not resume:  # a resumed run keeps the rate its config.json records
+        finding = lr_finder.range_test(
+            data,
+            backbone=config.backbone,
+            weights=config.weights,
+            image_size=resolved.image_size,
+            batch_size=config.batch_size,
+            recipe=config.recipe,
+            seed=config.seed,
+            log=log,
+        )
+        log(f"Training with the suggested learning rate {finding.suggestion:.3g} ({finding.rule} rule).")
+        resolved = dataclasses.replace(config, lr=finding.suggestion).resolve()
     with cluster.scope(), dtype_policy(resolved.precision):
         # Built before the run directory exists, so a failed weights fetch leaves nothing behind.
         model = build_classifier(
@@ -117,7 +132,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
                     raise UserError(
                         f"The run directory {run.path} already holds a run; choose another --out."
                     )
-                trainer = _Trainer(resolved, run, data, model, callbacks, log, cluster)
+                trainer = _Trainer(resolved, run, data, model, callbacks, log, cluster, finding)
                 best_epoch, metrics = trainer.run(resume)
     return FitResult(
         run_path, metrics["test_accuracy"], metrics["test_loss"], best_epoch, time.time() - started, metrics
@@ -127,8 +142,19 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
 class _Trainer:
     """One run's phase loop over a locked run directory."""
 
-    def __init__(self, resolved: ResolvedFit, run: Run, data: LabelledData, model, callbacks, log, cluster):
+    def __init__(
+        self,
+        resolved: ResolvedFit,
+        run: Run,
+        data: LabelledData,
+        model,
+        callbacks,
+        log,
+        cluster,
+        finding=None,
+    ):
         self.resolved, self.config, self.run_dir = resolved, resolved.arguments, run
+        self.finding = finding  # --lr-find's range test, recorded with the run
         self.cluster = cluster  # the processes the run trains in (one, or a multihost run's)
         self.data, self.model, self.replicas = data, model, cluster.replicas
         self.spec = get_backbone(self.config.backbone)
@@ -182,19 +208,25 @@ class _Trainer:
         created = datetime.datetime.now().isoformat(timespec="seconds")
         if resume and run.exists:  # (processes 1.. of a multihost run write a scratch copy)
             created = run.read_config().get("created", created)
-        run.write_config(
-            run_record(
-                resolved,
-                data,
-                self.model,
-                self.spec,
-                out=str(run.path),
-                replicas=self.replicas,
-                processes=self.cluster.num_processes,
-                global_batch_size=self.batch_size,
-                created=created,
-            )
+        record = run_record(
+            resolved,
+            data,
+            self.model,
+            self.spec,
+            out=str(run.path),
+            replicas=self.replicas,
+            processes=self.cluster.num_processes,
+            global_batch_size=self.batch_size,
+            created=created,
         )
+        if self.finding is not None:
+            record["lr_find"] = {
+                k: v for k, v in self.finding.as_dict().items() if k not in ("losses", "smoothed")
+            }
+            lr_finder.write_finding(self.finding, run.path)  # lr_find.png, .csv, .json beside the curves
+        elif resume and run.exists:
+            record.update({k: v for k, v in run.read_config().items() if k == "lr_find"})
+        run.write_config(record)
         self.log(f"Run directory: {run.path}")
 
     def _train_phase(self, index: int, phase, best: float | None) -> float | None:

@@ -169,6 +169,49 @@ def find_learning_rate(
     )
 
 
+def range_test(
+    data,
+    *,
+    backbone: str,
+    weights: str,
+    image_size: int | None,
+    batch_size: int,
+    recipe: str = "seed",
+    min_lr: float = 1e-7,
+    max_lr: float = 1.0,
+    steps: int = 100,
+    rule: str = "steepest",
+    seed: int = 0,
+    log=print,
+) -> LrFinding:
+    """The range test on the model ``fit`` starts from, over ``data``'s (a ``LabelledData``) training split.
+
+    With pretrained ``weights`` only the head trains (the default schedule's first phase);
+    with ``weights="none"`` everything. ``recipe`` chooses the optimizer, loss and augmentation.
+    """
+    from kerasimg.data import image_dataset
+    from kerasimg.models import backbone_of, build_classifier, get_backbone
+    from kerasimg.training.recipe import compile_classifier, resolve_recipe
+
+    check_range(min_lr, max_lr, steps)
+    chosen = resolve_recipe(recipe)
+    size = int(get_backbone(backbone).image_size if image_size is None else image_size)
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(backbone, len(data.class_names), size, weights)
+    if weights != "none":
+        backbone_of(model).trainable = False
+    compile_classifier(model, min_lr, chosen)
+    one_hot = len(data.class_names) if chosen.one_hot else None
+    train = image_dataset(
+        data.train, size, batch_size, training=True, augment=chosen.augment, seed=seed, num_classes=one_hot
+    )
+    log(
+        f"Ramping the learning rate from {min_lr:g} to {max_lr:g} over {steps} steps "
+        f"of {batch_size} images..."
+    )
+    return find_learning_rate(model, train, min_lr=min_lr, max_lr=max_lr, steps=steps, rule=rule)
+
+
 def write_finding(finding: LrFinding, out) -> dict:
     """``lr_find.json``, ``lr_find.csv`` and the curve ``lr_find.png`` in folder ``out``; their paths."""
     from pathlib import Path
