@@ -41,6 +41,9 @@ from kerasimg.training.recipe import (
     resolve_recipe,
 )
 from kerasimg.training.schedules import Phase, parse_schedule
+from kerasimg.training.trackers import TRACKERS
+
+TRACKER_NAMES = tuple(TRACKERS)
 
 
 @dataclass
@@ -186,6 +189,12 @@ class FitConfig:
         "(set per launch, not kept by --resume)",
         metavar="SECONDS",
     )
+    tracker: str = setting(
+        "none",
+        "log parameters, per-epoch metrics, final metrics and the run's files to an experiment tracker "
+        "as well: mlflow (MLFLOW_TRACKING_URI, else MLflow's default store; docs/tracking.md)",
+        choices=TRACKER_NAMES,
+    )
     max_pixels: int = setting(
         DEFAULT_MAX_PIXELS,
         "skip images whose header claims more pixels than this (decompression bombs); "
@@ -254,6 +263,8 @@ class FitConfig:
                 f"must be at least {MIN_IMAGE_SIZE} pixels (or left out for the backbone's own size)",
                 self.image_size,
             )
+        if self.tracker not in TRACKER_NAMES:
+            raise ArgumentError("tracker", f"must be one of {', '.join(TRACKER_NAMES)}", self.tracker)
         if not self.connect_timeout > 0:
             raise ArgumentError("connect_timeout", "must be positive (seconds)", self.connect_timeout)
         if not self.lr > 0:

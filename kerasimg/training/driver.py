@@ -49,6 +49,7 @@ from kerasimg.training.record import run_record
 from kerasimg.training.resume import check_out
 from kerasimg.training.run import Run
 from kerasimg.training.schedules import apply_phase, describe
+from kerasimg.training.trackers import open_tracker
 
 __all__ = ["FitConfig", "FitResult", "fit"]
 
@@ -190,6 +191,10 @@ class _Trainer:
             self.log(f"Extending the finished run to {self.resolved.epochs} epochs; it is evaluated again.")
             run.clear_evaluation()
         self._write_config(resume)
+        # Opened before the first epoch: a missing package or an unreachable server stops the run here.
+        self.tracker = open_tracker(
+            self.config.tracker, run, run.read_config(), resume=resume, writes=self.cluster.writes
+        )
         for index, phase in enumerate(phases):
             if done[index]:
                 continue  # a resumed run is already past this phase
@@ -260,7 +265,11 @@ class _Trainer:
             needed_bytes=checkpoint_bytes(model),
             title=self.title,
             boundaries=self.boundaries,
-            extra=[*self.data.callbacks(self.log), *self.extra_callbacks],  # data: the files it skipped
+            extra=[
+                *self.data.callbacks(self.log),
+                *self.tracker.callbacks(),
+                *self.extra_callbacks,
+            ],  # data: the files it skipped
         )
         training.model.fit(
             training.train,
@@ -309,6 +318,8 @@ class _Trainer:
         metrics[selection.METRICS_KEY] = selection.validated_on_test(self.data)
         run.write_metrics(metrics)
         step.report(run)
+        files = [run.config_path, run.metrics_path, run.history_path, run.curves_path, run.confusion_path]
+        self.tracker.finish(metrics, [*files, run.reliability_path, run.report_path, run.model_path])
         return best_epoch, metrics
 
 

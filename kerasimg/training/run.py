@@ -92,6 +92,10 @@ class Run:
     def skipped_path(self) -> Path:
         return self.path / "skipped_files.txt"
 
+    def tracker_id_path(self, tracker: str) -> Path:
+        """The id of this run in ``tracker`` (e.g. MLflow's run id), so ``--resume`` logs to the same run."""
+        return self.path / f"{tracker}_run_id.txt"
+
     def backup_dir(self, phase_index: int) -> Path:
         return self.path / "backup" / f"phase-{phase_index}"
 
