@@ -45,7 +45,8 @@ STYLE = """
 *{box-sizing:border-box}
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--ink);margin:0;background:#fff}
 main{max-width:1280px;margin:0 auto;padding:1.5rem clamp(.75rem,3vw,2rem) 3rem}
-h1{font-size:1.6rem;margin:0 0 .25rem;overflow-wrap:anywhere}h2{font-size:1.25rem;margin:1.5rem 0 .5rem}
+h1,h2,h3,p,figcaption{overflow-wrap:anywhere}
+h1{font-size:1.6rem;margin:0 0 .25rem}h2{font-size:1.25rem;margin:1.5rem 0 .5rem}
 h3{font-size:1.05rem;margin:0 0 .5rem}.subtitle,.summary{color:var(--muted);margin:.25rem 0 1rem}
 .headline{display:grid;grid-template-columns:repeat(auto-fit,minmax(9rem,1fr));gap:.75rem;margin:1rem 0}
 .stat{border:1px solid var(--line);border-radius:8px;padding:.6rem .8rem;background:var(--soft)}
