@@ -42,8 +42,10 @@ def fit(
     exports the best model to ``zoo`` when done (``FitResult.exported``) in each of
     ``format`` (as ``export``'s; checked before training starts). ``config="run.toml"``
     reads the settings from that TOML file (``FitConfig.from_file``); keyword arguments
-    given beside it override its values. The README's "From Python" section has
-    examples (a test runs them).
+    given beside it override its values. ``data`` may be a pandas DataFrame of
+    ``file``, ``label`` and optionally ``split`` (paths relative to ``image_dir``, default
+    the working directory); it is kept as a CSV under ``$KERASIMG_HOME/frames``. The
+    README's "From Python" section has examples (a test runs them).
     """
     names = [f.name for f in dataclasses.fields(FitConfig)]
     unknown = sorted(set(arguments) - set(names))
@@ -52,6 +54,13 @@ def fit(
             f"Unknown arguments {unknown}; kerasimg.fit takes {', '.join(names)}, resume, export, zoo, "
             "format, calibration_images."
         )
+    if _is_frame(arguments.get("data")):  # a pandas DataFrame: kept as a CSV that config.json can name
+        from kerasimg.data.csv_labels import frame_to_csv
+        from kerasimg.files import kerasimg_home
+
+        image_dir = arguments.pop("image_dir", None)
+        arguments["data"] = frame_to_csv(arguments["data"], image_dir, kerasimg_home() / "frames")
+        log(f"The DataFrame's labels are kept as {arguments['data']} (recorded as the run's data).")
     config_file = arguments.pop("config", None)
     if config_file is not None and resume is not None:
         raise UserError(
@@ -80,6 +89,11 @@ def fit(
         )
         write_run_report(result.run_dir, zoo)  # the page lists the export
     return result
+
+
+def _is_frame(data) -> bool:
+    """A pandas DataFrame (or anything like one), without importing pandas."""
+    return hasattr(data, "columns") and hasattr(data, "to_csv")
 
 
 def _resumed(run_dir, arguments: dict) -> FitConfig:

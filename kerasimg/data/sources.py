@@ -9,7 +9,9 @@ Accepted values:
    unlabelled ``seg_pred[/seg_pred]/``;
 3. ``tfds:NAME[/CONFIG]``, any TFDS image-classification dataset;
 4. ``scenes[:TRAIN,TEST]``, the built-in demo set (``kerasimg.data.scenes``);
-5. a folder ``python -m kerasimg.pack`` wrote, found by its manifest (``kerasimg.data.packed``):
+5. a labels CSV (``file,label[,split]``, ``kerasimg.data.csv_labels``), paths relative to it
+   or to ``image_dir``;
+6. a folder ``python -m kerasimg.pack`` wrote, found by its manifest (``kerasimg.data.packed``):
    the splits it was packed with, read from its record files.
 
 Split rules: a source's own test split is used when it has one, otherwise a
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kerasimg.data.csv_labels import is_labels_csv, read_labels_csv
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import without
 from kerasimg.data.labelled import LabelledData
@@ -50,11 +53,14 @@ def check_data_exists(data: str) -> None:
     root = Path(data).expanduser()
     if not root.exists():
         raise UserError(
-            "The data path does not exist. Pass a folder of class subfolders, the Intel layout, "
-            f"tfds:NAME or scenes. Received: data={data!r}"
+            "The data path does not exist. Pass a folder of class subfolders, the Intel layout, a labels "
+            f"CSV, tfds:NAME or scenes. Received: data={data!r}"
         )
-    if not root.is_dir():
-        raise UserError(f"The data path is not a folder. Received: data={data!r}")
+    if not root.is_dir() and not is_labels_csv(data):
+        raise UserError(
+            "The data path is a file; pass a folder or a labels CSV (file,label[,split]). "
+            f"Received: data={data!r}"
+        )
 
 
 def data_identity(data: str) -> str:
@@ -77,6 +83,7 @@ def load_data(
     verify: bool | str = "full",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     exclude: set[str] | None = None,
+    image_dir: str | os.PathLike | None = None,
     log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
@@ -87,12 +94,40 @@ def load_data(
     input pipeline meets them, and the test split's when it is evaluated
     (``LabelledData.check_split``). ``False`` checks nothing. Training files whose
     real path is in ``exclude`` (``kerasimg.data.exclude.read_exclusions``) are left out
-    before validation is carved; test files never are.
+    before validation is carved; test files never are. ``image_dir`` roots the relative
+    paths of a labels CSV (default: the CSV's folder).
     """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
     if val_from == "train" and not 0 < val_split < 1:
         raise UserError(f"--val-split must be between 0 and 1. Received: val_split={val_split}")
+    if image_dir is not None and not is_labels_csv(data):
+        raise UserError(
+            f"--image-dir roots the relative paths of a labels CSV; {data} is not a .csv file. "
+            f"Received: image_dir={str(image_dir)!r}"
+        )
+    if is_labels_csv(data):
+        class_names, splits = read_labels_csv(data, image_dir)
+        path = Path(data).expanduser()
+        return assemble(
+            class_names,
+            splits["train"],
+            splits["val"],
+            splits["test"],
+            name=path.stem,
+            source=f"{path} (labels CSV)",
+            root=Path(image_dir).expanduser() if image_dir is not None else path.parent,
+            where=lambda split: f"In {path},",
+            shown=str(path),
+            verify=verify,
+            max_pixels=max_pixels,
+            val_split=val_split,
+            val_from=val_from,
+            test_split=test_split,
+            seed=seed,
+            exclude=exclude,
+            log=log,
+        )
     if data.startswith("tfds:"):
         from kerasimg.data.tfds_source import load_tfds
 
@@ -170,7 +205,6 @@ def load_folder(
     check_data_exists(str(path))
     root = Path(path).expanduser()
 
-    notes: list[str] = []
     pred_dir = None
     if (train_dir := _find_dir(root, "seg_train")) is not None:
         layout = "intel"
@@ -190,6 +224,57 @@ def load_folder(
     val = _list_split(val_dir, class_names, reference=train_dir, log=log) if val_dir else None
     unlabelled = _unlabelled_files(pred_dir) if pred_dir else []
 
+    return assemble(
+        class_names,
+        train,
+        val,
+        test,
+        unlabelled=unlabelled,
+        name=root.name,
+        source=f"{root} ({layout})",
+        root=root,
+        where=lambda label: f"Class folder {(train_dir if label == 'train' else test_dir)}",
+        verify=verify,
+        max_pixels=max_pixels,
+        val_split=val_split,
+        val_from=val_from,
+        test_split=test_split,
+        seed=seed,
+        exclude=exclude,
+        log=log,
+    )
+
+
+def assemble(
+    class_names: list[str],
+    train: FileSplit,
+    val: FileSplit | None,
+    test: FileSplit | None,
+    *,
+    name: str,
+    source: str,
+    root: Path,
+    where,
+    shown: str | None = None,
+    unlabelled: list[str] = (),
+    verify: bool | str = "full",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    val_split: float = 0.1,
+    val_from: str = "train",
+    test_split: float = TEST_SPLIT,
+    seed: int = 0,
+    exclude: set[str] | None = None,
+    log=print,
+) -> LabelledData:
+    """Listed splits -> ``LabelledData``: check the files, leave out excluded ones, carve test and val.
+
+    Shared by every source of image files (class folders, a labels CSV). ``where(split)`` begins
+    the message about an empty class of ``split`` ("train" or "test"): "Class folder ..." or
+    "In labels.csv,". ``shown`` names the data in notes and errors (default: ``root``).
+    """
+    shown = shown or str(root)
+    unlabelled = list(unlabelled)
+    notes: list[str] = []
     skipped: dict[str, str] = {}
     recorder = SkipRecorder(skipped, max_pixels) if verify == "pipeline" else None
     if verify and recorder is None:
@@ -207,15 +292,15 @@ def load_folder(
             val, more = without(val, exclude)
             excluded += more
         notes.append(f"Left out {excluded} training file(s) the audit flagged (--exclude).")
-    _check_classes_nonempty(train, class_names, train_dir)
+    _check_classes_nonempty(train, class_names, where("train"))
 
     carved = []
     if test is None:
         train, test = stratified_split(train, test_split, seed)
         carved.append("test")
-        notes.append(f"No test split in {root}: holding out {test_split:.0%} of each class as test.")
+        notes.append(f"No test split in {shown}: holding out {test_split:.0%} of each class as test.")
     else:
-        _check_classes_nonempty(test, class_names, test_dir)
+        _check_classes_nonempty(test, class_names, where("test"))
     if val is None:
         if val_from == "test":
             val = test
@@ -225,11 +310,11 @@ def load_folder(
             carved.append("val")
     for split_name, split in (("train", train), ("validation", val), ("test", test)):
         if len(split) == 0:
-            raise UserError(f"The {split_name} split of {root} is empty after checking the files.")
+            raise UserError(f"The {split_name} split of {shown} is empty after checking the files.")
     if recorder is not None:  # the test split is checked when it is evaluated (check_split)
         train.skips = val.skips = test.skips = recorder
     return LabelledData(
-        name=root.name,
+        name=name,
         class_names=class_names,
         train=train,
         val=val,
@@ -237,7 +322,7 @@ def load_folder(
         unlabelled=unlabelled,
         skipped=skipped,
         notes=notes,
-        source=f"{root} ({layout})",
+        source=source,
         recorder=recorder,
         excluded=excluded,
         root=str(root),
@@ -321,11 +406,13 @@ def _unlabelled_files(folder: Path) -> list[str]:
         return sorted(os.path.join(folder, e.name) for e in it if e.is_file() and not is_hidden(e.name))
 
 
-def _check_classes_nonempty(split: FileSplit, class_names: list[str], folder: Path) -> None:
+def _check_classes_nonempty(split: FileSplit, class_names: list[str], where: str) -> None:
+    """``where`` begins the message: "Class folder DIR" (the class is appended) or "In labels.csv,"."""
     counts = split.class_counts(len(class_names))
     empty = [name for name, count in zip(class_names, counts) if count == 0]
     if empty:
+        subject = f"{where}/{empty[0]}" if where.startswith("Class folder") else f"{where} class {empty[0]!r}"
+        remedy = "remove the folder" if where.startswith("Class folder") else "remove its rows"
         raise UserError(
-            f"Class folder {folder / empty[0]} has no readable images "
-            f"(empty classes: {', '.join(empty)}); add images or remove the folder."
+            f"{subject} has no readable images (empty classes: {', '.join(empty)}); add images or {remedy}."
         )

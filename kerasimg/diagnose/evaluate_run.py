@@ -61,6 +61,7 @@ def evaluate_run(
         val_from=arguments.get("val_from", "train"),
         seed=arguments.get("seed", 0),
         max_pixels=arguments.get("max_pixels", DEFAULT_MAX_PIXELS),
+        image_dir=arguments.get("image_dir") if own else None,
         log=log,
     )
     if loaded.class_names != config["class_names"]:

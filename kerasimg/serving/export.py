@@ -326,6 +326,7 @@ def run_images(
         val_from=arguments.get("val_from", "train"),
         seed=int(arguments.get("seed", 0)),
         max_pixels=int(arguments.get("max_pixels", DEFAULT_MAX_PIXELS)),
+        image_dir=arguments.get("image_dir"),
         log=lambda *_: None,
     )
     train = data.train

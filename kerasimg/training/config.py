@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerasimg.data.augment import PRESETS, parse_augment
+from kerasimg.data.csv_labels import is_labels_csv
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import DEFAULT_ISSUES, ISSUES
 from kerasimg.data.sources import VAL_FROM, VERIFY
@@ -62,8 +63,12 @@ class FitConfig:
     backbone: str = setting("resnet50", "a registered backbone (python -m kerasimg.models list)")
     data: str = setting(
         "scenes",
-        "scenes[:TRAIN,TEST] (built-in demo), a folder, the Intel layout, or tfds:NAME",
+        "scenes[:TRAIN,TEST] (built-in demo), a folder, the Intel layout, a labels CSV "
+        "(file,label[,split]; docs/data.md) or tfds:NAME",
         path=True,
+    )
+    image_dir: str | None = setting(
+        None, "the folder a labels CSV's relative paths start from (default: the CSV's own)", path=True
     )
     weights: str = setting(
         "imagenet",
@@ -277,6 +282,10 @@ class FitConfig:
             raise ArgumentError("dropout", "must be in [0, 1)", self.dropout)
         if self.val_from == "train" and not 0 < self.val_split < 1:
             raise ArgumentError("val_split", "must be between 0 and 1", self.val_split)
+        if self.image_dir is not None and not is_labels_csv(self.data):
+            raise ArgumentError(
+                "image_dir", "roots the paths of a labels CSV; data is not a .csv", self.image_dir
+            )
         if self.exclude is not None and not Path(self.exclude).is_file():
             raise ArgumentError("exclude", "must be an audit.csv that kerasimg.audit wrote", self.exclude)
         if not set(self.exclude_issues.split(",")) <= set(ISSUES):

@@ -91,6 +91,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         max_pixels=config.max_pixels,
         verify=config.verify,
         exclude=read_exclusions(config.exclude, config.exclude_issues) if config.exclude else None,
+        image_dir=config.image_dir,
         log=log,
     )
     # Said once, when the run starts and its data has been read (a bad --data is the only line).
