@@ -8,11 +8,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers import CrashAfterEpoch, make_separable, tiny_config
+from helpers import make_separable, tiny_config
 
 import kerasimg.fit as fit_cli
 from kerasimg.errors import UserError
-from kerasimg.training import fit, load_run_config
+from kerasimg.training import fit
 from kerasimg.training.reports import read_history
 
 RUN_FILES = [
@@ -95,25 +95,6 @@ def test_loss_falls_and_accuracy_rises_on_a_separable_set(tmp_path):
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert rows[-1]["accuracy"] >= rows[0]["accuracy"]
     assert result.test_accuracy >= 0.75
-
-
-def test_an_interrupted_run_resumes_with_one_continuous_history(tiny_scenes, tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        fit(tiny_config(tiny_scenes, out, epochs=3), callbacks=[CrashAfterEpoch(1)], log=lambda *_: None)
-    assert (out / "model.keras").exists() and (out / "curves.png").exists(), "nothing done is lost"
-    assert not (out / "metrics.json").exists()
-    config = load_run_config(out)
-    assert config.epochs == 3 and config.backbone == "small_cnn"
-    logged = []
-    fit(config, resume=True, log=logged.append)
-    assert not [line for line in logged if "--weights none" in line], "the run's start said it once"
-    rows = read_history(out / "history.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    assert len((out / "history.csv").read_text().strip().splitlines()) == 4
-    assert (out / "metrics.json").exists()
-    with pytest.raises(UserError, match="already finished"):
-        load_run_config(out)
 
 
 def test_a_bad_data_path_is_the_only_line(tmp_path):

@@ -137,7 +137,9 @@ def test_resume_mid_schedule_continues_the_same_learning_rate_curve(tiny_scenes,
     fit(tiny_config(tiny_scenes, tmp_path / "whole", **settings), log=quiet)
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_config(tiny_scenes, tmp_path / "cut", **settings), callbacks=[CrashAfterEpoch(0)], log=quiet)
-    fit(load_run_config(tmp_path / "cut"), resume=True, log=quiet)
+    logged = []
+    fit(load_run_config(tmp_path / "cut"), resume=True, log=logged.append)
+    assert not [line for line in logged if "--weights none" in line], "the run's start said it once"
     whole = [r["lr"] for r in read_history(tmp_path / "whole" / "history.csv")]
     cut = [r["lr"] for r in read_history(tmp_path / "cut" / "history.csv")]
     assert len(whole) == 3 and whole[0] > whole[1] > whole[2]

@@ -132,6 +132,7 @@ def test_phase_boundaries_fall_on_the_right_epochs(tiny_scenes, small_cnn_weight
 
 @pytest.mark.parametrize("crash_after", [0, 1])
 def test_resume_mid_schedule_keeps_the_phase_structure(tiny_scenes, small_cnn_weights, tmp_path, crash_after):
+    """Ctrl-C at a phase's end (0) or inside one (1): nothing done is lost; the resumed history is one."""
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         fit(
@@ -139,14 +140,21 @@ def test_resume_mid_schedule_keeps_the_phase_structure(tiny_scenes, small_cnn_we
             callbacks=[CrashAfterEpoch(crash_after)],
             log=lambda *_: None,
         )
+    assert (out / "model.keras").exists() and (out / "curves.png").exists(), "nothing done is lost"
+    assert not (out / "metrics.json").exists()
+    config = load_run_config(out)
+    assert config.epochs == 4 and config.backbone == "small_cnn"
     seen = {}
-    fit(load_run_config(out), resume=True, callbacks=[RecordTrainable(seen)], log=lambda *_: None)
+    fit(config, resume=True, callbacks=[RecordTrainable(seen)], log=lambda *_: None)
     assert min(seen) == crash_after + 1, "completed epochs are not trained again"
     expected = {1: 4, 2: 4, 3: 6}
     assert seen == {e: expected[e] for e in seen}
     rows = read_history(out / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     assert len((out / "history.csv").read_text().strip().splitlines()) == 5
+    assert (out / "metrics.json").exists()
+    with pytest.raises(UserError, match="already finished"):
+        load_run_config(out)
 
 
 def test_cached_features_train_the_head_like_images_do(tiny_scenes, small_cnn_weights, tmp_path):

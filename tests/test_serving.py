@@ -13,9 +13,7 @@ import pytest
 import tensorflow as tf
 from helpers import serve_in_fresh_process
 
-import kerasimg.export as export_cli
 import kerasimg.predict as predict_cli
-from kerasimg import zoo as zoo_cli
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
 from kerasimg.serving import Zoo, export_model
@@ -206,48 +204,3 @@ def test_predict_names_the_bad_file_and_predicts_the_rest(exported, tmp_path, ca
         top = results[name]["top"]
         assert len(top) == 3 and {c for c, _ in top} == set(CLASSES)
         assert top[0][1] >= top[1][1] >= top[2][1]
-
-
-def test_fit_export_and_zoo_cli(tiny_scenes, tmp_path, capsys):
-    import kerasimg.fit as fit_cli
-
-    zoo = tmp_path / "zoo"
-    code = fit_cli.main(
-        [
-            "--backbone",
-            "small_cnn",
-            "--weights",
-            "none",
-            "--data",
-            str(tiny_scenes),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--image-size",
-            "32",
-            "--out",
-            str(tmp_path / "run"),
-            "--export",
-            "scenes",
-            "--zoo",
-            str(zoo),
-        ]
-    )
-    assert code == 0 and (zoo / "scenes" / "1" / "saved_model.pb").exists()
-    (entry,) = Zoo(zoo).entries()
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert entry["metrics"]["test_accuracy"] == metrics["test_accuracy"]
-    assert (
-        entry["backbone"] == "small_cnn"
-        and entry["flops_per_image"] > 0
-        and len(entry["config_sha256"]) == 64
-    )
-    assert (
-        export_cli.main([str(tmp_path / "run"), "--name", "scenes", "--zoo", str(zoo), "--tta", "flip"]) == 0
-    )
-    assert [e["tta"] for e in Zoo(zoo).entries()] == ["none", "flip"]
-    capsys.readouterr()
-    assert zoo_cli.main(["remove", "scenes/1", "--zoo", str(zoo)]) == 0
-    assert Zoo(zoo).versions("scenes") == [2]
-    assert zoo_cli.main(["show", "nothing", "--zoo", str(zoo)]) == 2

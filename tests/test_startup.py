@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 from helpers import assert_quiet
 
+import kerasimg.export as export_cli
+from kerasimg import zoo as zoo_cli
+from kerasimg.serving import Zoo
 from kerasimg.serving.formats import FORMATS
 from kerasimg.startup import is_noise
 
@@ -58,3 +62,17 @@ def test_fit_export_predict_evaluate_through_a_pipe_print_no_native_logs_or_esca
         )
         assert done.returncode == 0, (step[0], done.stderr[-3000:])
         assert_quiet(done.stdout, done.stderr)
+    # The zoo the piped export wrote: its index, a second export with TTA, removal.
+    (entry,) = Zoo(zoo).entries()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert entry["metrics"]["test_accuracy"] == metrics["test_accuracy"]
+    assert (
+        entry["backbone"] == "small_cnn"
+        and entry["flops_per_image"] > 0
+        and len(entry["config_sha256"]) == 64
+    )
+    assert export_cli.main([str(run), "--name", "scenes", "--zoo", str(zoo), "--tta", "flip"]) == 0
+    assert [e["tta"] for e in Zoo(zoo).entries()] == ["none", "flip"]
+    assert zoo_cli.main(["remove", "scenes/1", "--zoo", str(zoo)]) == 0
+    assert Zoo(zoo).versions("scenes") == [2]
+    assert zoo_cli.main(["show", "nothing", "--zoo", str(zoo)]) == 2

@@ -9,6 +9,7 @@ multihost run is its cluster's (``multihost``): the loop has no branch on either
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import time
@@ -272,16 +273,24 @@ class _Trainer:
                 *self.extra_callbacks,
             ],  # data: the files it skipped
         )
-        training.model.fit(
-            training.train,
-            validation_data=training.val,
-            initial_epoch=phase.start,
-            epochs=phase.end,
-            callbacks=callbacks,
-            shuffle=False,  # the pipelines shuffle, seeded
-            class_weight=self.class_weight,
-            verbose=progress_verbosity(),
-        )
+        try:
+            training.model.fit(
+                training.train,
+                validation_data=training.val,
+                initial_epoch=phase.start,
+                epochs=phase.end,
+                callbacks=callbacks,
+                shuffle=False,  # the pipelines shuffle, seeded
+                class_weight=self.class_weight,
+                verbose=progress_verbosity(),
+            )
+        except BaseException:
+            # Ctrl-C or a crash inside a cached phase: its best head so far still becomes model.keras,
+            # so evaluate and export work on the interrupted run. The original error goes on.
+            if checkpoint.best is not None and (best is None or checkpoint.best > best):
+                with contextlib.suppress(Exception):
+                    source.keep_best(self.phase_data, training)
+            raise
         forget_restored_epoch(training.model)
         improved = checkpoint.best is not None and (best is None or checkpoint.best > best)
         if improved:
