@@ -125,18 +125,29 @@ def test_files_are_artifacts(tracked_run):
     assert any(name.endswith(".keras") for name in names)
 
 
-def test_local_sqlite_store_without_server(tmp_path, monkeypatch):
-    """No server: a SQLite file store, as a developer's laptop has; the run is found by its folder's name."""
+def test_a_local_sqlite_store_and_a_resume_make_one_mlflow_run(tracked_run, tmp_path, monkeypatch):
+    """No server, a SQLite file as a laptop has: the tracker logs the fixture's run folder there (no
+    second training), and a resumed run continues the same MLflow run rather than starting another."""
+    import shutil
+
+    from kerasimg.training.run import Run
+    from kerasimg.training.trackers import open_tracker
+
+    run = Run(shutil.copytree(tracked_run[0], tmp_path / "run"))
+    run.tracker_id_path("mlflow").unlink()  # the copy has not been logged to this store
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # the store's artifacts land in ./mlruns
-    data = make_separable(tmp_path / "data", per_class=2)
-    result = kerasimg.fit(
-        **vars(tiny_config(data, tmp_path / "run", epochs=1, tracker="mlflow")), log=lambda *_: None
-    )
-    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("kerasimg").experiment_id])
-    assert [r.info.run_name for r in runs] == ["run"]
-    assert runs[0].data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    for epoch, resume in ((0, False), (1, True)):
+        tracker = open_tracker("mlflow", run, {"backbone": "small_cnn", "epochs": epoch + 1}, resume=resume)
+        tracker.callbacks()[0].on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "accuracy": 0.5})
+        tracker.finish({"test_accuracy": 0.5 + epoch / 4}, [run.history_path, run.report_path])
+    client = MlflowClient(uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name("kerasimg").experiment_id])
+    assert logged.info.run_name == "run" and logged.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(logged.info.run_id, "loss")] == [0, 1]
+    assert logged.data.metrics["test_accuracy"] == 0.75 and logged.data.params["backbone"] == "small_cnn"
+    assert {"history.csv", "report.html"} <= {f.path for f in client.list_artifacts(logged.info.run_id)}
 
 
 def test_unreachable_server_stops_before_training(tmp_path, monkeypatch):
