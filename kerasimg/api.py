@@ -20,6 +20,7 @@ from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, SAVEDMODEL, che
 from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 from kerasimg.training import FitConfig, FitResult, Run, load_run_config, multihost
 from kerasimg.training import fit as fit_config
+from kerasimg.training.kfold import FoldsResult, fit_folds
 
 run_load_hooks()  # keras-hub's layers, so keras.saving.load_model reads a ViT model after `import kerasimg`
 
@@ -34,7 +35,7 @@ def fit(
     callbacks: list | None = None,
     log=print,
     **arguments,
-) -> FitResult:
+) -> FitResult | FoldsResult:
     """Fine-tune a backbone; the keywords are ``python -m kerasimg.fit``'s flags (``batch_size=32``...).
 
     ``resume=RUN_DIR`` continues that run with its saved arguments (a larger
@@ -44,8 +45,10 @@ def fit(
     reads the settings from that TOML file (``FitConfig.from_file``); keyword arguments
     given beside it override its values. ``data`` may be a pandas DataFrame of
     ``file``, ``label`` and optionally ``split`` (paths relative to ``image_dir``, default
-    the working directory); it is kept as a CSV under ``$KERASIMG_HOME/frames``. The
-    README's "From Python" section has examples (a test runs them).
+    the working directory); it is kept as a CSV under ``$KERASIMG_HOME/frames``.
+    ``folds=K`` trains K cross-validation runs and returns a ``FoldsResult`` (their
+    results and each metric's mean and standard deviation). The README's "From Python"
+    section has examples (a test runs them).
     """
     names = [f.name for f in dataclasses.fields(FitConfig)]
     unknown = sorted(set(arguments) - set(names))
@@ -79,6 +82,14 @@ def fit(
             config = FitConfig(**arguments)
         else:
             config = FitConfig.from_file(config_file, **arguments)
+        if config.folds and config.fold is None:  # every fold, then the summary (FoldsResult)
+            if export:
+                raise UserError(
+                    f"--folds trains {config.folds} models; export one fold's run afterwards (python -m "
+                    f"kerasimg.export OUT/fold-N) or train on all the data without --folds. Received: "
+                    f"export={export!r}"
+                )
+            return fit_folds(config, callbacks=callbacks, log=log)
         result = fit_config(config, callbacks=callbacks, log=log)
     if export and multihost.writes_run():  # one process of a multihost run exports
         from kerasimg.diagnose.report import write_run_report

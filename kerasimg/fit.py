@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         if not multihost.writes_run():
             print(f"\nProcess {multihost.start().process_id} done; process 0 wrote {result.run_dir}.")
             return 0
+        if hasattr(result, "runs"):  # --folds K: the summary of the K runs
+            print(f"\n{len(result.runs)}-fold cross-validation, mean ± standard deviation over the folds:")
+            for metric, mean in result.mean.items():
+                print(f"  {metric:<24} {mean:.4f} ± {result.std[metric]:.4f}")
+            print(f"Files: {result.run_dir}/ (folds.json, folds.csv, fold-1 .. fold-{len(result.runs)})")
+            return 0
         per_class = result.metrics["per_class"]
         worst = min(per_class, key=lambda c: per_class[c]["f1"])
         print(

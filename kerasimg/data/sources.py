@@ -30,7 +30,7 @@ from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import without
 from kerasimg.data.labelled import LabelledData
 from kerasimg.data.packed import is_packed, load_packed
-from kerasimg.data.splits import TEST_SPLIT, FileSplit, stratified_split
+from kerasimg.data.splits import TEST_SPLIT, FileSplit, fold_split, stratified_split
 from kerasimg.data.verify import SkipRecorder, verify_images
 from kerasimg.errors import UserError
 from kerasimg.names import check_class_names
@@ -84,6 +84,8 @@ def load_data(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     exclude: set[str] | None = None,
     image_dir: str | os.PathLike | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
     log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
@@ -95,12 +97,19 @@ def load_data(
     (``LabelledData.check_split``). ``False`` checks nothing. Training files whose
     real path is in ``exclude`` (``kerasimg.data.exclude.read_exclusions``) are left out
     before validation is carved; test files never are. ``image_dir`` roots the relative
-    paths of a labels CSV (default: the CSV's folder).
+    paths of a labels CSV (default: the CSV's folder). With ``folds`` K and ``fold`` k,
+    validation is fold k of a stratified K-fold partition of train and validation together
+    (``kerasimg.data.splits.fold_split``); the test split is the same as without.
     """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
     if val_from == "train" and not 0 < val_split < 1:
         raise UserError(f"--val-split must be between 0 and 1. Received: val_split={val_split}")
+    folding = {"folds": folds, "fold": fold} if folds else {}
+    if folds and (data.startswith("tfds:") or is_packed(data)):
+        raise UserError(
+            f"--folds splits image files; {data} is not a folder or a labels CSV. Received: data={data!r}"
+        )
     if image_dir is not None and not is_labels_csv(data):
         raise UserError(
             f"--image-dir roots the relative paths of a labels CSV; {data} is not a .csv file. "
@@ -127,6 +136,7 @@ def load_data(
             seed=seed,
             exclude=exclude,
             log=log,
+            **folding,
         )
     if data.startswith("tfds:"):
         from kerasimg.data.tfds_source import load_tfds
@@ -156,6 +166,7 @@ def load_data(
         max_pixels=max_pixels,
         exclude=exclude,
         log=log,
+        **folding,
     )
     if demo:
         loaded.name, loaded.source = "scenes", data
@@ -199,6 +210,8 @@ def load_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     exclude: set[str] | None = None,
     log=print,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> LabelledData:
     if isinstance(verify, str) and verify not in VERIFY:
         raise UserError(f"--verify must be one of {', '.join(VERIFY)}. Received: verify={verify!r}")
@@ -242,6 +255,8 @@ def load_folder(
         seed=seed,
         exclude=exclude,
         log=log,
+        folds=folds,
+        fold=fold,
     )
 
 
@@ -265,6 +280,8 @@ def assemble(
     seed: int = 0,
     exclude: set[str] | None = None,
     log=print,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> LabelledData:
     """Listed splits -> ``LabelledData``: check the files, leave out excluded ones, carve test and val.
 
@@ -301,7 +318,17 @@ def assemble(
         notes.append(f"No test split in {shown}: holding out {test_split:.0%} of each class as test.")
     else:
         _check_classes_nonempty(test, class_names, where("test"))
-    if val is None:
+    if folds:
+        pool = train if val is None else FileSplit(train.paths + val.paths, train.labels + val.labels)
+        short = [(n, c) for n, c in zip(class_names, pool.class_counts(len(class_names))) if c < folds]
+        if short:
+            raise UserError(
+                f"--folds {folds}: class {short[0][0]!r} of {shown} has {short[0][1]} training image(s), "
+                f"and each of the {folds} validation folds needs one; use fewer folds."
+            )
+        train, val = fold_split(pool, folds, fold, seed)
+        carved.append(f"fold {fold}/{folds}")
+    elif val is None:
         if val_from == "test":
             val = test
             notes.append("Validating on the test split (--val-from test), as the ported work did.")
@@ -416,3 +443,16 @@ def _check_classes_nonempty(split: FileSplit, class_names: list[str], where: str
         raise UserError(
             f"{subject} has no readable images (empty classes: {', '.join(empty)}); add images or {remedy}."
         )
+
+
+def run_data_settings(arguments: dict) -> dict:
+    """``load_data``'s keywords from a run's recorded arguments, so a rebuilt split is the run's own."""
+    return {
+        "val_split": float(arguments.get("val_split", 0.1)),
+        "val_from": arguments.get("val_from", "train"),
+        "seed": int(arguments.get("seed", 0)),
+        "max_pixels": int(arguments.get("max_pixels", DEFAULT_MAX_PIXELS)),
+        "image_dir": arguments.get("image_dir"),
+        "folds": arguments.get("folds"),
+        "fold": arguments.get("fold"),
+    }

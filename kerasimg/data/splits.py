@@ -58,3 +58,29 @@ def stratified_split(split: FileSplit, fraction: float, seed: int) -> tuple[File
         target.paths.append(path)
         target.labels.append(label)
     return rest, out
+
+
+def fold_split(split: FileSplit, folds: int, fold: int, seed: int) -> tuple[FileSplit, FileSplit]:
+    """Fold ``fold`` (1..``folds``) of ``split``'s stratified K-fold partition: returns ``(rest, fold)``.
+
+    scikit-learn's ``StratifiedKFold`` (shuffled, seeded) on the files sorted by path, so the
+    folds do not depend on listing order and the K folds of one seed partition ``split``.
+    A class with fewer than ``folds`` files would be missing from some fold's validation, so it
+    is refused by name.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    order = sorted(range(len(split)), key=lambda i: split.paths[i])
+    labels = np.asarray([split.labels[i] for i in order], dtype=int)
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() < folds:
+        label = int(np.flatnonzero((counts > 0) & (counts < folds))[0])
+        raise ValueError(f"class {label} has {counts[label]} images to share among {folds} folds")
+    chosen = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(order, labels))[fold - 1][1]
+    held = {order[i] for i in chosen}
+    rest, out = FileSplit(), FileSplit()
+    for i, (path, label) in enumerate(zip(split.paths, split.labels)):
+        target = out if i in held else rest
+        target.paths.append(path)
+        target.labels.append(label)
+    return rest, out

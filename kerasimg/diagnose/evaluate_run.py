@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from kerasimg.data import load_data
-from kerasimg.data.decode import DEFAULT_MAX_PIXELS
+from kerasimg.data.sources import run_data_settings
 from kerasimg.diagnose.evaluation import evaluate
 from kerasimg.diagnose.mistakes import MISTAKES
 from kerasimg.errors import ArgumentError, UserError
@@ -55,15 +55,10 @@ def evaluate_run(
     run.require_model()
     arguments = config["arguments"]
     own = data is None or data == arguments["data"]
-    loaded = load_data(
-        arguments["data"] if own else data,
-        val_split=arguments.get("val_split", 0.1),
-        val_from=arguments.get("val_from", "train"),
-        seed=arguments.get("seed", 0),
-        max_pixels=arguments.get("max_pixels", DEFAULT_MAX_PIXELS),
-        image_dir=arguments.get("image_dir") if own else None,
-        log=log,
-    )
+    settings = run_data_settings(arguments)
+    if not own:  # another data set: the run's CSV root and folds are not its
+        settings.update(image_dir=None, folds=None, fold=None)
+    loaded = load_data(arguments["data"] if own else data, **settings, log=log)
     if loaded.class_names != config["class_names"]:
         raise UserError(
             f"{data} has classes {loaded.class_names}, but the run in {run.path} was trained on "

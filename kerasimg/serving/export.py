@@ -318,17 +318,10 @@ def run_images(
     run's seed, so the same run calibrates the same way twice.
     """
     from kerasimg.data import image_dataset, load_data
+    from kerasimg.data.sources import run_data_settings
     from kerasimg.data.splits import FileSplit
 
-    data = load_data(
-        arguments.get("data", "scenes"),
-        val_split=float(arguments.get("val_split", 0.1)),
-        val_from=arguments.get("val_from", "train"),
-        seed=int(arguments.get("seed", 0)),
-        max_pixels=int(arguments.get("max_pixels", DEFAULT_MAX_PIXELS)),
-        image_dir=arguments.get("image_dir"),
-        log=lambda *_: None,
-    )
+    data = load_data(arguments.get("data", "scenes"), **run_data_settings(arguments), log=lambda *_: None)
     train = data.train
     if isinstance(train, FileSplit) and len(train) > calibration_images:
         rng = np.random.default_rng(int(arguments.get("seed", 0)))

@@ -173,6 +173,16 @@ class FitConfig:
     val_from: str = setting(
         "train", "'test' validates on the test split, as the ported work did", choices=VAL_FROM
     )
+    folds: int | None = setting(
+        None,
+        "k-fold cross-validation: K runs in OUT/fold-1 .. fold-K, each validating on one of K stratified "
+        "folds of train and validation together, all tested on the same held-out test split; "
+        "folds.json and folds.csv give each metric's mean and standard deviation (docs/training.md)",
+        metavar="K",
+    )
+    fold: int | None = setting(
+        None, "with --folds: train only fold N (1..K); each fold's run records its own", metavar="N"
+    )
     seed: int = setting(0, "seeds splits, shuffling, augmentation and initialisation")
     precision: str = setting(
         "float32",
@@ -282,6 +292,17 @@ class FitConfig:
             raise ArgumentError("dropout", "must be in [0, 1)", self.dropout)
         if self.val_from == "train" and not 0 < self.val_split < 1:
             raise ArgumentError("val_split", "must be between 0 and 1", self.val_split)
+        if self.folds is not None:
+            if self.folds < 2:
+                raise ArgumentError("folds", "must be at least 2", self.folds)
+            if self.val_from == "test":
+                raise ArgumentError(
+                    "folds", "validates on each fold in turn, so not with val_from test", self.folds
+                )
+            if self.fold is not None and not 1 <= self.fold <= self.folds:
+                raise ArgumentError("fold", f"must be between 1 and folds ({self.folds})", self.fold)
+        elif self.fold is not None:
+            raise ArgumentError("fold", "picks one of --folds K; give folds too", self.fold)
         if self.image_dir is not None and not is_labels_csv(self.data):
             raise ArgumentError(
                 "image_dir", "roots the paths of a labels CSV; data is not a .csv", self.image_dir

@@ -76,6 +76,10 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
     driver's own. The run directory is locked for the whole run.
     """
     resolved = config.resolve()
+    if config.folds and config.fold is None:
+        raise UserError(
+            "A run of --folds K trains one fold; kerasimg.fit(folds=K) trains them all (fit_folds)."
+        )
     started = time.time()
     keras.utils.set_random_seed(config.seed)  # before the processes join, so they need no shared seed
     cluster = multihost.processes(config.strategy, config.connect_timeout, log)
@@ -93,6 +97,8 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         verify=config.verify,
         exclude=read_exclusions(config.exclude, config.exclude_issues) if config.exclude else None,
         image_dir=config.image_dir,
+        folds=config.folds,
+        fold=config.fold,
         log=log,
     )
     # Said once, when the run starts and its data has been read (a bad --data is the only line).
