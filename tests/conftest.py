@@ -12,6 +12,42 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first
 
 import pytest  # noqa: E402
 
+# The files that take longest (test-seconds on 2 cores, most first). The two workers take whole files
+# in collection order, so the long ones start first and the short ones fill in at the end; by test
+# count (xdist's default order) the multihost file, 8 tests and three minutes, started last and one
+# worker waited for it.
+LONGEST_FIRST = [
+    "test_serving.py",
+    "test_multihost.py",
+    "test_tune.py",
+    "test_recipe.py",
+    "test_models.py",
+    "test_precision.py",
+    "test_schedules.py",
+    "test_startup.py",
+    "test_hardening.py",
+    "test_diagnose.py",
+    "test_bench.py",
+    "test_formats.py",
+    "test_fit.py",
+    "test_data_scale.py",
+    "test_lr_find.py",
+    "test_trackers.py",
+    "test_api.py",
+    "test_boundary_cache.py",
+    "test_batchnorm_folding.py",
+    "test_efficientnet.py",
+    "test_compare.py",
+    "test_kfold.py",
+    "test_csv_labels.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    """Longest files first (``LONGEST_FIRST``), the rest after in their own order; tests keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):

@@ -35,17 +35,35 @@ BF16_ON_CPU: frozenset[str] = frozenset({"resnet50", "resnext50_32x4d", "vit_sma
 
 
 @functools.cache
-def cpu_bf16_flags() -> frozenset[str]:
-    """The CPU's bfloat16 feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
-    flags = set()
+        return "", frozenset()
+    name, flags = "", set()
     for line in text.splitlines():
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
-    return frozenset(flags & {"amx_bf16", "avx512_bf16"})
+        elif line.startswith("model name") and not name:
+            name = line.split(":", 1)[1].strip()
+    return name, frozenset(flags)
+
+
+def cpu_bf16_flags() -> frozenset[str]:
+    """The CPU's bfloat16 feature flags (empty where /proc/cpuinfo cannot be read)."""
+    return _cpuinfo()[1] & {"amx_bf16", "avx512_bf16"}
+
+
+# The vector flags a speed figure depends on, named beside every benchmark's figures.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description() -> str:
+    """``"<model name> (avx2, avx512f)"``: the CPU and which of ``SPEED_FLAGS`` it has."""
+    name, flags = _cpuinfo()
+    present = [f for f in SPEED_FLAGS if f in flags]
+    return f"{name or 'unknown CPU'} ({', '.join(present) or 'none of ' + ', '.join(SPEED_FLAGS)})"
 
 
 @functools.cache
