@@ -16,6 +16,7 @@ import kerasimg
 from kerasimg import cli
 from kerasimg.cli import EXIT_USER_ERROR
 from kerasimg.errors import UserError
+from kerasimg.help_texts import stored_help
 
 # name -> (module whose main(argv) runs it, one line for the command list)
 COMMANDS = {
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] == "--version":
         print(f"{PROG} {kerasimg.__version__}")
+        return 0
+    if len(argv) == 2 and argv[1] in ("-h", "--help") and (text := stored_help(argv[0])) is not None:
+        print(text, end="")  # rendered from the parser ahead of time (kerasimg.help_texts)
         return 0
     try:
         command = resolve_command(argv[0])

@@ -1,5 +1,8 @@
 """``python -m kerasimg.docs [--check] [FILE ...]``: README.md and docs/ option tables from the parsers.
 
+It also writes each command's ``--help`` text into ``kerasimg/help/`` (``kerasimg.help_texts``),
+which the console script prints without building the parser.
+
 A table sits between two HTML comments that name a CLI module (and a subcommand, if
 any) whose ``build_parser()`` defines the flags::
 
@@ -129,6 +132,31 @@ def stale_tables(text: str) -> list[str]:
     ]
 
 
+def stale_help() -> dict[str, str]:
+    """``{command: fresh help}`` for each command whose stored ``--help`` text differs from its parser."""
+    from kerasimg.commands import COMMANDS
+    from kerasimg.help_texts import render_help, stored_help
+
+    fresh = {name: render_help(name, module) for name, (module, _) in COMMANDS.items()}
+    return {name: text for name, text in fresh.items() if stored_help(name) != text}
+
+
+def _refresh_help(check: bool) -> bool:
+    """Rewrite (or with ``check``, name) the stale stored help texts; True when any was stale."""
+    from kerasimg.files import write_text
+    from kerasimg.help_texts import HELP_DIR
+
+    stale = stale_help()
+    for name, text in stale.items():
+        if check:
+            print(f"{HELP_DIR / name}.txt differs from kerasimg {name} --help; run {REGENERATE}")
+        else:
+            write_text(HELP_DIR / f"{name}.txt", text)
+    if stale and not check:
+        print(f"{HELP_DIR}: {len(stale)} help text(s) regenerated")
+    return bool(stale)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=REGENERATE, description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="*", help="the Markdown files to update (default: README.md and docs/*.md)")
@@ -161,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             if stale:
                 write_text(path, render(text))
             print(f"{path}: {len(stale)} options table(s) regenerated" if stale else f"{path} is up to date.")
+        if not named:
+            stale_anywhere |= _refresh_help(check=args.check)
         return 1 if args.check and stale_anywhere else 0
 
     return run_cli(run)
