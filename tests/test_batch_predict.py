@@ -10,7 +10,6 @@ import tensorflow as tf
 
 import kerasimg.predict as predict_cli
 from kerasimg.models import build_classifier
-from kerasimg.serving.batch_predict import predict_files_batched
 from kerasimg.serving.export import export_model
 
 CLASSES = ["cat", "dog", "fox"]
@@ -49,15 +48,6 @@ def test_csv_rows_match_one_request_per_file_and_name_the_bad_file(model_dir, tm
         if b["score"]:
             assert float(b["score"]) == pytest.approx(float(s["score"]), abs=1e-5)
             assert float(b["score"]) >= float(b["score_2"])
-    # Decoded in the input pipeline (the default) or by the serving graph itself: the same answers.
-    files = sorted(folder.iterdir())
-    parallel = predict_files_batched(model_dir, files, top_k=2, batch_size=4)
-    graph = predict_files_batched(model_dir, files, top_k=2, batch_size=4, decode="graph")
-    assert [r.get("error") for r in parallel] == [r.get("error") for r in graph]
-    for ours, served in zip(parallel, graph):
-        assert [c for c, _ in ours.get("top", [])] == [c for c, _ in served.get("top", [])]
-        scores = [[v for _, v in r.get("top", [])] for r in (ours, served)]
-        np.testing.assert_allclose(*scores, atol=1e-5)
 
 
 def test_batch_size_must_be_positive(model_dir, tmp_path, capsys):
