@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 import kerasimg
 from kerasimg.errors import ArgumentError, UserError
+from kerasimg.training.reports import read_history
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,7 +33,10 @@ def test_the_readmes_python_example_runs(tmp_path, monkeypatch, capsys):
     assert result.exported == (tmp_path / "saved_models" / "scenes-demo" / "1").resolve()
     answers = list(kerasimg.predict("scenes-demo", namespace["photos"], top_k=2))
     assert len(answers) == 3 and all(len(a["top"]) == 2 for a in answers)
+    # A larger epochs extends the finished run: one history, the new length resolved and evaluated.
     assert more.run_dir == result.run_dir and more.best_epoch in (1, 2)
+    assert [int(r["epoch"]) for r in read_history(result.run_dir / "history.csv")] == [0, 1]
+    assert json.loads((result.run_dir / "config.json").read_text())["resolved"]["epochs"] == 2
     # Importing kerasimg is enough for Keras to read a kerasimg model file.
     loaded = keras.saving.load_model(result.run_dir / "model.keras")
     assert loaded.output_shape == (None, 6)

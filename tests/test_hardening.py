@@ -282,15 +282,6 @@ def test_resume_refuses_flags_that_conflict_with_the_run(finished_run, capsys):
     assert "Pass a larger --epochs (it has 1)" in capsys.readouterr().err
 
 
-def test_a_larger_epochs_extends_a_finished_run(finished_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    assert fit_cli.main(["--resume", str(run), "--epochs", "2"]) == 0
-    assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == [0, 1]
-    assert json.loads((run / "config.json").read_text())["resolved"]["epochs"] == 2
-    assert (run / "metrics.json").exists()
-
-
 def test_an_unevaluated_run_needs_allow_unfinished(tiny_scenes, tmp_path, capsys):
     out = tmp_path / "run"
     config = tiny_config(tiny_scenes, out, epochs=1)
