@@ -105,7 +105,6 @@ def load_data(
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
     if val_from == "train" and not 0 < val_split < 1:
         raise UserError(f"--val-split must be between 0 and 1. Received: val_split={val_split}")
-    folding = {"folds": folds, "fold": fold} if folds else {}
     if folds and (data.startswith("tfds:") or is_packed(data)):
         raise UserError(
             f"--folds splits image files; {data} is not a folder or a labels CSV. Received: data={data!r}"
@@ -115,6 +114,19 @@ def load_data(
             f"--image-dir roots the relative paths of a labels CSV; {data} is not a .csv file. "
             f"Received: image_dir={str(image_dir)!r}"
         )
+    # How listed files become splits, the same for every source of image files (``assemble``).
+    settings = dict(
+        val_split=val_split,
+        val_from=val_from,
+        test_split=test_split,
+        seed=seed,
+        verify=verify,
+        max_pixels=max_pixels,
+        exclude=exclude,
+        log=log,
+        folds=folds,
+        fold=fold,
+    )
     if is_labels_csv(data):
         class_names, splits = read_labels_csv(data, image_dir)
         path = Path(data).expanduser()
@@ -126,17 +138,10 @@ def load_data(
             name=path.stem,
             source=f"{path} (labels CSV)",
             root=Path(image_dir).expanduser() if image_dir is not None else path.parent,
-            where=lambda split: f"In {path},",
             shown=str(path),
-            verify=verify,
-            max_pixels=max_pixels,
-            val_split=val_split,
-            val_from=val_from,
-            test_split=test_split,
-            seed=seed,
-            exclude=exclude,
-            log=log,
-            **folding,
+            empty_class=lambda split, name: f"In {path}, class {name!r}",
+            remedy="remove its rows",
+            **settings,
         )
     if data.startswith("tfds:"):
         from kerasimg.data.tfds_source import load_tfds
@@ -156,18 +161,7 @@ def load_data(
             data, val_split=val_split, val_from=val_from, test_split=test_split, seed=seed, log=log
         )
     demo = data == "scenes" or data.startswith("scenes:")
-    loaded = load_folder(
-        _scenes_root(data) if demo else data,
-        val_split=val_split,
-        val_from=val_from,
-        test_split=test_split,
-        seed=seed,
-        verify=verify,
-        max_pixels=max_pixels,
-        exclude=exclude,
-        log=log,
-        **folding,
-    )
+    loaded = load_folder(_scenes_root(data) if demo else data, **settings)
     if demo:
         loaded.name, loaded.source = "scenes", data
     return loaded
@@ -200,19 +194,12 @@ def _find_dir(root: Path, name: str) -> Path | None:
 
 
 def load_folder(
-    path: str | os.PathLike,
-    *,
-    val_split: float = 0.1,
-    val_from: str = "train",
-    test_split: float = TEST_SPLIT,
-    seed: int = 0,
-    verify: bool | str = "full",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    exclude: set[str] | None = None,
-    log=print,
-    folds: int | None = None,
-    fold: int | None = None,
+    path: str | os.PathLike, *, verify: bool | str = "full", log=print, **settings
 ) -> LabelledData:
+    """Class folders, ``train/`` + ``test/`` (+ ``val/``) or the Intel layout under ``path``.
+
+    ``settings`` are ``assemble``'s: how the listed files become splits.
+    """
     if isinstance(verify, str) and verify not in VERIFY:
         raise UserError(f"--verify must be one of {', '.join(VERIFY)}. Received: verify={verify!r}")
     check_data_exists(str(path))
@@ -237,6 +224,7 @@ def load_folder(
     val = _list_split(val_dir, class_names, reference=train_dir, log=log) if val_dir else None
     unlabelled = _unlabelled_files(pred_dir) if pred_dir else []
 
+    folders = {"train": train_dir, "test": test_dir}
     return assemble(
         class_names,
         train,
@@ -246,17 +234,11 @@ def load_folder(
         name=root.name,
         source=f"{root} ({layout})",
         root=root,
-        where=lambda label: f"Class folder {(train_dir if label == 'train' else test_dir)}",
+        empty_class=lambda split, name: f"Class folder {folders[split] / name}",
+        remedy="remove the folder",
         verify=verify,
-        max_pixels=max_pixels,
-        val_split=val_split,
-        val_from=val_from,
-        test_split=test_split,
-        seed=seed,
-        exclude=exclude,
         log=log,
-        folds=folds,
-        fold=fold,
+        **settings,
     )
 
 
@@ -269,7 +251,8 @@ def assemble(
     name: str,
     source: str,
     root: Path,
-    where,
+    empty_class,
+    remedy: str,
     shown: str | None = None,
     unlabelled: list[str] = (),
     verify: bool | str = "full",
@@ -285,9 +268,10 @@ def assemble(
 ) -> LabelledData:
     """Listed splits -> ``LabelledData``: check the files, leave out excluded ones, carve test and val.
 
-    Shared by every source of image files (class folders, a labels CSV). ``where(split)`` begins
-    the message about an empty class of ``split`` ("train" or "test"): "Class folder ..." or
-    "In labels.csv,". ``shown`` names the data in notes and errors (default: ``root``).
+    Shared by every source of image files (class folders, a labels CSV). A class with no readable
+    image in ``split`` ("train" or "test") is refused as ``empty_class(split, name)`` ("Class folder
+    DIR", "In labels.csv, class 'x'") with ``remedy``. ``shown`` names the data in notes and errors
+    (default: ``root``).
     """
     shown = shown or str(root)
     unlabelled = list(unlabelled)
@@ -309,7 +293,7 @@ def assemble(
             val, more = without(val, exclude)
             excluded += more
         notes.append(f"Left out {excluded} training file(s) the audit flagged (--exclude).")
-    _check_classes_nonempty(train, class_names, where("train"))
+    _check_classes_nonempty(train, class_names, lambda name: empty_class("train", name), remedy)
 
     carved = []
     if test is None:
@@ -317,7 +301,7 @@ def assemble(
         carved.append("test")
         notes.append(f"No test split in {shown}: holding out {test_split:.0%} of each class as test.")
     else:
-        _check_classes_nonempty(test, class_names, where("test"))
+        _check_classes_nonempty(test, class_names, lambda name: empty_class("test", name), remedy)
     if folds:
         pool = train if val is None else FileSplit(train.paths + val.paths, train.labels + val.labels)
         short = [(n, c) for n, c in zip(class_names, pool.class_counts(len(class_names))) if c < folds]
@@ -433,15 +417,14 @@ def _unlabelled_files(folder: Path) -> list[str]:
         return sorted(os.path.join(folder, e.name) for e in it if e.is_file() and not is_hidden(e.name))
 
 
-def _check_classes_nonempty(split: FileSplit, class_names: list[str], where: str) -> None:
-    """``where`` begins the message: "Class folder DIR" (the class is appended) or "In labels.csv,"."""
+def _check_classes_nonempty(split: FileSplit, class_names: list[str], subject, remedy: str) -> None:
+    """Refuse ``split`` if a class has no file; ``subject(name)`` and ``remedy`` word the message."""
     counts = split.class_counts(len(class_names))
     empty = [name for name, count in zip(class_names, counts) if count == 0]
     if empty:
-        subject = f"{where}/{empty[0]}" if where.startswith("Class folder") else f"{where} class {empty[0]!r}"
-        remedy = "remove the folder" if where.startswith("Class folder") else "remove its rows"
         raise UserError(
-            f"{subject} has no readable images (empty classes: {', '.join(empty)}); add images or {remedy}."
+            f"{subject(empty[0])} has no readable images (empty classes: {', '.join(empty)}); "
+            f"add images or {remedy}."
         )
 
 

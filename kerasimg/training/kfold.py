@@ -12,7 +12,6 @@ so a crash costs at most the epoch it was in.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +140,6 @@ def _claim(root: Path, config: FitConfig) -> None:
 
 
 def _default_root(config: FitConfig) -> Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    """``runs/<date>-<backbone>-<data>-Kfolds/``, named (and kept apart when taken) as a run's folder is."""
     data = config.data.split(":", 1)[-1] if config.data.startswith("tfds:") else Path(config.data).stem
-    name = f"{stamp}-{name_slug(config.backbone)}-{name_slug(data) or 'data'}-{config.folds}folds"
-    return Path("runs") / name
+    return config.resolve().run_dir(f"{name_slug(data) or 'data'}-{config.folds}folds")
