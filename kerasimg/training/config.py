@@ -207,7 +207,8 @@ class FitConfig:
     tracker: str = setting(
         "none",
         "log parameters, per-epoch metrics, final metrics and the run's files to an experiment tracker "
-        "as well: mlflow (MLFLOW_TRACKING_URI, else MLflow's default store; docs/tracking.md)",
+        "as well: mlflow (MLFLOW_TRACKING_URI, else MLflow's default store) or wandb (after wandb login, "
+        "or WANDB_MODE=offline into the run folder); docs/tracking.md",
         choices=TRACKER_NAMES,
     )
     max_pixels: int = setting(

@@ -1,57 +1,16 @@
-"""Experiment trackers: where a run's parameters, per-epoch metrics and files are logged besides its folder.
-
-A registry like the backbones' (``@register_tracker``): the function's name is the ``--tracker`` value,
-and it returns a ``Tracker`` for one run. ``none`` logs nothing; ``mlflow`` logs to MLflow's tracking
-store (``MLFLOW_TRACKING_URI``, else MLflow's own default). A tracker is opened before training starts,
-so a missing package or an unreachable server stops the run before any epoch. Only the process that
-writes the run (process 0 of a multihost run) opens a real tracker.
-"""
+"""``--tracker mlflow``: MLflow's tracking store (``MLFLOW_TRACKING_URI``, else MLflow's own default)."""
 
 from __future__ import annotations
 
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
 from kerasimg.errors import UserError
-
-TRACKERS: dict[str, Callable] = {}
-
-
-def register_tracker(factory: Callable) -> Callable:
-    """Register ``factory(run, params, resume)`` as the tracker named like the function."""
-    if factory.__name__ in TRACKERS:
-        raise ValueError(f"A tracker named {factory.__name__!r} is already registered.")
-    TRACKERS[factory.__name__] = factory
-    return factory
-
-
-class Tracker:
-    """What a run tells its tracker; this base logs nothing (``--tracker none``)."""
-
-    def callbacks(self) -> list[keras.callbacks.Callback]:
-        return []
-
-    def finish(self, metrics: dict, files: list[Path]) -> None:
-        """Log the final ``metrics`` and the run's ``files`` that exist, then close the run."""
-
-
-@register_tracker
-def none(run, params: dict, resume: bool) -> Tracker:  # noqa: ARG001 - every factory takes the same arguments
-    return Tracker()
-
-
-def open_tracker(name: str, run, params: dict, *, resume: bool, writes: bool = True) -> Tracker:
-    """The tracker ``name`` for ``run`` (a ``Run``), checked and connected before training starts."""
-    if name not in TRACKERS:
-        raise UserError(f"Unknown tracker; expected one of {', '.join(TRACKERS)}. Received: tracker={name!r}")
-    if not writes:  # processes 1.. of a multihost run: process 0 alone logs
-        return Tracker()
-    return TRACKERS[name](run, params, resume)
+from kerasimg.training.trackers.registry import Tracker, register_tracker
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, str]:
