@@ -131,6 +131,7 @@ FRESH_PROCESS = textwrap.dedent(
         "outputs": sorted(serve.structured_outputs),
         "probabilities": out["probabilities"].numpy().tolist(),
         "classes": [c.decode() for c in out["classes"].numpy()],
+        "predicted": out["predicted"].numpy().tolist() if "predicted" in out else None,
         "labels": open(sys.argv[1] + "/assets/labels.txt").read().split(),
     }))
     """
@@ -165,3 +166,25 @@ def assert_quiet(*outputs: str) -> None:
         native = NATIVE_LOG_LINE.findall(output)
         assert not native, [line for line in output.splitlines() if NATIVE_LOG_LINE.match(line)][:5]
         assert not ANSI_ESCAPE.search(output), repr(output[:2000])
+
+
+def make_multilabel_csv(root: Path, per_split: dict[str, int] | None = None) -> Path:
+    """A multi-label CSV anyone can learn: ``red`` or ``blue`` by the dominant channel, plus ``striped``
+    when the top half is bright; ``labels.csv`` (file,labels,split) over PNGs in ``root/img``."""
+    rng = np.random.default_rng(0)
+    rows = ["file,labels,split"]
+    for split, count in (per_split or {"train": 24, "val": 8, "test": 8}).items():
+        for i in range(count):
+            red, striped = i % 2 == 0, (i // 2) % 2 == 0
+            array = np.zeros((32, 32, 3), np.uint8)
+            array[..., 0 if red else 2] = int(rng.integers(150, 230))
+            if striped:
+                array[:16] = 255
+            path = root / "img" / f"{split}{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(path)
+            labels = ["red" if red else "blue"] + ["striped"] * striped
+            rows.append(f"img/{path.name},{';'.join(labels)},{split}")
+    csv_path = root / "labels.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    return csv_path

@@ -51,5 +51,5 @@ def read_exclusions(path: str | os.PathLike, issues: str = DEFAULT_ISSUES) -> se
 
 def without(split: FileSplit, excluded: set[str]) -> tuple[FileSplit, int]:
     """``split`` without the files in ``excluded`` (real paths), and how many were dropped."""
-    kept = [(p, y) for p, y in zip(split.paths, split.labels) if os.path.realpath(p) not in excluded]
-    return FileSplit([p for p, _ in kept], [y for _, y in kept]), len(split) - len(kept)
+    kept = split.subset(i for i, p in enumerate(split.paths) if os.path.realpath(p) not in excluded)
+    return kept, len(split) - len(kept)

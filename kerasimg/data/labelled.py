@@ -32,6 +32,8 @@ class LabelledData:
     root: str = ""  # the folder the files were listed from (a pack names files relative to it)
     # The splits carved out of another ("test" from train, "val" from train): which settings shaped them.
     carved: list[str] = field(default_factory=list)
+    # Any number of classes per image (``--task multilabel``): the splits carry multi-hot ``targets``.
+    multilabel: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -81,4 +83,5 @@ class LabelledData:
             "unlabelled": len(self.unlabelled),
             "skipped": len(self.skipped),
             "excluded": self.excluded,
+            "task": "multilabel" if self.multilabel else "single",
         }

@@ -76,11 +76,11 @@ def _first_good(split: FileSplit, image_size: int, num_classes: int | None) -> t
     """A batch of one: the first file of ``split`` that decodes (a training split needs one)."""
     from kerasimg.data.verify import check_image
 
-    for path, label in zip(split.paths, split.labels):
+    for path, label in zip(split.paths, split.label_array()):
         if check_image(path, split.skips.max_pixels) is None:
-            y = tf.constant([label], tf.int32)
+            y = tf.constant([label])
             return load_image(tf.constant(path), image_size)[None], (
-                y if num_classes is None else tf.one_hot(y, num_classes)
+                y if num_classes is None or label.ndim else tf.one_hot(y, num_classes)
             )
     raise UserError(f"No file of the training split can be read as an image (of {len(split)} files).")
 
@@ -111,13 +111,14 @@ def image_dataset(
     """Batches of ``(images, labels)`` for one split.
 
     With ``num_classes``, labels are one-hot (what label smoothing, MixUp and CutMix
-    need); otherwise integer. Training data is reshuffled every epoch (seeded) and augmented; evaluation data
+    need); otherwise integer. A multi-label split's labels are its multi-hot ``targets``
+    either way. Training data is reshuffled every epoch (seeded) and augmented; evaluation data
     keeps its order. Neither is cached in memory: a decoded 224 px split costs 600 KB
     an image (30 GB for an ImageNet-sized validation set), while decoding again runs
     two orders of magnitude faster than a CPU train step (``bench --mode input``).
     """
     if isinstance(split, FileSplit):
-        ds = tf.data.Dataset.from_tensor_slices((split.paths, tf.constant(split.labels, tf.int32)))
+        ds = tf.data.Dataset.from_tensor_slices((split.paths, split.label_array()))
         if training:
             ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
         if split.skips is None:  # checked before training (--verify full), or not at all
@@ -139,7 +140,7 @@ def image_dataset(
         )
         if training:
             ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-    if num_classes is not None:
+    if num_classes is not None and ds.element_spec[1].shape.rank == 0:  # not if multi-hot already
         ds = ds.map(lambda x, y, *ok: (x, tf.one_hot(y, num_classes), *ok), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
     if len(ds.element_spec) == 3:  # flagged files of a training split

@@ -37,6 +37,8 @@ from kerasimg.names import check_class_names
 
 _HIDDEN_NAMES = {"thumbs.db", "desktop.ini"}
 VAL_FROM = ("train", "test")
+# One class per image, or any number of them (a labels CSV's ``labels`` column; ``--task multilabel``).
+TASKS = ("single", "multilabel")
 # When image files are checked: as the input pipeline reads them, or all before training starts.
 VERIFY = ("pipeline", "full")
 
@@ -86,6 +88,7 @@ def load_data(
     image_dir: str | os.PathLike | None = None,
     folds: int | None = None,
     fold: int | None = None,
+    task: str = "single",
     log=print,
 ) -> LabelledData:
     """Resolve ``data`` into splits; see the module docstring for what it accepts.
@@ -99,7 +102,8 @@ def load_data(
     before validation is carved; test files never are. ``image_dir`` roots the relative
     paths of a labels CSV (default: the CSV's folder). With ``folds`` K and ``fold`` k,
     validation is fold k of a stratified K-fold partition of train and validation together
-    (``kerasimg.data.splits.fold_split``); the test split is the same as without.
+    (``kerasimg.data.splits.fold_split``); the test split is the same as without. ``task="multilabel"``
+    reads a labels CSV's ``labels`` column (its splits carry multi-hot ``targets``).
     """
     if val_from not in VAL_FROM:
         raise UserError(f"--val-from must be one of {VAL_FROM}. Received: val_from={val_from!r}")
@@ -108,6 +112,11 @@ def load_data(
     if folds and (data.startswith("tfds:") or is_packed(data)):
         raise UserError(
             f"--folds splits image files; {data} is not a folder or a labels CSV. Received: data={data!r}"
+        )
+    if task == "multilabel" and not is_labels_csv(data):
+        raise UserError(
+            "--task multilabel reads a labels CSV with a labels column (file,labels[,split]); a folder or "
+            f"a dataset gives one class per image. Received: data={data!r}"
         )
     if image_dir is not None and not is_labels_csv(data):
         raise UserError(
@@ -128,7 +137,7 @@ def load_data(
         fold=fold,
     )
     if is_labels_csv(data):
-        class_names, splits = read_labels_csv(data, image_dir)
+        class_names, splits = read_labels_csv(data, image_dir, multilabel=task == "multilabel")
         path = Path(data).expanduser()
         return assemble(
             class_names,
@@ -303,7 +312,7 @@ def assemble(
     else:
         _check_classes_nonempty(test, class_names, lambda name: empty_class("test", name), remedy)
     if folds:
-        pool = train if val is None else FileSplit(train.paths + val.paths, train.labels + val.labels)
+        pool = train if val is None else train + val
         short = [(n, c) for n, c in zip(class_names, pool.class_counts(len(class_names))) if c < folds]
         if short:
             raise UserError(
@@ -338,6 +347,7 @@ def assemble(
         excluded=excluded,
         root=str(root),
         carved=carved,
+        multilabel=train.targets is not None,
     )
 
 
@@ -438,4 +448,5 @@ def run_data_settings(arguments: dict) -> dict:
         "image_dir": arguments.get("image_dir"),
         "folds": arguments.get("folds"),
         "fold": arguments.get("fold"),
+        "task": arguments.get("task", "single"),
     }

@@ -13,6 +13,7 @@ import tensorflow as tf
 from kerasimg.data import LabelledData, image_dataset
 from kerasimg.diagnose.metrics import classification_metrics
 from kerasimg.diagnose.mistakes import MISTAKES, write_mistakes
+from kerasimg.diagnose.multilabel_evaluation import evaluate_multilabel
 from kerasimg.diagnose.plots import plot_reliability
 from kerasimg.diagnose.predictions import Predictions, predict_split, write_predictions
 from kerasimg.diagnose.report import write_run_report
@@ -41,8 +42,13 @@ def evaluate(
     (no tag) also redraws ``confusion.png`` and ``reliability.png``. ``backbone``
     overlays Grad-CAM on the mistakes. The metrics are the model's as exported and
     served; ``tta="flip"`` adds, under ``"tta"``, the accuracy and loss of averaging each
-    image's and its mirror's probabilities (the exported signatures do not mirror).
+    image's and its mirror's probabilities (the exported signatures do not mirror). Multi-label
+    data is scored as ``kerasimg.diagnose.multilabel_evaluation`` says.
     """
+    if data.multilabel:
+        return evaluate_multilabel(
+            model, data, image_size, batch_size, run, title, split=split, tag=tag, log=log
+        )
     unreadable = data.check_split(split)  # with --verify pipeline, its files are checked now
     images = getattr(data, split)
     predictions = predict_split(model, images, data.class_names, image_size, batch_size)

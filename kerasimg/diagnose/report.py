@@ -74,11 +74,43 @@ HEADLINE = (
     ("macro-F1", "test_macro_f1", ".3f"),
     ("ECE", "test_ece", ".3f"),
 )
+# A multi-label run (metrics "task": "multilabel") is read by its threshold-free mAP first.
+MULTILABEL_METRIC_ROWS = (
+    ("test mAP", "test_map", ".3f"),
+    ("micro-F1", "test_micro_f1", ".3f"),
+    ("macro-F1", "test_macro_f1", ".3f"),
+    ("exact-match accuracy", "test_accuracy", ".2%"),
+    ("test loss (binary cross-entropy)", "test_loss", ".3f"),
+    ("test images", "test_examples", "d"),
+    ("best epoch", "best_epoch", "d"),
+    ("train seconds", "train_seconds", ".0f"),
+)
+MULTILABEL_HEADLINE = (
+    ("test mAP", "test_map", ".3f"),
+    ("micro-F1", "test_micro_f1", ".3f"),
+    ("macro-F1", "test_macro_f1", ".3f"),
+    ("exact match", "test_accuracy", ".1%"),
+)
+MULTILABEL_PER_CLASS = [
+    ("class", "class", ""),
+    ("ap", "AP", ".3f"),
+    ("threshold", "threshold", ".3f"),
+    ("precision", "precision", ".3f"),
+    ("recall", "recall", ".3f"),
+    ("f1", "F1", ".3f"),
+    ("support", "support", "d"),
+]
 FIGURE_CAPTIONS = {
     "Curves": "Loss and accuracy per epoch, train and validation; dashed lines mark phase changes.",
     "Confusion matrix": "Rows are the true class, columns the prediction; colour is the row's fraction.",
     "Reliability": "Accuracy against confidence per bin: bars on the diagonal mean honest probabilities.",
+    "Precision-recall": "Each class's precision against recall as its threshold falls; the dot is the "
+    "threshold chosen on validation (highest F1 there).",
 }
+
+
+def _multilabel(metrics: dict) -> bool:
+    return metrics.get("task") == "multilabel"
 
 
 def _escape(value) -> str:
@@ -131,7 +163,8 @@ def _duration(seconds) -> str:
 def headline(config: dict, metrics: dict) -> str:
     """The numbers people open a report for, as cards, and one sentence that says what they mean."""
     epochs = config.get("resolved", {}).get("epochs")
-    cards = [(label, format_cell(metrics.get(key), spec)) for label, key, spec in HEADLINE if key in metrics]
+    shown = MULTILABEL_HEADLINE if _multilabel(metrics) else HEADLINE
+    cards = [(label, format_cell(metrics.get(key), spec)) for label, key, spec in shown if key in metrics]
     cards.append(
         ("best epoch", f"{metrics.get('best_epoch', '?')} of {epochs if epochs is not None else '?'}")
     )
@@ -143,11 +176,20 @@ def headline(config: dict, metrics: dict) -> str:
     )
     classes = config.get("class_names") or list(metrics.get("per_class", {}))
     chance = f"; chance is {1 / len(classes):.1%}" if classes else ""
-    sentence = (
-        f"{_escape(config.get('arguments', {}).get('backbone'))} classified "
-        f"{format_cell(metrics.get('test_accuracy'), '.1%')} of "
-        f"{metrics.get('test_examples', '?')} test images correctly across {len(classes)} classes{chance}."
-    )
+    backbone = _escape(config.get("arguments", {}).get("backbone"))
+    if _multilabel(metrics):
+        sentence = (
+            f"{backbone} ranked {metrics.get('test_examples', '?')} test images for each of {len(classes)} "
+            f"classes with a mean average precision of {format_cell(metrics.get('test_map'), '.3f')} (a "
+            f"random ranking scores each class's frequency); every class was right for "
+            f"{format_cell(metrics.get('test_accuracy'), '.1%')} of the images."
+        )
+    else:
+        sentence = (
+            f"{backbone} classified {format_cell(metrics.get('test_accuracy'), '.1%')} of "
+            f"{metrics.get('test_examples', '?')} test images correctly across {len(classes)} "
+            f"classes{chance}."
+        )
     return f'<div class="headline">{stats}</div><p class="summary">{sentence}</p>'
 
 
@@ -206,11 +248,12 @@ def run_section(
             ),
         )
     ]
+    multilabel = _multilabel(metrics)
     if metrics:
         k = metrics.get("top_k", "k")
         rows = [
             (label.replace("top-k", f"top-{k}"), format_cell(metrics.get(key), spec))
-            for label, key, spec in METRIC_ROWS
+            for label, key, spec in (MULTILABEL_METRIC_ROWS if multilabel else METRIC_ROWS)
             if key in metrics
         ]
         cards.append(_card("Test metrics", _pairs(rows)))
@@ -222,27 +265,35 @@ def run_section(
             ("f1", "F1", ".3f"),
             ("support", "support", "d"),
         ]
-        cards.append(_card("Per class", table(per_class, columns), wide=True))
+        cards.append(
+            _card("Per class", table(per_class, MULTILABEL_PER_CLASS if multilabel else columns), wide=True)
+        )
     parts.append(f'<div class="columns">{"".join(cards)}</div>')
     grad_cam = metrics.get("mistakes_grad_cam", True)
     mistakes = "Highest-loss test images" + (" (Grad-CAM for the predicted class)" if grad_cam else "")
     # The wide figures (two panels, a grid of images) take a whole row; the square ones share one.
-    figures = [
-        _figure(title, path, FIGURE_CAPTIONS[title], wide=title == "Curves")
-        for title, path in (
+    shown = (
+        (("Curves", run.curves_path), ("Precision-recall", run.precision_recall_path))
+        if multilabel
+        else (
             ("Curves", run.curves_path),
             ("Confusion matrix", run.confusion_path),
             ("Reliability", run.reliability_path),
         )
-    ]
-    figures.append(
-        _figure(
-            mistakes,
-            run.mistakes_path(),
-            "The test images the model got most wrong: true and predicted class with its probability"
-            + ("; the overlay shows where the model looked." if grad_cam else "."),
-            wide=True,
-        )
+    )
+    figures = [_figure(title, path, FIGURE_CAPTIONS[title], wide=title == "Curves") for title, path in shown]
+    figures += (
+        []
+        if multilabel
+        else [
+            _figure(
+                mistakes,
+                run.mistakes_path(),
+                "The test images the model got most wrong: true and predicted class with its probability"
+                + ("; the overlay shows where the model looked." if grad_cam else "."),
+                wide=True,
+            )
+        ]
     )
     parts.append(f'<h2>Figures</h2><div class="figures">{"".join(figures)}</div>')
     parts.append(_skipped(run))

@@ -29,6 +29,7 @@ def build_classifier(
     weights: str | None = "imagenet",
     dropout: float = 0.2,
     head: str = "linear",
+    activation: str = "softmax",
 ) -> keras.Model:
     """Raw 0-255 RGB images in, class probabilities out.
 
@@ -38,7 +39,8 @@ def build_classifier(
     says which pooling and how ``weights`` resolve, so this code knows no family.
     ``head="mlp"`` puts Dense-GELU before the dropout, the ported work's "MLP on top
     of ViT". The output layer computes in float32 whatever the dtype policy, as
-    Keras's mixed-precision guide asks.
+    Keras's mixed-precision guide asks; ``activation="sigmoid"`` makes each output the
+    probability of its own class (multi-label data).
     """
     spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
     if num_classes < 2:
@@ -59,7 +61,7 @@ def build_classifier(
     if head == "mlp":
         x = keras.layers.Dense(spec.feature_dim, activation="gelu", name="head_hidden")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
+    outputs = keras.layers.Dense(num_classes, activation=activation, name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"{name_slug(spec.name)}_classifier")
 
 

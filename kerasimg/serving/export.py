@@ -82,8 +82,12 @@ def export_model(
     images: CheckImages | None = None,
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
     tta: str = "none",
+    thresholds: list[float] | None = None,
 ) -> Path:
     """Write ``<zoo>/<name>/<next version>/`` and index it; returns the version folder.
+
+    ``thresholds`` (one per class) mark a multi-label model: both signatures also return
+    ``predicted``, each class's probability at or above its threshold, and the index records them.
 
     ``tta="flip"`` builds test-time augmentation into both signatures (each image and
     its mirror, probabilities averaged); the index records it under ``tta``. Only the
@@ -107,6 +111,8 @@ def export_model(
         raise UserError(
             f"The model has {model.output_shape[-1]} outputs but {len(class_names)} class names were given."
         )
+    if thresholds is not None and len(thresholds) != len(class_names):
+        raise UserError(f"{len(thresholds)} thresholds were given for {len(class_names)} classes.")
     folder.mkdir(parents=True, exist_ok=True)
     staging = make_temp_dir(folder, ".export-")
     try:
@@ -114,7 +120,7 @@ def export_model(
         # (verified below against ``model`` itself).
         served = folded_for_inference(model)
         serving_default, predict_images = serving_functions(
-            served, class_names, image_size, top_k, max_pixels, tta
+            served, class_names, image_size, top_k, max_pixels, tta, thresholds
         )
         archive = keras.export.ExportArchive()
         archive.track(served)
@@ -148,7 +154,10 @@ def export_model(
         "signatures": {"serving_default": BYTES_INPUT, "predict_images": PIXELS_INPUT},
         "tta": tta,
         "formats": files,
+        "task": "single" if thresholds is None else "multilabel",
     }
+    if thresholds is not None:
+        entry["thresholds"] = dict(zip(class_names, map(float, thresholds)))
     entry.setdefault("parameters", int(model.count_params()))
     zoo.add(entry)
     return target
@@ -249,7 +258,9 @@ def export_run(
     metrics = {}
     if run.finished:
         saved = run.read_metrics()
-        metrics = {k: saved[k] for k in ("test_accuracy", "test_loss", "best_epoch") if k in saved}
+        metrics = {
+            k: saved[k] for k in ("test_accuracy", "test_loss", "best_epoch", "test_map") if k in saved
+        }
         metrics["macro_f1"] = float(np.mean([c["f1"] for c in saved.get("per_class", {}).values()] or [0]))
         metrics[selection.METRICS_KEY] = selection.selected_on_test(saved, config["arguments"])
     model = load_classifier(run.model_path)
@@ -271,6 +282,11 @@ def export_run(
     if len(formats) > 1:
         images = run_images(arguments, image_size, calibration_images)
         metadata["calibration_images"] = calibration_images if "litert-int8" in formats else None
+    thresholds = None
+    if arguments.get("task") == "multilabel":
+        chosen = run.read_metrics().get("thresholds", {}) if run.finished else {}
+        # An unevaluated multi-label run has no thresholds chosen on validation: 0.5 for every class.
+        thresholds = [float(chosen.get(name, 0.5)) for name in config["class_names"]]
     return export_model(
         model,
         config["class_names"],
@@ -283,6 +299,7 @@ def export_run(
         images=images,
         min_int8_agreement=min_int8_agreement,
         tta=tta,
+        thresholds=thresholds,
     )
 
 
@@ -326,7 +343,7 @@ def run_images(
     if isinstance(train, FileSplit) and len(train) > calibration_images:
         rng = np.random.default_rng(int(arguments.get("seed", 0)))
         chosen = sorted(rng.choice(len(train), calibration_images, replace=False))
-        train = FileSplit([train.paths[i] for i in chosen], [train.labels[i] for i in chosen])
+        train = train.subset(chosen)
 
     def batches(split, limit=None, labelled=False):
         def iterate():
@@ -343,6 +360,6 @@ def run_images(
     return CheckImages(
         calibration=batches(train, calibration_images),
         validation=batches(validation),
-        test=batches(data.test, labelled=True),
+        test=batches(data.test, labelled=not data.multilabel),  # int8 accuracy: one class per image
         source=f"the run's {len(validation)} validation and {len(data.test)} test images",
     )

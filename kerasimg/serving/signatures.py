@@ -30,20 +30,34 @@ def probabilities_of(model: keras.Model, images: tf.Tensor, tta: str = "none") -
     return probabilities
 
 
-def make_outputs(model: keras.Model, class_names: list[str], top_k: int, tta: str = "none"):
-    """``images -> {probabilities, classes, scores, top_k_classes, top_k_scores}``."""
+def make_outputs(
+    model: keras.Model,
+    class_names: list[str],
+    top_k: int,
+    tta: str = "none",
+    thresholds: list[float] | None = None,
+):
+    """``images -> {probabilities, classes, scores, top_k_classes, top_k_scores}``.
+
+    A multi-label model's ``thresholds`` (one per class) add ``predicted``: ``[N, C]`` booleans,
+    each class's probability at or above its threshold.
+    """
     labels = tf.constant(class_names)
     k = min(top_k, len(class_names))
+    cuts = None if thresholds is None else tf.constant(thresholds, tf.float32)
 
     def outputs_of(probabilities):
         scores, indices = tf.math.top_k(probabilities, k=k)
-        return {
+        outputs = {
             "probabilities": probabilities,
             "classes": tf.gather(labels, indices[:, 0]),
             "scores": scores[:, 0],
             "top_k_classes": tf.gather(labels, indices),
             "top_k_scores": scores,
         }
+        if cuts is not None:
+            outputs["predicted"] = probabilities >= cuts
+        return outputs
 
     def outputs(images):
         # An empty batch never reaches the model: BatchNorm and friends reject zero-sized inputs.
@@ -74,9 +88,10 @@ def serving_functions(
     top_k: int = 3,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     tta: str = "none",
+    thresholds: list[float] | None = None,
 ):
     """``(serving_default, predict_images)`` as ``tf.function``s with named input signatures."""
-    outputs = make_outputs(model, class_names, top_k, tta)
+    outputs = make_outputs(model, class_names, top_k, tta, thresholds)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
     def serving_default(image_bytes):

@@ -21,7 +21,7 @@ from kerasimg.data.augment import PRESETS, parse_augment
 from kerasimg.data.csv_labels import is_labels_csv
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.data.exclude import DEFAULT_ISSUES, ISSUES
-from kerasimg.data.sources import VAL_FROM, VERIFY
+from kerasimg.data.sources import TASKS, VAL_FROM, VERIFY
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.models import get_backbone
 from kerasimg.models.classifier import HEADS, MIN_IMAGE_SIZE
@@ -69,6 +69,13 @@ class FitConfig:
     )
     image_dir: str | None = setting(
         None, "the folder a labels CSV's relative paths start from (default: the CSV's own)", path=True
+    )
+    task: str = setting(
+        "single",
+        "single: one class per image (softmax); multilabel: any number per image from a labels CSV's "
+        "labels column (a;b), with sigmoid outputs, per-class thresholds chosen on validation and "
+        "mAP (docs/data.md)",
+        choices=TASKS,
     )
     weights: str = setting(
         "imagenet",
@@ -304,6 +311,18 @@ class FitConfig:
                 raise ArgumentError("fold", f"must be between 1 and folds ({self.folds})", self.fold)
         elif self.fold is not None:
             raise ArgumentError("fold", "picks one of --folds K; give folds too", self.fold)
+        if self.task not in TASKS:
+            raise ArgumentError("task", f"must be one of {', '.join(TASKS)}", self.task)
+        if self.task == "multilabel":
+            if not is_labels_csv(self.data):
+                raise ArgumentError(
+                    "task",
+                    "multilabel reads a labels CSV with a labels column (file,labels[,split], classes "
+                    "separated by ;); folders and datasets give one class per image",
+                    self.task,
+                )
+            if self.folds is not None:
+                raise ArgumentError("folds", "is for single-label runs, not with task multilabel", self.folds)
         if self.image_dir is not None and not is_labels_csv(self.data):
             raise ArgumentError(
                 "image_dir", "roots the paths of a labels CSV; data is not a .csv", self.image_dir
@@ -317,6 +336,17 @@ class FitConfig:
                 self.exclude_issues,
             )
         recipe = resolve_recipe(self.recipe, **{k: getattr(self, k) for k in RECIPE_SETTINGS})
+        if self.task == "multilabel":
+            if recipe.class_weight != "none":  # Keras weighs a row of several classes by its first only
+                raise ArgumentError(
+                    "class_weight",
+                    "weighs one class per image, not with task multilabel",
+                    recipe.class_weight,
+                )
+            if recipe.tta != "none":
+                raise ArgumentError(
+                    "tta", "is evaluated for single-label runs, not with task multilabel", recipe.tta
+                )
         cached_views = self._cached_views(recipe.augment)
         for name, choices in (
             ("head", HEADS),

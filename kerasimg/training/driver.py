@@ -36,6 +36,7 @@ from kerasimg.training.callbacks import (
 )
 from kerasimg.training.config import FitConfig, ResolvedFit
 from kerasimg.training.layer_decay import lr_multipliers, stage_rates
+from kerasimg.training.multilabel import ACTIVATIONS
 from kerasimg.training.phase_sources import PhaseData
 from kerasimg.training.precision import dtype_policy
 from kerasimg.training.recipe import (
@@ -99,6 +100,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
         image_dir=config.image_dir,
         folds=config.folds,
         fold=config.fold,
+        task=config.task,
         log=log,
     )
     # Said once, when the run starts and its data has been read (a bad --data is the only line).
@@ -131,6 +133,7 @@ def fit(config: FitConfig, *, resume: bool = False, callbacks: list | None = Non
             weights=config.weights,
             dropout=config.dropout,
             head=config.head,
+            activation=ACTIVATIONS[data.multilabel],
         )
         run_path = Path(cluster.from_process_zero(str(resolved.run_dir(data.name))))
         # Processes 1.. of a multihost run write the same files into a scratch folder deleted at the end.
@@ -262,7 +265,7 @@ class _Trainer:
                 + ", ".join(f"{stage} {rate:.3g}" for stage, rate in rates.items())
             )
         rate = learning_rate(recipe, phase.lr, steps, phase.end - phase.start)
-        compile_classifier(training.model, rate, recipe, multipliers)
+        compile_classifier(training.model, rate, recipe, multipliers, multilabel=self.data.multilabel)
         checkpoint = best_checkpoint(training.checkpoint_path, weights_only=training.weights_only, best=best)
         self.cluster.copy_from_process_zero(run.backup_dir(index))  # every process restores the same state
         callbacks = phase_callbacks(

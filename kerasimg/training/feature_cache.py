@@ -88,7 +88,7 @@ class CachedViews:
 def fingerprint(split, extra: dict) -> str:
     h = hashlib.sha256(json.dumps(extra, sort_keys=True).encode())
     if isinstance(split, FileSplit):
-        for path, label in zip(split.paths, split.labels):
+        for path, label in zip(split.paths, split.labels if split.targets is None else split.targets):
             h.update(f"{path}|{label}|".encode())
     else:
         h.update(repr(split).encode())
@@ -289,8 +289,11 @@ def view_order(
     its shuffling then continues from phase to phase, epoch by epoch, as the one image
     pipeline's does, whichever cache a phase reads.
     """
-    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(labels)), labels.astype("int32")))
-    if num_classes is not None:  # what label smoothing needs
+    multi_hot = labels.ndim == 2  # multi-label targets, already what the loss takes
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(labels)), labels.astype("float32" if multi_hot else "int32"))
+    )
+    if num_classes is not None and not multi_hot:  # what label smoothing needs
         ds = ds.map(lambda i, y: (i, tf.one_hot(y, num_classes)))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)

@@ -22,6 +22,7 @@ import keras
 from kerasimg.data.augment import parse_augment
 from kerasimg.errors import ArgumentError, UserError
 from kerasimg.training.layer_decay import WITH_LAYER_DECAY
+from kerasimg.training.multilabel import multilabel_loss, multilabel_metrics
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -222,21 +223,28 @@ def compile_classifier(
     lr,
     recipe: Recipe | None = None,
     lr_multipliers: dict[str, float] | None = None,
+    *,
+    multilabel: bool = False,
     **compile_kwargs,
 ) -> keras.Model:
     """Compile with the recipe's optimiser and loss (the seed recipe: Adam, cross-entropy, accuracy).
 
-    ``lr_multipliers`` are ``--layer-decay``'s (``layer_decay.lr_multipliers``).
+    ``lr_multipliers`` are ``--layer-decay``'s (``layer_decay.lr_multipliers``). ``multilabel``:
+    binary cross-entropy and the multi-label metrics (``kerasimg.training.multilabel``).
     """
     recipe = recipe or RECIPES["seed"]
-    if recipe.one_hot:
+    metrics = ["accuracy"]
+    if multilabel:
+        loss = multilabel_loss(recipe.label_smoothing)
+        metrics = multilabel_metrics(model.output_shape[-1])
+    elif recipe.one_hot:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
         optimizer=make_optimizer(recipe, lr, lr_multipliers),
         loss=loss,
-        metrics=["accuracy"],
+        metrics=metrics,
         **compile_kwargs,
     )
     return model

@@ -63,6 +63,11 @@ class Run:
         return self.path / "reliability.png"
 
     @property
+    def precision_recall_path(self) -> Path:
+        """A multi-label run's per-class precision-recall curves on the test split."""
+        return self.path / "precision_recall.png"
+
+    @property
     def explain_dir(self) -> Path:
         """Where ``python -m kerasimg.explain`` writes its overlays when no ``--out`` is given."""
         return self.path / "explain"
