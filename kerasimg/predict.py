@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 if "error" in r:
                     print(f"{r['file']}: UNREADABLE ({r['error']})")
                 else:
-                    print(f"{r['file']}: " + ", ".join(f"{n} {s:.1%}" for n, s in r["top"]))
+                    top = ", ".join(f"{n} {s:.1%}" for n, s in r["top"])
+                    if "predicted" in r:  # a multi-label model: the classes above their thresholds
+                        top = f"{', '.join(r['predicted']) or '(no class)'} (top: {top})"
+                    print(f"{r['file']}: {top}")
         bad = sum("error" in r for r in results)
         if bad:
             print(f"{bad} of {len(results)} file(s) could not be read.", file=sys.stderr)

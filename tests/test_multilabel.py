@@ -123,3 +123,6 @@ def test_a_multilabel_run_learns_on_cached_features_then_exports_and_serves_each
     assert served["predicted"] == (probabilities >= cuts).tolist()
     expected = [[i % 2 == 1, i % 2 == 0, (i // 2) % 2 == 0] for i in range(4)]
     assert np.mean(np.array(served["predicted"]) == np.array(expected)) >= 0.9
+    answers = kerasimg.predict(result.exported, [str(f) for f in files])  # predict names the classes
+    named = [[n for n, kept in zip(served["labels"], row) if kept] for row in served["predicted"]]
+    assert [a["predicted"] for a in answers] == named
