@@ -91,3 +91,18 @@ def test_two_folds_train_summarise_and_a_second_launch_keeps_them(tmp_path):
         kerasimg.fit(**{**settings, "epochs": 2}, folds=2, out=str(out), log=lambda *_: None)
     with pytest.raises(UserError, match="--folds trains 2 models; export one fold's run afterwards"):
         kerasimg.fit(**settings, folds=2, out=str(tmp_path / "other"), export="cv")
+    # A plan experiment with folds = 2 is the same k-fold run: compare keeps its folds and shows their
+    # mean and spread in its table.
+    from kerasimg.experiments.compare import run_plan
+    from kerasimg.experiments.plans import load_plan
+
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items() if k != "data"]
+    plan = tmp_path / "plan.toml"
+    plan.write_text('name = "cv-plan"\n[[experiment]]\nname = "cv"\nfolds = 2\n' + "\n".join(lines) + "\n")
+    said = []
+    (row,) = run_plan(load_plan(str(plan)), tmp_path, data=settings["data"], log=said.append)
+    assert not any("training in" in line for line in said), said
+    assert row["experiment"] == "cv (2 folds)"
+    assert row["test_accuracy"] == pytest.approx(result.mean["test_accuracy"])
+    assert row["test_accuracy_std"] == pytest.approx(result.std["test_accuracy"])
+    assert "± std (folds)" in (tmp_path / "results.md").read_text()

@@ -8,7 +8,8 @@ an experiment whose settings changed in the plan (or by ``--data``/``--precision
 is trained again, and the console says which settings changed. One process at a
 time runs a comparison in ``out`` (a lock, ``.compare.lock``). After each experiment
 ``results.csv``, ``results.md`` and ``curves.png`` (validation loss and accuracy of
-every experiment, overlaid) are rewritten.
+every experiment, overlaid) are rewritten. An experiment with ``folds = K`` trains its K folds
+(``kerasimg.training.kfold``) and its row gives their mean metrics and test accuracy's spread.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from kerasimg.tables import markdown_table, write_csv  # noqa: E402
 from kerasimg.training import reports  # noqa: E402
 from kerasimg.training.config import FitConfig  # noqa: E402
 from kerasimg.training.driver import fit  # noqa: E402
+from kerasimg.training.kfold import SUMMARY_FILE as FOLDS_SUMMARY  # noqa: E402
+from kerasimg.training.kfold import fit_folds  # noqa: E402
 from kerasimg.training.resume import load_run_config  # noqa: E402
 from kerasimg.training.run import Run  # noqa: E402
 
@@ -47,6 +50,7 @@ COLUMNS = [
     ("image_size", "size", "d"),
     ("precision", "precision", ""),
     ("test_accuracy", "test accuracy", ".4f"),
+    ("test_accuracy_std", "± std (folds)", ".4f"),
     ("test_balanced_accuracy", "balanced accuracy", ".4f"),
     ("test_macro_f1", "macro-F1", ".4f"),
     ("best_val_accuracy", "best val accuracy", ".4f"),
@@ -96,6 +100,23 @@ def summarize(name: str, run_dir: Path, reported: float | None = None) -> dict:
         "history": history,
         "run_dir": Path(run_dir),
     }
+
+
+def summarize_folds(name: str, root: Path, reported: float | None = None) -> dict:
+    """One results row for a k-fold experiment: the folds' means (``folds.json``), the spread of test
+    accuracy beside it, the first fold's settings and curves, and the folds' training time summed."""
+    summary = json.loads((root / FOLDS_SUMMARY).read_text(encoding="utf-8"))
+    runs = [root / row["run"] for row in summary["runs"]]
+    row = summarize(name, runs[0], reported)
+    mean, std = summary["mean"], summary["std"]
+    row.update(
+        {k: mean[k] for k in ("test_accuracy", "test_balanced_accuracy", "test_macro_f1") if k in mean}
+    )
+    row["test_accuracy_std"] = std.get("test_accuracy")
+    row["best_val_accuracy"] = mean.get("val_accuracy")
+    row["train_seconds"] = sum(Run(run).read_metrics().get("train_seconds") or 0 for run in runs)
+    row["experiment"] = f"{name} ({len(runs)} folds)"
+    return row
 
 
 def _mean_of(metrics: dict, key: str) -> float | None:
@@ -184,6 +205,14 @@ def _run_plan(plan: Plan, out: Path, data, precision, export, zoo, log) -> list[
         if recorded is None or changed:
             state["settings"][experiment.name] = settings
             write_json(state_path, state)
+        if config.folds:  # k-fold: fit_folds keeps the finished folds and resumes the rest
+            log(f"{banner}: {config.backbone} ({resolved.schedule}), {config.folds} folds.")
+            fit_folds(config, log=log)
+            if export:
+                log(f"{banner}: not exported: its {config.folds} folds are as many models; export one.")
+            rows.append(summarize_folds(experiment.name, run_dir, experiment.reported))
+            write_results(rows, out, plan, zoo if export else None)
+            continue
         if Run(run_dir).finished:
             log(f"{banner}: finished earlier, skipped.")
         elif Run(run_dir).exists:
