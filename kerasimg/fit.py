@@ -90,21 +90,33 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         per_class = result.metrics["per_class"]
         worst = min(per_class, key=lambda c: per_class[c]["f1"])
-        print(
-            f"\nTest accuracy {result.test_accuracy:.2%} on {result.metrics['test_examples']} images "
-            f"(loss {result.test_loss:.3f}); best epoch {result.best_epoch}; "
-            f"weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); {result.seconds:.0f} s.\n"
-            + (
-                f"With {result.metrics['tta']['mode']} test-time augmentation: "
-                f"{result.metrics['tta']['test_accuracy']:.2%} (not applied by the exported model).\n"
-                if "tta" in result.metrics
-                else ""
+        if result.metrics.get("task") == "multilabel":
+            m = result.metrics
+            print(
+                f"\nTest mAP {m['test_map']:.3f} on {m['test_examples']} images; "
+                f"micro-F1 {m['test_micro_f1']:.3f}, macro-F1 {m['test_macro_f1']:.3f}, every class right "
+                f"for {m['test_accuracy']:.1%} (thresholds chosen on validation); best epoch "
+                f"{result.best_epoch}; weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); "
+                f"{result.seconds:.0f} s.\n"
+                f"Files: {result.run_dir}/ (report.html, model.keras, metrics.json, predictions.csv, "
+                "precision_recall.png, curves.png, history.csv)"
             )
-            + f"Balanced accuracy {result.metrics['test_balanced_accuracy']:.2%}, macro-F1 "
-            f"{result.metrics['test_macro_f1']:.3f}, ECE {result.metrics['test_ece']:.3f}.\n"
-            f"Files: {result.run_dir}/ (report.html, model.keras, metrics.json, predictions.csv, "
-            "mistakes.png, curves.png, confusion.png, reliability.png, history.csv)"
-        )
+        else:
+            print(
+                f"\nTest accuracy {result.test_accuracy:.2%} on {result.metrics['test_examples']} images "
+                f"(loss {result.test_loss:.3f}); best epoch {result.best_epoch}; "
+                f"weakest class {worst} (F1 {per_class[worst]['f1']:.2f}); {result.seconds:.0f} s.\n"
+                + (
+                    f"With {result.metrics['tta']['mode']} test-time augmentation: "
+                    f"{result.metrics['tta']['test_accuracy']:.2%} (not applied by the exported model).\n"
+                    if "tta" in result.metrics
+                    else ""
+                )
+                + f"Balanced accuracy {result.metrics['test_balanced_accuracy']:.2%}, macro-F1 "
+                f"{result.metrics['test_macro_f1']:.3f}, ECE {result.metrics['test_ece']:.3f}.\n"
+                f"Files: {result.run_dir}/ (report.html, model.keras, metrics.json, predictions.csv, "
+                "mistakes.png, curves.png, confusion.png, reliability.png, history.csv)"
+            )
         if result.exported:
             print(f"Exported to {result.exported}")
             print_formats(result.exported)

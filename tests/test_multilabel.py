@@ -1,6 +1,7 @@
 """``fit --task multilabel``: a labels CSV of several classes per image, trained, scored and served."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,47 +76,50 @@ def test_thresholds_are_chosen_on_validation_and_metrics_are_scikit_learns():
 
 
 def test_a_multilabel_run_learns_on_cached_features_then_exports_and_serves_each_class(
-    tmp_path, small_cnn_weights
+    tmp_path, small_cnn_weights, capsys
 ):
     """Probe on cached features, then the last block: multi-hot targets through both caches, then
     the thresholds chosen on validation travel into the SavedModel a fresh process serves."""
+    from kerasimg.fit import main as fit_main
+
     csv = make_multilabel_csv(tmp_path)
-    result = kerasimg.fit(
-        **vars(
-            tiny_config(
-                csv,
-                tmp_path / "run",
-                task="multilabel",
-                weights=small_cnn_weights,
-                schedule="probe-then-last:4,2",
-                epochs=6,
-                lr=3e-2,
-            )
-        ),
-        export="tags",
-        zoo=str(tmp_path / "zoo"),
-        log=lambda *_: None,
-    )
-    metrics = result.metrics
+    argv = [
+        "--backbone",
+        "small_cnn",
+        "--weights",
+        small_cnn_weights,
+        "--data",
+        str(csv),
+        "--task",
+        "multilabel",
+    ]
+    argv += ["--image-size", "32", "--batch-size", "8", "--schedule", "probe-then-last:4,2", "--epochs", "6"]
+    argv += ["--lr", "3e-2", "--seed", "0", "--out", str(tmp_path / "run"), "--export", "tags"]
+    assert fit_main([*argv, "--zoo", str(tmp_path / "zoo")]) == 0
+    said = capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"Test mAP {metrics['test_map']:.3f} on 8 images; micro-F1" in said
+    exported = Path(said.split("Exported to ", 1)[1].splitlines()[0])
     assert metrics["task"] == "multilabel" and metrics["test_examples"] == 8
     assert metrics["test_map"] >= 0.9, metrics  # separable by colour and by the bright top half
     assert set(metrics["thresholds"]) == {"blue", "red", "striped"}
-    history = (result.run_dir / "history.csv").read_text()
+    history = (run_dir / "history.csv").read_text()
     assert "val_map" in history.splitlines()[0]
 
-    header, *rows = (result.run_dir / "predictions.csv").read_text().splitlines()
+    header, *rows = (run_dir / "predictions.csv").read_text().splitlines()
     assert header == "file,true,predicted,p_blue,p_red,p_striped,loss"
     first = rows[0].split(",")
     assert first[1] == "red;striped"  # test0: red and striped
 
-    report = (result.run_dir / "report.html").read_text()
+    report = (run_dir / "report.html").read_text()
     assert "test mAP" in report and "Precision-recall" in report and "Confusion matrix" not in report
-    assert (result.run_dir / "precision_recall.png").stat().st_size > 0
+    assert (run_dir / "precision_recall.png").stat().st_size > 0
 
     entry = json.loads((tmp_path / "zoo" / "zoo.json").read_text())["models"][-1]
     assert entry["task"] == "multilabel" and entry["thresholds"] == metrics["thresholds"]
     files = [tmp_path / "img" / f"test{i}.png" for i in range(4)]
-    served = serve_in_fresh_process(result.exported, files, tmp_path)
+    served = serve_in_fresh_process(exported, files, tmp_path)
     assert "predicted" in served["outputs"]
     probabilities = np.array(served["probabilities"])
     assert not np.allclose(probabilities.sum(axis=1), 1.0)  # sigmoid: each class on its own
@@ -123,6 +127,6 @@ def test_a_multilabel_run_learns_on_cached_features_then_exports_and_serves_each
     assert served["predicted"] == (probabilities >= cuts).tolist()
     expected = [[i % 2 == 1, i % 2 == 0, (i // 2) % 2 == 0] for i in range(4)]
     assert np.mean(np.array(served["predicted"]) == np.array(expected)) >= 0.9
-    answers = kerasimg.predict(result.exported, [str(f) for f in files])  # predict names the classes
+    answers = kerasimg.predict(exported, [str(f) for f in files])  # predict names the classes
     named = [[n for n, kept in zip(served["labels"], row) if kept] for row in served["predicted"]]
     assert [a["predicted"] for a in answers] == named
