@@ -30,6 +30,10 @@ KINDS = {
         "a number or a list of numbers such as [1.0, 1.1]",
     ),
     "string": (lambda v: isinstance(v, str), 'a string in quotes such as "flip"'),
+    "strings": (
+        lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        'a string or a list of strings such as ["flip", "rrc,flip"]',
+    ),
     "boolean": (lambda v: isinstance(v, bool), "true or false"),
     "table": (lambda v: isinstance(v, dict), "a table such as { epochs = 1 }"),
     "tables": (

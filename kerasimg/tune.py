@@ -1,10 +1,12 @@
-"""``python -m kerasimg.tune compound``: search EfficientNet's compound-scaling coefficients.
+"""``python -m kerasimg.tune compound|recipe``: KerasTuner searches.
 
-Trains a scaled EfficientNet for every feasible (alpha, beta, gamma) of a grid with
-KerasTuner, writes tuning/<project>/results.csv, results.md and search.png, and with
-``--scale N`` the parameters/FLOPs table of phi = 0..N for the best triple.
-Rerunning the same command resumes; ``--workers N`` runs KerasTuner's chief and N
-workers on this machine.
+``compound`` trains a scaled EfficientNet for every feasible (alpha, beta, gamma) of a grid,
+writes tuning/<project>/results.csv, results.md and search.png, and with ``--scale N`` the
+parameters/FLOPs table of phi = 0..N for the best triple; ``--workers N`` runs KerasTuner's
+chief and N workers on this machine. ``recipe`` searches the training recipe (learning rate,
+weight decay, label smoothing, augmentation, warm-up, optimizer, schedule) for one backbone and
+data set, each trial a ``fit`` run, and writes the winner as tuning/<project>/best.toml for
+``fit --config``. Rerunning the same command resumes either.
 """
 
 from __future__ import annotations
@@ -73,7 +75,80 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scale", type=int, metavar="N", help="then tabulate phi = 0..N for the best triple")
     c.add_argument("--workers", type=int, metavar="N", help="run a chief and N workers on 127.0.0.1")
     c.add_argument("--dry-run", action="store_true", help="list the feasible triples and stop")
+    _add_recipe_parser(sub)
     return p
+
+
+def _add_recipe_parser(sub) -> None:
+    from kerasimg.tuning.recipe_search import TUNERS, BaseTraining, RecipeSearch
+
+    base, search = BaseTraining(), RecipeSearch()
+    r = sub.add_parser(
+        "recipe", help="search lr, weight decay, smoothing, augmentation, warm-up, optimizer, schedule"
+    )
+    r.add_argument("--backbone", default=base.backbone, help=f"as fit's (default {base.backbone})")
+    r.add_argument("--data", default=base.data, help=f"as fit's (default {base.data})")
+    r.add_argument("--weights", default=base.weights, help=f"as fit's (default {base.weights})")
+    r.add_argument("--image-size", type=int, help="as fit's (default: the backbone's)")
+    r.add_argument("--batch-size", type=int, default=base.batch_size, help=f"default {base.batch_size}")
+    r.add_argument(
+        "--epochs", type=int, default=base.epochs, help=f"the most any trial trains (default {base.epochs})"
+    )
+    r.add_argument(
+        "--patience",
+        type=int,
+        default=base.patience,
+        help=f"a trial stops after this many epochs without a better val accuracy (default {base.patience})",
+    )
+    r.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=base.recipe,
+        help=f"the preset for what the space leaves alone: lr schedule, EMA (default {base.recipe})",
+    )
+    r.add_argument("--tuner", choices=TUNERS, default=search.tuner, help=f"default {search.tuner}")
+    r.add_argument(
+        "--trials", type=int, default=search.trials, help=f"bayesian: how many (default {search.trials})"
+    )
+    r.add_argument(
+        "--factor",
+        type=int,
+        default=search.factor,
+        help=f"hyperband's reduction factor (default {search.factor})",
+    )
+    r.add_argument("--space", metavar="TOML", help="search-space file (keys: docs/tuning.md)")
+    r.add_argument("--seed", type=int, default=base.seed)
+    r.add_argument("--directory", default="tuning", help="KerasTuner's directory (default tuning)")
+    r.add_argument("--project", default="recipe", help="folder under --directory (default recipe)")
+    r.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+
+
+def recipe_search_from_args(args: argparse.Namespace):
+    from kerasimg.tuning.recipe_search import BaseTraining, RecipeSearch
+    from kerasimg.tuning.recipe_space import RecipeSpace, read_recipe_space
+
+    training = BaseTraining(
+        backbone=args.backbone,
+        data=args.data,
+        weights=args.weights,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        recipe=args.recipe,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    space = RecipeSpace(**(read_recipe_space(args.space) if args.space else {}))
+    return RecipeSearch(
+        directory=args.directory,
+        project=args.project,
+        overwrite=args.overwrite,
+        training=training,
+        space=space,
+        tuner=args.tuner,
+        trials=args.trials,
+        factor=args.factor,
+    )
 
 
 def search_from_args(args: argparse.Namespace):
@@ -96,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
+        if args.command == "recipe":
+            return _recipe(args)
         search = search_from_args(args)
         triples = search.space.require_feasible()
         if args.scale is not None and args.scale < 0:
@@ -138,6 +215,23 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(run, "Rerun the same command to resume the search (completed trials are kept).")
 
 
+def _recipe(args: argparse.Namespace) -> int:
+    from kerasimg.tuning.recipe_results import BEST_CONFIG
+    from kerasimg.tuning.recipe_search import run_recipe_search
+
+    search = recipe_search_from_args(args)
+    rows = run_recipe_search(search)
+    project = search.project_dir
+    _show(project, "results.md")
+    if rows and rows[0].get("best") == "*":
+        print(f"Train the best recipe: python -m kerasimg.fit --config {project / BEST_CONFIG}")
+        return 0
+    print(
+        f"error: no trial completed; their tracebacks are in {project}/trial_*/trial.json.", file=sys.stderr
+    )
+    return 1
+
+
 def _scale(rows: list[dict], max_phi: int, base_resolution: int, project: Path) -> None:
     from kerasimg.tuning.scaling import scale_rows, write_scale_table
 
@@ -154,7 +248,7 @@ def _show(project: Path, *names: str) -> None:
     for name in names:
         if (project / name).exists():
             print("\n" + (project / name).read_text())
-    print(f"Files: {project}/ (results.csv, results.md, search.png, scaling.md/csv with --scale)")
+    print(f"Files: {project}/ (results.csv, results.md, search.png; scaling.md/csv or best.toml)")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,12 @@ def test_bad_space_is_refused_before_any_trial(kwargs, message):
 
 def _search(tmp_path, overwrite=False, **space):
     return CompoundSearch(
-        CompoundSpace(**(space or GRID)), TrialTraining(), str(tmp_path / "tuning"), "p", overwrite, verbose=0
+        space=CompoundSpace(**(space or GRID)),
+        training=TrialTraining(),
+        directory=str(tmp_path / "tuning"),
+        project="p",
+        overwrite=overwrite,
+        verbose=0,
     )
 
 
@@ -157,7 +162,9 @@ def test_tiny_real_search_writes_results_table_and_plot_and_a_quiet_log(tiny_sce
     space = CompoundSpace(alpha=(1.0, 1.4), beta=(1.2,), gamma=(1.0, 1.2), base_resolution=32)
     assert space.feasible() == [Triple(1.0, 1.2, 1.2), Triple(1.4, 1.2, 1.0)]  # 2 of a grid of 4
     training = TrialTraining(data=str(tiny_scenes), epochs=1, batch_size=16)
-    search = CompoundSearch(space, training, str(tmp_path / "tuning"), "tiny")
+    search = CompoundSearch(
+        space=space, training=training, directory=str(tmp_path / "tuning"), project="tiny"
+    )
     hypermodel = CompoundHyperModel(training, space.base_resolution, run_eagerly=True)
     rows = run_search(search, hypermodel=hypermodel, log=lambda *a: None)
     # Printed as into a log file (`kerasimg tune ... | tee log`): neither Keras's progress bar nor
@@ -265,7 +272,9 @@ def test_overwrite_deletes_only_a_folder_that_holds_a_search(tmp_path):
 def test_directory_that_is_a_file_is_one_clear_error(tmp_path):
     path = tmp_path / "tuning"
     path.write_text("not a folder")
-    search = CompoundSearch(CompoundSpace(**GRID), TrialTraining(), str(path), "p", verbose=0)
+    search = CompoundSearch(
+        space=CompoundSpace(**GRID), training=TrialTraining(), directory=str(path), project="p", verbose=0
+    )
     with pytest.raises(UserError, match="--directory must be a folder.*is a file"):
         run_search(search, hypermodel=FakeHyperModel(), **QUIET)
 
@@ -352,7 +361,9 @@ def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, change, k
 
 def test_workers_are_capped_at_the_trials_left(tmp_path, monkeypatch, capsys):
     expected = brute_force_feasible(*GRID.values(), 2.0, 0.1)
-    search = CompoundSearch(CompoundSpace(**GRID), TrialTraining(), str(tmp_path), "p", verbose=0)
+    search = CompoundSearch(
+        space=CompoundSpace(**GRID), training=TrialTraining(), directory=str(tmp_path), project="p", verbose=0
+    )
     with pytest.raises(KeyboardInterrupt):
         run_search(search, hypermodel=FakeHyperModel(crash_on_call=3), **QUIET)
     started = []

@@ -132,10 +132,11 @@ class Run:
 
     @property
     def holds_other_files(self) -> bool:
-        """A folder that is not empty (but for our lock) and holds no run: not ours to write into."""
+        """A folder that is not empty (but for our lock and feature caches placed for it, as
+        ``tune recipe`` links them) and holds no run: not ours to write into."""
         if not self.path.is_dir() or self.exists:
             return False
-        return any(p.name != ".lock" for p in self.path.iterdir())
+        return any(p.name not in (".lock", self.features_dir.name) for p in self.path.iterdir())
 
     def lock(self):
         """Hold the run for this process's life: a second ``fit`` on it is refused with our PID."""

@@ -22,6 +22,7 @@ import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
 from kerasimg.errors import UserError
+from kerasimg.tuning.guard import SettingsGuard
 from kerasimg.tuning.space import Triple
 
 OBJECTIVE = "val_accuracy"
@@ -32,8 +33,10 @@ def triple_key(values: dict) -> tuple[float, float, float]:
     return tuple(round(float(values[name]), 9) for name in COEFFICIENTS)
 
 
-class CompoundGridOracle(keras_tuner.Oracle):
+class CompoundGridOracle(SettingsGuard, keras_tuner.Oracle):
     """Offers each triple of ``triples`` once, as hyperparameters alpha, beta, gamma (and fixed phi)."""
+
+    settings_key = "compound_settings"
 
     def __init__(self, triples: list[Triple], phi: float, settings: dict | None = None, **kwargs):
         if not triples:
@@ -47,11 +50,11 @@ class CompoundGridOracle(keras_tuner.Oracle):
             max_trials=len(triples),
             hyperparameters=hp,
             allow_new_entries=False,
+            settings=settings,
             **kwargs,
         )
         self.triples = list(triples)
         self.phi = float(phi)
-        self.settings = dict(settings or {})
         self.retry_next_run: set[str] = set()
 
     def populate_space(self, trial_id):
@@ -65,7 +68,6 @@ class CompoundGridOracle(keras_tuner.Oracle):
     def get_state(self):
         state = super().get_state()
         state["compound_grid"] = {"phi": self.phi, "triples": [triple_key(vars(t)) for t in self.triples]}
-        state["compound_settings"] = self.settings
         state["compound_retry_next_run"] = sorted(self.retry_next_run)
         return state
 
@@ -96,18 +98,6 @@ class CompoundGridOracle(keras_tuner.Oracle):
                 f"({len(saved['triples'])} feasible triples at phi={saved['phi']:g}; this command has "
                 f"{len(mine['triples'])} at phi={mine['phi']:g}). Rerun with --overwrite to start over, "
                 "or give this search its own --project NAME."
-            )
-        saved_settings = state.get("compound_settings") or {}
-        changed = [
-            f"{k}: {saved_settings[k]!r} then, {self.settings.get(k)!r} now"
-            for k in sorted(saved_settings)
-            if saved_settings[k] != self.settings.get(k)
-        ]
-        if changed:
-            raise UserError(
-                f"The search in {self._project_dir} was started with other settings ({'; '.join(changed)}); "
-                "its trials would not compare with new ones. Rerun with the earlier settings to resume, "
-                "with --overwrite to start over, or give this search its own --project NAME."
             )
         self.retry_next_run = set(state.get("compound_retry_next_run", []))
         super().set_state(state)

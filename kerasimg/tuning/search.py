@@ -9,25 +9,20 @@ the chief serves the oracle and writes the results, workers train trials.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import keras_tuner
 from keras_tuner.src import utils as keras_tuner_utils
 
 from kerasimg.data.sources import data_identity
 from kerasimg.errors import UserError
-from kerasimg.files import inside
-from kerasimg.locks import exclusive
-from kerasimg.names import check_name
 from kerasimg.progress import progress_verbosity
 from kerasimg.tuning.hypermodel import CompoundHyperModel, TrialTraining
 from kerasimg.tuning.oracle import CompoundGridOracle, triple_key
+from kerasimg.tuning.project import SearchProject
 from kerasimg.tuning.results import trial_rows, write_results
 from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
 
@@ -42,8 +37,6 @@ def _not_a_notebook_unless_one_runs() -> None:
 
 
 _not_a_notebook_unless_one_runs()
-
-ORACLE_FILE = "oracle.json"  # KerasTuner's own state file: its presence marks a search project
 
 
 def distributed_role() -> str:
@@ -77,14 +70,12 @@ class CompoundTuner(keras_tuner.Tuner):
 
 
 @dataclass
-class CompoundSearch:
+class CompoundSearch(SearchProject):
     """Everything one search needs; the CLI fills it from flags and a space file."""
 
+    project: str = "compound"
     space: CompoundSpace = field(default_factory=CompoundSpace)
     training: TrialTraining = field(default_factory=TrialTraining)
-    directory: str = "tuning"
-    project: str = "compound"
-    overwrite: bool = False
     verbose: int | str = "auto"
 
     @classmethod
@@ -112,24 +103,11 @@ class CompoundSearch:
         space = CompoundSpace(**{k: v for k, v in values.items() if k in space_keys})
         training = TrialTraining(**{k: v for k, v in values.items() if k in training_keys})
         training.validate()
-        search = cls(space, training, directory, project, overwrite)
+        search = cls(
+            directory=directory, project=project, overwrite=overwrite, space=space, training=training
+        )
         _ = search.project_dir  # the project name and the directory are checked before anything runs
         return search
-
-    @property
-    def project_dir(self) -> Path:
-        """KerasTuner's folder for this search, where the results are written too.
-
-        The project is one plain folder name (the zoo's rule), resolved strictly inside
-        ``directory``: no ``..``, absolute path, ``.`` or empty name can point elsewhere.
-        """
-        directory = Path(self.directory)
-        if directory.exists() and not directory.is_dir():
-            raise UserError(
-                f"--directory must be a folder (KerasTuner keeps its projects in it); {directory} is a "
-                f"file. Give another --directory. Received: directory={self.directory!r}"
-            )
-        return inside(directory, check_name(self.project, "project name"))
 
     def fingerprint(self) -> dict:
         """Every setting that changes a trial's result, kept with the project to refuse stale reuse.
@@ -139,16 +117,6 @@ class CompoundSearch:
         training = dataclasses.asdict(self.training)
         training["data"] = data_identity(training["data"])  # a folder: where it is, not its spelling
         return {"base_resolution": self.space.base_resolution, **training}
-
-    @property
-    def lock_path(self) -> Path:
-        """Beside the project, not in it: ``--overwrite`` deletes the project while holding the lock."""
-        project_dir = self.project_dir
-        return project_dir.parent / f".{project_dir.name}.lock"
-
-    def lock(self) -> contextlib.AbstractContextManager:
-        """Hold the project for this process; a second runner is refused with this one's PID."""
-        return exclusive(self.lock_path, f"The search project {self.project_dir}")
 
     def remaining(self, triples: list[Triple]) -> int:
         """How many of ``triples`` have no completed trial in the project yet."""
@@ -163,19 +131,6 @@ class CompoundSearch:
             if trial.get("status") == "COMPLETED":
                 done.add(triple_key(trial["hyperparameters"]["values"]))
         return sum(triple_key(vars(t)) not in done for t in triples)
-
-    def clear(self) -> None:
-        """``--overwrite``: delete the project, only if KerasTuner's own state marks it as one."""
-        project_dir = self.project_dir
-        if not project_dir.exists():
-            return
-        if not (project_dir / ORACLE_FILE).is_file():
-            raise UserError(
-                f"--overwrite deletes only a search project (a folder holding KerasTuner's "
-                f"{ORACLE_FILE}); {project_dir} has none, so it was left alone. Give another "
-                f"--project or remove the folder yourself. Received: project={self.project!r}"
-            )
-        shutil.rmtree(project_dir)
 
 
 def run_search(search: CompoundSearch, *, hypermodel: keras_tuner.HyperModel | None = None, log=print):

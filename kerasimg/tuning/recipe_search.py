@@ -1,0 +1,245 @@
+"""``tune recipe``: a KerasTuner search over the training recipe, each trial an ordinary ``fit`` run.
+
+Every trial is ``kerasimg.fit`` with the base settings (backbone, data, weights, size) and the
+trial's recipe values, in ``<project>/trial_<id>/run``. Each run's feature caches are hard-linked
+into ``<project>/features`` and from there into the next trial's run (they are keyed by the model,
+the data and the views, which every trial shares), so head-only trials (``linear-probe`` on
+pretrained weights, plain or flipped views) extract features once for the whole search. Each
+trial stops early when validation accuracy stalls. The objective is the best epoch's
+validation accuracy; the test split is never used to choose. Hyperband (the default) gives most
+trials a few epochs and the promising ones more; each trial trains from the start with its
+budget, a fresh run. ``--tuner bayesian`` runs ``--trials`` Bayesian-optimisation trials at
+the full ``--epochs``. Rerunning the same command resumes: KerasTuner's state and each trial's
+finished run are kept, an interrupted run is resumed. The winner is written as ``best.toml``,
+a ``fit --config`` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras_tuner
+
+from kerasimg.data.sources import data_identity
+from kerasimg.errors import UserError
+from kerasimg.training.config import FitConfig
+from kerasimg.training.recipe import RECIPES
+from kerasimg.tuning.guard import SettingsGuard
+from kerasimg.tuning.project import SearchProject
+from kerasimg.tuning.recipe_space import RecipeSpace, fit_settings
+
+OBJECTIVE = "val_accuracy"
+TUNERS = ("hyperband", "bayesian")
+
+
+class RecipeHyperband(SettingsGuard, keras_tuner.oracles.HyperbandOracle):
+    """Hyperband over the recipe space, refusing a rerun with other base settings."""
+
+
+class RecipeBayesian(SettingsGuard, keras_tuner.oracles.BayesianOptimizationOracle):
+    """Bayesian optimisation over the recipe space, refusing a rerun with other base settings."""
+
+
+@dataclass(frozen=True)
+class BaseTraining:
+    """What every trial shares: the model, the data and the budget. The space varies the rest."""
+
+    backbone: str = "small_cnn"
+    data: str = "scenes"
+    weights: str = "imagenet"
+    image_size: int | None = None
+    batch_size: int = 32
+    epochs: int = 10  # the most a trial trains (Hyperband's max_epochs)
+    recipe: str = "modern"  # what the space does not set: the lr schedule, EMA, layer decay
+    patience: int = 3  # epochs without a better validation accuracy before a trial stops
+    seed: int = 0
+    val_split: float = 0.1
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "none"
+
+    def fit_config(self, values: dict, epochs: int, out: str | os.PathLike) -> FitConfig:
+        return FitConfig(
+            backbone=self.backbone,
+            data=self.data,
+            weights=self.weights,
+            image_size=self.image_size,
+            batch_size=self.batch_size,
+            epochs=epochs,
+            recipe=self.recipe,
+            early_stop=self.patience,
+            seed=self.seed,
+            val_split=self.val_split,
+            out=str(out),
+            **fit_settings(values),
+        )
+
+
+@dataclass
+class RecipeSearch(SearchProject):
+    project: str = "recipe"
+    training: BaseTraining = field(default_factory=BaseTraining)
+    space: RecipeSpace = field(default_factory=RecipeSpace)
+    tuner: str = "hyperband"
+    trials: int = 10  # Bayesian optimisation's; Hyperband sizes itself from epochs and factor
+    factor: int = 3
+
+    def validate(self) -> None:
+        """Every setting checked before the first trial: a trial that raises is a failed trial."""
+        if self.tuner not in TUNERS:
+            raise UserError(f"--tuner must be one of {', '.join(TUNERS)}. Received: tuner={self.tuner!r}")
+        if self.training.recipe not in RECIPES:
+            raise UserError(
+                f"--recipe must be one of {', '.join(RECIPES)}. Received: {self.training.recipe!r}"
+            )
+        for name, value, low in (
+            ("trials", self.trials, 1),
+            ("factor", self.factor, 2),
+            ("epochs", self.training.epochs, 1),
+            ("patience", self.training.patience, 1),
+        ):
+            if value < low:
+                raise UserError(f"--{name} must be at least {low}. Received: {name}={value}")
+        self.space.validate(self.training.pretrained)
+        hp = self.space.hyperparameters(self.training.pretrained)
+        for values in _corners(hp):  # every value a trial can draw makes a valid fit
+            self.training.fit_config(values, self.training.epochs, self.project_dir / "check").validate()
+
+    def fingerprint(self) -> dict:
+        """The settings that change a trial's result, kept by the oracle to refuse stale reuse."""
+        training = dataclasses.asdict(self.training)
+        training["data"] = data_identity(training["data"])
+        return {
+            **training,
+            "space": self.space.to_dict(),
+            "tuner": self.tuner,
+            "trials": self.trials,
+            "factor": self.factor,
+        }
+
+    def oracle(self) -> keras_tuner.Oracle:
+        common = dict(
+            objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+            hyperparameters=self.space.hyperparameters(self.training.pretrained),
+            allow_new_entries=False,
+            tune_new_entries=False,
+            seed=self.training.seed,
+            settings=self.fingerprint(),
+        )
+        if self.tuner == "hyperband":
+            return RecipeHyperband(max_epochs=self.training.epochs, factor=self.factor, **common)
+        return RecipeBayesian(max_trials=self.trials, **common)
+
+
+def _corners(hp: keras_tuner.HyperParameters) -> list[dict]:
+    """The values at each end of every range and each choice, one setting varied at a time."""
+    base = {p.name: _ends(p)[0] for p in hp.space}
+    return [base] + [{**base, p.name: value} for p in hp.space for value in _ends(p)[1:]]
+
+
+def _ends(parameter) -> list:
+    if isinstance(parameter, keras_tuner.engine.hyperparameters.Choice):
+        return list(parameter.values)
+    if isinstance(parameter, keras_tuner.engine.hyperparameters.Fixed):
+        return [parameter.value]
+    return [parameter.min_value, parameter.max_value]
+
+
+class RecipeTuner(keras_tuner.Tuner):
+    """Each trial is a ``fit`` run in its trial folder; the space is the oracle's, declared up front."""
+
+    def __init__(self, oracle, search: RecipeSearch, log=print, **kwargs):
+        super().__init__(oracle, hypermodel=None, **kwargs)
+        self.recipe_search, self.log = search, log
+
+    def _populate_initial_space(self):
+        pass  # the oracle declares every hyperparameter; there is no model to build to find them
+
+    def run_trial(self, trial, *args, **kwargs):
+        from kerasimg.training.driver import fit
+        from kerasimg.training.resume import load_run_config
+        from kerasimg.training.run import Run
+
+        values = trial.hyperparameters.values
+        epochs = int(values.get("tuner/epochs", self.recipe_search.training.epochs))
+        out = Path(self.get_trial_dir(trial.trial_id)) / "run"
+        run = Run(out)
+        settings = fit_settings(values)
+        self.log(
+            f"Trial {trial.trial_id}: {epochs} epoch(s), "
+            + ", ".join(f"{k} {v}" for k, v in settings.items())
+        )
+        quiet = lambda *_: None  # noqa: E731 - the trial's own run folder keeps its log
+        shared = self.recipe_search.project_dir / "features"
+        if not run.finished:
+            share_caches(shared, run.features_dir)
+            if run.exists:
+                result = fit(load_run_config(out), resume=True, log=quiet)
+            else:
+                result = fit(self.recipe_search.training.fit_config(values, epochs, out), log=quiet)
+            share_caches(run.features_dir, shared)
+            metrics = result.metrics
+        else:
+            metrics = run.read_metrics()
+        return trial_metrics(run, metrics)
+
+
+def share_caches(source: Path, target: Path) -> None:
+    """Hard-link each complete feature cache of ``source`` that ``target`` lacks (a copy where the
+    file system has no links). Complete: its ``.json`` record exists, written last by the cache."""
+    if not source.is_dir():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for record in source.glob("*.json"):
+        stem = str(record.with_suffix(""))
+        for suffix in (".npy", ".labels.npy", ".json"):  # the record last, as the cache writes it
+            file, linked = Path(stem + suffix), target / Path(stem + suffix).name
+            if file.exists() and not linked.exists():
+                try:
+                    os.link(file, linked)
+                except OSError:
+                    shutil.copy2(file, linked)
+
+
+def trial_metrics(run, metrics: dict) -> dict[str, float]:
+    """What a trial reports: the best epoch's validation accuracy (the objective), and its costs."""
+    from kerasimg.training.reports import read_history
+
+    history = read_history(run.history_path)
+    best = max((r.get(OBJECTIVE, 0.0) for r in history), default=0.0)
+    return {
+        OBJECTIVE: float(best),
+        "epochs_trained": float(len(history)),
+        "train_seconds": float(metrics.get("train_seconds", 0.0)),
+        "test_accuracy": float(metrics.get("test_accuracy", 0.0)),
+    }
+
+
+def run_recipe_search(search: RecipeSearch, *, log=print) -> list[dict]:
+    """Search (or resume), write results.csv/md and best.toml; return the rows, best first."""
+    from kerasimg.tuning.recipe_results import trial_rows, write_recipe_results
+
+    search.validate()
+    project_dir = search.project_dir
+    with search.lock():
+        if search.overwrite:
+            search.clear()
+        tuner = RecipeTuner(
+            search.oracle(),
+            search,
+            log=log,
+            directory=str(project_dir.parent),
+            project_name=project_dir.name,
+            overwrite=False,
+        )
+        done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+        if done:
+            log(f"Resuming {project_dir}: {done} trial(s) already done.")
+        tuner.search(verbose=0)
+        write_recipe_results(tuner.oracle, search)
+        return trial_rows(tuner.oracle)

@@ -1,0 +1,148 @@
+"""The recipe search space: which training settings ``tune recipe`` tries, as KerasTuner hyperparameters.
+
+The settings that decide a fine-tune more than the backbone does: the learning rate and weight
+decay (log-uniform), label smoothing, the augmentation (a preset, and for random-resized crops the
+smallest area kept), the warm-up, the optimizer and the freezing schedule. Epochs are the
+tuner's: Hyperband gives each trial its budget, and every trial stops early when validation
+accuracy stalls. A range is ``[low, high]``; a one-element list or a plain value fixes the
+setting. A space file (``--space FILE``, TOML) sets any of these keys; flags override it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import keras_tuner
+
+from kerasimg.data.augment import parse_augment
+from kerasimg.errors import UserError
+from kerasimg.tomlfile import read_toml
+from kerasimg.training.recipe import OPTIMIZERS
+from kerasimg.training.schedules import NAMED_SCHEDULES
+
+# Schedules whose phases do not name epochs, so they fit any budget Hyperband gives a trial.
+EPOCH_FREE_SCHEDULES = tuple(s for s in NAMED_SCHEDULES if s != "probe-then-last")
+CROP_KEY = "rrc"
+
+
+@dataclass(frozen=True)
+class RecipeSpace:
+    lr: tuple[float, ...] = (1e-4, 3e-2)
+    weight_decay: tuple[float, ...] = (1e-6, 1e-1)
+    label_smoothing: tuple[float, ...] = (0.0, 0.2)
+    augment: tuple[str, ...] = ("flip", "rrc,flip", "rrc,flip,randaugment:2:9")
+    crop_scale: tuple[float, ...] = (0.08, 0.25, 0.5)
+    warmup_epochs: tuple[float, ...] = (0.0, 1.0)
+    optimizer: tuple[str, ...] = ("adamw", "sgd")
+    # None: the schedules that suit the weights (any for pretrained ones, "full" from scratch).
+    schedule: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and not isinstance(value, (tuple, list)):
+                value = (value,)
+            if value is not None:
+                object.__setattr__(self, field.name, tuple(value))
+
+    def validate(self, pretrained: bool) -> None:
+        """Every value checked before the first trial (a trial that raises is a failed trial)."""
+        for name in ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "crop_scale"):
+            values = getattr(self, name)
+            if not values or len(values) > (2 if name != "crop_scale" else 99):
+                raise UserError(f"{name} is [low, high] or one value. Received: {name}={list(values)}")
+            if any(
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) for v in values
+            ):
+                raise UserError(f"{name} must be numbers. Received: {name}={list(values)}")
+            if min(values) < 0 or (name in ("lr", "weight_decay") and min(values) <= 0):
+                raise UserError(f"{name} must be positive. Received: {name}={list(values)}")
+        if max(self.label_smoothing) >= 1:
+            raise UserError(f"label_smoothing must be below 1. Received: {list(self.label_smoothing)}")
+        if max(self.crop_scale) > 1:
+            raise UserError(
+                f"crop_scale is the smallest area kept, at most 1. Received: {list(self.crop_scale)}"
+            )
+        for spec in self.augment:
+            if parse_augment(spec).mixes_labels:
+                raise UserError(f"augment {spec!r} mixes labels; the search tries mixing-free augmentations.")
+        unknown = sorted(set(self.optimizer) - set(OPTIMIZERS))
+        if unknown:
+            raise UserError(f"optimizer must be among {', '.join(OPTIMIZERS)}. Received: {unknown}")
+        bad = sorted(set(self.schedules(pretrained)) - set(EPOCH_FREE_SCHEDULES))
+        if bad:
+            raise UserError(
+                f"schedule must be among {', '.join(EPOCH_FREE_SCHEDULES)} (each trial's epochs are the "
+                f"tuner's). Received: {bad}"
+            )
+
+    def schedules(self, pretrained: bool) -> tuple[str, ...]:
+        if self.schedule is not None:
+            return self.schedule
+        return ("linear-probe", "last-block", "full") if pretrained else ("full",)
+
+    def hyperparameters(self, pretrained: bool) -> keras_tuner.HyperParameters:
+        """The space as KerasTuner declares it: ranges are log- or linear-uniform, lists are choices."""
+        hp = keras_tuner.HyperParameters()
+        for name, sampling in (("lr", "log"), ("weight_decay", "log"), ("label_smoothing", "linear")):
+            low, high = min(getattr(self, name)), max(getattr(self, name))
+            if low == high:
+                hp.Fixed(name, float(low))
+            else:
+                hp.Float(name, low, high, sampling=sampling)
+        choices = {
+            "augment": self.augment,
+            "crop_scale": tuple(float(v) for v in self.crop_scale),
+            "warmup_epochs": tuple(float(v) for v in self.warmup_epochs),
+            "optimizer": self.optimizer,
+            "schedule": self.schedules(pretrained),
+        }
+        for name, values in choices.items():
+            values = tuple(dict.fromkeys(values))
+            if len(values) == 1:
+                hp.Fixed(name, values[0])
+            else:
+                hp.Choice(name, list(values))
+        return hp
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if v is not None else None) for k, v in dataclasses.asdict(self).items()}
+
+
+def fit_settings(values: dict) -> dict:
+    """A trial's hyperparameter values as ``FitConfig`` settings (``crop_scale`` goes into ``augment``)."""
+    augment = values["augment"]
+    if CROP_KEY in parse_augment(augment).names:
+        augment = ",".join(
+            f"{CROP_KEY}:{values['crop_scale']:g}" if op.split(":")[0] == CROP_KEY else op
+            for op in augment.split(",")
+        )
+    return {
+        "lr": float(values["lr"]),
+        "weight_decay": float(values["weight_decay"]),
+        "label_smoothing": float(values["label_smoothing"]),
+        "augment": augment,
+        "warmup_epochs": float(values["warmup_epochs"]),
+        "optimizer": values["optimizer"],
+        "schedule": values["schedule"],
+    }
+
+
+SPACE_SCHEMA = {
+    "lr": "numbers",
+    "weight_decay": "numbers",
+    "label_smoothing": "numbers",
+    "crop_scale": "numbers",
+    "warmup_epochs": "numbers",
+    "augment": "strings",
+    "optimizer": "strings",
+    "schedule": "strings",
+}
+
+
+def read_recipe_space(path) -> dict:
+    """The keys of a recipe-space TOML file, each checked for its name and type (one line naming it)."""
+    file = read_toml(path, "search-space file")
+    return file.check(file.data, SPACE_SCHEMA)
