@@ -116,7 +116,12 @@ def _add_recipe_parser(sub) -> None:
         default=search.factor,
         help=f"hyperband's reduction factor (default {search.factor})",
     )
-    r.add_argument("--space", metavar="TOML", help="search-space file (keys: docs/tuning.md)")
+    r.add_argument(
+        "--max-minutes",
+        type=float,
+        help="start no trial after this many minutes (the running one finishes); rerun to continue",
+    )
+    r.add_argument("--space", metavar="TOML", help="search-space file (keys: docs/recipe-search.md)")
     r.add_argument("--seed", type=int, default=base.seed)
     r.add_argument("--directory", default="tuning", help="KerasTuner's directory (default tuning)")
     r.add_argument("--project", default="recipe", help="folder under --directory (default recipe)")
@@ -148,6 +153,7 @@ def recipe_search_from_args(args: argparse.Namespace):
         tuner=args.tuner,
         trials=args.trials,
         factor=args.factor,
+        max_minutes=args.max_minutes,
     )
 
 

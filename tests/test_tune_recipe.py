@@ -80,3 +80,8 @@ def test_hyperband_on_cached_probes_writes_a_winner_that_fit_accepts_and_resumes
     assert "already done" in again and "Trial " not in again
     assert tune.main([*argv, "--patience", "1"]) == 2  # a user error, one line
     assert "started with other settings (patience: 3 then, 1 now)" in capsys.readouterr().err
+    # A time budget already spent starts no trial in a new project, and says how to go on.
+    assert tune.main([*argv, "--project", "late", "--max-minutes", "0"]) == 1
+    late = capsys.readouterr()
+    assert "Trial " not in late.out and "Stopped starting trials after --max-minutes 0" in late.out
+    assert "no trial completed" in late.err

@@ -15,7 +15,7 @@ from pathlib import Path
 from kerasimg.files import save_figure, write_text
 from kerasimg.tables import markdown_table, write_csv
 from kerasimg.training.reports import plt, styled
-from kerasimg.tuning.recipe_search import OBJECTIVE, RecipeSearch
+from kerasimg.tuning.oracle import OBJECTIVE
 from kerasimg.tuning.recipe_space import fit_settings
 
 BEST_CONFIG = "best.toml"
@@ -62,8 +62,9 @@ def trial_rows(oracle) -> list[dict]:
     return done + sorted(rest, key=lambda r: r["trial"])
 
 
-def best_config(row: dict, search: RecipeSearch) -> str:
-    """The winner as TOML for ``fit --config``: base settings, its recipe and its epochs."""
+def best_config(row: dict, search) -> str:
+    """The winner as TOML for ``fit --config``: base settings, its recipe and its epochs (``search``
+    is the ``RecipeSearch``)."""
     base = search.training
     epochs = row.get("budget") or base.epochs
     values = {
@@ -88,7 +89,7 @@ def best_config(row: dict, search: RecipeSearch) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_recipe_results(oracle, search: RecipeSearch) -> list[dict]:
+def write_recipe_results(oracle, search) -> list[dict]:
     project_dir = search.project_dir
     rows = trial_rows(oracle)
     write_csv(project_dir / "results.csv", rows, COLUMNS)

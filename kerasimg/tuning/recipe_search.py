@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,18 +30,29 @@ from kerasimg.errors import UserError
 from kerasimg.training.config import FitConfig
 from kerasimg.training.recipe import RECIPES
 from kerasimg.tuning.guard import SettingsGuard
+from kerasimg.tuning.oracle import OBJECTIVE
 from kerasimg.tuning.project import SearchProject
 from kerasimg.tuning.recipe_space import RecipeSpace, fit_settings
 
-OBJECTIVE = "val_accuracy"
 TUNERS = ("hyperband", "bayesian")
 
 
-class RecipeHyperband(SettingsGuard, keras_tuner.oracles.HyperbandOracle):
+class TimeBudget:
+    """An oracle mixin: after ``deadline`` (a ``time.time()``) no trial starts; running ones finish."""
+
+    deadline: float | None = None
+
+    def create_trial(self, tuner_id):
+        if self.deadline is not None and time.time() >= self.deadline:
+            return keras_tuner.engine.trial.Trial(self.get_space(), status="STOPPED")
+        return super().create_trial(tuner_id)
+
+
+class RecipeHyperband(TimeBudget, SettingsGuard, keras_tuner.oracles.HyperbandOracle):
     """Hyperband over the recipe space, refusing a rerun with other base settings."""
 
 
-class RecipeBayesian(SettingsGuard, keras_tuner.oracles.BayesianOptimizationOracle):
+class RecipeBayesian(TimeBudget, SettingsGuard, keras_tuner.oracles.BayesianOptimizationOracle):
     """Bayesian optimisation over the recipe space, refusing a rerun with other base settings."""
 
 
@@ -88,6 +100,8 @@ class RecipeSearch(SearchProject):
     tuner: str = "hyperband"
     trials: int = 10  # Bayesian optimisation's; Hyperband sizes itself from epochs and factor
     factor: int = 3
+    # No trial starts after this many minutes of this launch (the running one finishes); None: no limit.
+    max_minutes: float | None = None
 
     def validate(self) -> None:
         """Every setting checked before the first trial: a trial that raises is a failed trial."""
@@ -102,9 +116,12 @@ class RecipeSearch(SearchProject):
             ("factor", self.factor, 2),
             ("epochs", self.training.epochs, 1),
             ("patience", self.training.patience, 1),
+            ("max-minutes", 0 if self.max_minutes is None else self.max_minutes, 0),
         ):
             if value < low:
-                raise UserError(f"--{name} must be at least {low}. Received: {name}={value}")
+                raise UserError(
+                    f"--{name} must be at least {low}. Received: {name.replace('-', '_')}={value}"
+                )
         self.space.validate(self.training.pretrained)
         hp = self.space.hyperparameters(self.training.pretrained)
         for values in _corners(hp):  # every value a trial can draw makes a valid fit
@@ -225,6 +242,7 @@ def run_recipe_search(search: RecipeSearch, *, log=print) -> list[dict]:
     from kerasimg.tuning.recipe_results import trial_rows, write_recipe_results
 
     search.validate()
+    started = time.time()
     project_dir = search.project_dir
     with search.lock():
         if search.overwrite:
@@ -240,6 +258,13 @@ def run_recipe_search(search: RecipeSearch, *, log=print) -> list[dict]:
         done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
         if done:
             log(f"Resuming {project_dir}: {done} trial(s) already done.")
+        if search.max_minutes is not None:
+            tuner.oracle.deadline = started + 60 * search.max_minutes
         tuner.search(verbose=0)
+        if search.max_minutes is not None and time.time() >= tuner.oracle.deadline:
+            log(
+                f"Stopped starting trials after --max-minutes {search.max_minutes:g}; the same command "
+                "again continues the search."
+            )
         write_recipe_results(tuner.oracle, search)
         return trial_rows(tuner.oracle)
