@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from kerasimg.data import LabelledData, image_dataset
+from kerasimg.data.csv_labels import LABEL_SEPARATOR
 from kerasimg.diagnose.predictions import EPSILON
 from kerasimg.files import save_figure, write_text
 from kerasimg.tables import csv_writer
@@ -25,7 +26,6 @@ from kerasimg.training.reports import plt, styled
 from kerasimg.training.run import Run
 
 DEFAULT_THRESHOLD = 0.5
-LABEL_SEPARATOR = ";"
 
 
 def split_probabilities(model: keras.Model, split, image_size: int, batch_size: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 
 from kerasimg.errors import UserError
-from kerasimg.training.trackers.registry import Tracker, register_tracker
+from kerasimg.training.trackers.registry import Tracker, import_package, register_tracker
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, str]:
@@ -85,13 +85,9 @@ def _check_reachable(uri: str) -> None:
 @register_tracker
 def mlflow(run, params: dict, resume: bool) -> Tracker:
     """MLflow: the run is named after the run folder; ``--resume`` continues the same MLflow run."""
-    try:
-        import mlflow as mlflow_module
-        from mlflow.tracking import MlflowClient
-    except ImportError:
-        raise UserError(
-            "--tracker mlflow needs the mlflow package; install it with pip install 'kerasimg[mlflow]'."
-        ) from None
+    mlflow_module = import_package("mlflow")
+    from mlflow.tracking import MlflowClient
+
     uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_module.get_tracking_uri()
     _check_reachable(uri)
     client = MlflowClient(uri)

@@ -40,6 +40,19 @@ def none(run, params: dict, resume: bool) -> Tracker:  # noqa: ARG001 - every fa
     return Tracker()
 
 
+def import_package(tracker: str):
+    """The Python package a tracker is named after, or one line saying which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(tracker)
+    except ImportError:
+        raise UserError(
+            f"--tracker {tracker} needs the {tracker} package; install it with "
+            f"pip install 'kerasimg[{tracker}]'."
+        ) from None
+
+
 def open_tracker(name: str, run, params: dict, *, resume: bool, writes: bool = True) -> Tracker:
     """The tracker ``name`` for ``run`` (a ``Run``), checked and connected before training starts."""
     if name not in TRACKERS:

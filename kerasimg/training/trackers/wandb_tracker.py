@@ -15,7 +15,7 @@ import keras
 
 from kerasimg.errors import UserError
 from kerasimg.files import write_text
-from kerasimg.training.trackers.registry import Tracker, register_tracker
+from kerasimg.training.trackers.registry import Tracker, import_package, register_tracker
 
 
 def _numbers(values: dict) -> dict[str, float]:
@@ -58,12 +58,7 @@ class WandbTracker(Tracker):
 @register_tracker
 def wandb(run, params: dict, resume: bool) -> Tracker:
     """W&B: the run is named after the run folder; ``--resume`` continues the same W&B run."""
-    try:
-        import wandb as wandb_module
-    except ImportError:
-        raise UserError(
-            "--tracker wandb needs the wandb package; install it with pip install 'kerasimg[wandb]'."
-        ) from None
+    wandb_module = import_package("wandb")
     id_path = run.tracker_id_path("wandb")
     run_id = id_path.read_text().strip() if resume and id_path.exists() else None
     try:
