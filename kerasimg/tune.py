@@ -4,9 +4,10 @@
 writes tuning/<project>/results.csv, results.md and search.png, and with ``--scale N`` the
 parameters/FLOPs table of phi = 0..N for the best triple; ``--workers N`` runs KerasTuner's
 chief and N workers on this machine. ``recipe`` searches the training recipe (learning rate,
-weight decay, label smoothing, augmentation, warm-up, optimizer, schedule) for one backbone and
-data set, each trial a ``fit`` run, and writes the winner as tuning/<project>/best.toml for
-``fit --config``. Rerunning the same command resumes either.
+weight decay, label smoothing, augmentation, warm-up, optimizer, lr schedule, freezing schedule)
+for one backbone and data set, the seed and modern presets first, each trial a ``fit`` run,
+and writes the winner as tuning/<project>/best.toml for ``fit --config``. Rerunning the same
+command resumes either.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def _add_recipe_parser(sub) -> None:
 
     base, search = BaseTraining(), RecipeSearch()
     r = sub.add_parser(
-        "recipe", help="search lr, weight decay, smoothing, augmentation, warm-up, optimizer, schedule"
+        "recipe",
+        help="search lr, weight decay, smoothing, augmentation, warm-up, optimizer, lr and freezing schedule",
     )
     r.add_argument("--backbone", default=base.backbone, help=f"as fit's (default {base.backbone})")
     r.add_argument("--data", default=base.data, help=f"as fit's (default {base.data})")

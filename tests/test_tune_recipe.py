@@ -8,11 +8,12 @@ from helpers import make_separable
 from kerasimg import tune
 from kerasimg.errors import UserError
 from kerasimg.training.config import FitConfig
+from kerasimg.tuning.recipe_search import BaseTraining, RecipeSearch
 from kerasimg.tuning.recipe_space import RecipeSpace, fit_settings, read_recipe_space
 
 VALUES = dict(
     lr=0.01, weight_decay=1e-4, label_smoothing=0.1, augment="rrc,flip", crop_scale=0.25,
-    warmup_epochs=1.0, optimizer="adamw", schedule="full",
+    warmup_epochs=1.0, optimizer="adamw", lr_schedule="cosine", schedule="full",
 )  # fmt: skip
 
 
@@ -21,6 +22,33 @@ def test_a_trials_values_become_fit_settings_with_the_crop_scale_in_its_augmenta
     assert settings["augment"] == "rrc:0.25,flip"
     assert fit_settings({**VALUES, "augment": "flip"})["augment"] == "flip"  # no crop: no scale
     FitConfig(backbone="small_cnn", data="scenes", weights="none", **settings).validate()
+
+
+@pytest.mark.parametrize("tuner", ["hyperband", "bayesian"])
+def test_the_first_trials_are_the_presets_then_the_tuners_own_draws(tmp_path, tuner):
+    """Seed and modern come first as fit settings (weight decay 0 at the space's lowest); a resumed
+    oracle, which has tried them, draws new points."""
+    search = RecipeSearch(
+        directory=str(tmp_path), tuner=tuner, training=BaseTraining(weights="none"),
+        space=RecipeSpace(weight_decay=(1e-5, 0.1)),
+    )  # fmt: skip
+    oracle = search.oracle()
+    oracle._set_project_dir(str(tmp_path), "recipe")
+    drawn = [oracle.create_trial(f"t{i}").hyperparameters.values for i in range(3)]
+    seed, modern, third = (fit_settings(values) for values in drawn)
+    assert seed == dict(
+        lr=1e-3, weight_decay=1e-5, label_smoothing=0.0, augment="flip", warmup_epochs=0.0,
+        optimizer="adam", lr_schedule="constant", schedule="full",
+    )  # fmt: skip
+    assert modern == dict(
+        lr=1e-3, weight_decay=0.05, label_smoothing=0.1, augment="rrc:0.08,flip", warmup_epochs=1.0,
+        optimizer="adamw", lr_schedule="cosine", schedule="full",
+    )  # fmt: skip
+    assert third not in (seed, modern)
+    again = search.oracle()
+    again._set_project_dir(str(tmp_path), "recipe")
+    again._tried_so_far = set(oracle._tried_so_far)  # what a reloaded oracle.json holds
+    assert fit_settings(again.create_trial("t3").hyperparameters.values) not in (seed, modern)
 
 
 @pytest.mark.parametrize(

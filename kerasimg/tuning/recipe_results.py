@@ -28,6 +28,7 @@ COLUMNS = [
     ("augment", "augment", ""),
     ("warmup_epochs", "warm-up", "g"),
     ("optimizer", "optimizer", ""),
+    ("lr_schedule", "lr schedule", ""),
     ("schedule", "schedule", ""),
     ("budget", "epochs given", "d"),
     ("epochs_trained", "epochs trained", ".0f"),

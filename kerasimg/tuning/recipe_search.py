@@ -5,7 +5,9 @@ trial's recipe values, in ``<project>/trial_<id>/run``. Each run's feature cache
 into ``<project>/features`` and from there into the next trial's run (they are keyed by the model,
 the data and the views, which every trial shares), so head-only trials (``linear-probe`` on
 pretrained weights, plain or flipped views) extract features once for the whole search. Each
-trial stops early when validation accuracy stalls. The objective is the best epoch's
+trial stops early when validation accuracy stalls. The first trials are the ``seed`` and
+``modern`` presets as points of the space, so the winner is never worse on validation than the
+recipe a user would otherwise guess. The objective is the best epoch's
 validation accuracy; the test split is never used to choose. Hyperband (the default) gives most
 trials a few epochs and the promising ones more; each trial trains from the start with its
 budget, a fresh run. ``--tuner bayesian`` runs ``--trials`` Bayesian-optimisation trials at
@@ -48,12 +50,29 @@ class TimeBudget:
         return super().create_trial(tuner_id)
 
 
-class RecipeHyperband(TimeBudget, SettingsGuard, keras_tuner.oracles.HyperbandOracle):
-    """Hyperband over the recipe space, refusing a rerun with other base settings."""
+class PresetsFirst:
+    """An oracle mixin: the points in ``start_points`` (the presets) are drawn before any random one.
+
+    KerasTuner's oracles take every new point from ``_random_values`` until their model of the
+    space takes over; a point already tried counts as drawn, so a resumed search does not repeat it.
+    """
+
+    start_points: tuple[dict, ...] = ()
+
+    def _random_values(self):
+        for point in self.start_points:
+            if not self._duplicate(point):
+                return dict(point)
+        return super()._random_values()
 
 
-class RecipeBayesian(TimeBudget, SettingsGuard, keras_tuner.oracles.BayesianOptimizationOracle):
-    """Bayesian optimisation over the recipe space, refusing a rerun with other base settings."""
+class RecipeHyperband(TimeBudget, PresetsFirst, SettingsGuard, keras_tuner.oracles.HyperbandOracle):
+    """Hyperband over the recipe space, the presets first, refusing a rerun with other base settings."""
+
+
+class RecipeBayesian(TimeBudget, PresetsFirst, SettingsGuard, keras_tuner.oracles.BayesianOptimizationOracle):
+    """Bayesian optimisation over the recipe space, the presets first, refusing a rerun with other base
+    settings."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +168,11 @@ class RecipeSearch(SearchProject):
             settings=self.fingerprint(),
         )
         if self.tuner == "hyperband":
-            return RecipeHyperband(max_epochs=self.training.epochs, factor=self.factor, **common)
-        return RecipeBayesian(max_trials=self.trials, **common)
+            oracle = RecipeHyperband(max_epochs=self.training.epochs, factor=self.factor, **common)
+        else:
+            oracle = RecipeBayesian(max_trials=self.trials, **common)
+        oracle.start_points = tuple(self.space.preset_points(self.training.pretrained))
+        return oracle
 
 
 def _corners(hp: keras_tuner.HyperParameters) -> list[dict]:

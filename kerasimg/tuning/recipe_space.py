@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import keras_tuner
 
-from kerasimg.data.augment import parse_augment
+from kerasimg.data.augment import OPERATIONS, PRESETS, parse_augment
 from kerasimg.errors import UserError
 from kerasimg.tomlfile import read_toml
-from kerasimg.training.recipe import OPTIMIZERS
+from kerasimg.training.config import FitConfig
+from kerasimg.training.recipe import LR_SCHEDULES, OPTIMIZERS, RECIPES
 from kerasimg.training.schedules import NAMED_SCHEDULES
 
 # Schedules whose phases do not name epochs, so they fit any budget Hyperband gives a trial.
@@ -35,7 +36,8 @@ class RecipeSpace:
     augment: tuple[str, ...] = ("flip", "rrc,flip", "rrc,flip,randaugment:2:9")
     crop_scale: tuple[float, ...] = (0.08, 0.25, 0.5)
     warmup_epochs: tuple[float, ...] = (0.0, 1.0)
-    optimizer: tuple[str, ...] = ("adamw", "sgd")
+    optimizer: tuple[str, ...] = ("adamw", "adam", "sgd")
+    lr_schedule: tuple[str, ...] = LR_SCHEDULES
     # None: the schedules that suit the weights (any for pretrained ones, "full" from scratch).
     schedule: tuple[str, ...] | None = None
 
@@ -68,9 +70,10 @@ class RecipeSpace:
         for spec in self.augment:
             if parse_augment(spec).mixes_labels:
                 raise UserError(f"augment {spec!r} mixes labels; the search tries mixing-free augmentations.")
-        unknown = sorted(set(self.optimizer) - set(OPTIMIZERS))
-        if unknown:
-            raise UserError(f"optimizer must be among {', '.join(OPTIMIZERS)}. Received: {unknown}")
+        for name, known in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+            unknown = sorted(set(getattr(self, name)) - set(known))
+            if unknown:
+                raise UserError(f"{name} must be among {', '.join(known)}. Received: {unknown}")
         bad = sorted(set(self.schedules(pretrained)) - set(EPOCH_FREE_SCHEDULES))
         if bad:
             raise UserError(
@@ -97,6 +100,7 @@ class RecipeSpace:
             "crop_scale": tuple(float(v) for v in self.crop_scale),
             "warmup_epochs": tuple(float(v) for v in self.warmup_epochs),
             "optimizer": self.optimizer,
+            "lr_schedule": self.lr_schedule,
             "schedule": self.schedules(pretrained),
         }
         for name, values in choices.items():
@@ -107,8 +111,42 @@ class RecipeSpace:
                 hp.Choice(name, list(values))
         return hp
 
+    def preset_points(self, pretrained: bool) -> list[dict]:
+        """The ``seed`` and ``modern`` recipes as points of this space (values outside it moved to its
+        nearest edge or first choice), without repeats: the search tries them before any random point,
+        so its winner is never worse on validation than the presets a user would otherwise guess."""
+        hp = self.hyperparameters(pretrained)
+        points = []
+        for recipe in RECIPES.values():
+            augment = PRESETS.get(recipe.augment, recipe.augment)
+            crop = dict(parse_augment(augment).operations).get(CROP_KEY, OPERATIONS[CROP_KEY][0])
+            preset = {
+                "lr": FitConfig.lr,
+                "weight_decay": recipe.weight_decay,
+                "label_smoothing": recipe.label_smoothing,
+                "augment": augment,
+                "crop_scale": float(crop[0]),
+                "warmup_epochs": recipe.warmup_epochs,
+                "optimizer": recipe.optimizer,
+                "lr_schedule": recipe.lr_schedule,
+                "schedule": FitConfig.schedule,
+            }
+            point = {p.name: _nearest(p, preset[p.name]) for p in hp.space}
+            if point not in points:
+                points.append(point)
+        return points
+
     def to_dict(self) -> dict:
         return {k: (list(v) if v is not None else None) for k, v in dataclasses.asdict(self).items()}
+
+
+def _nearest(parameter, value):
+    """``value`` if ``parameter`` can take it, else its nearest bound, else its first choice."""
+    if isinstance(parameter, keras_tuner.engine.hyperparameters.Fixed):
+        return parameter.value
+    if isinstance(parameter, keras_tuner.engine.hyperparameters.Choice):
+        return value if value in parameter.values else parameter.values[0]
+    return float(min(max(value, parameter.min_value), parameter.max_value))
 
 
 def fit_settings(values: dict) -> dict:
@@ -126,6 +164,7 @@ def fit_settings(values: dict) -> dict:
         "augment": augment,
         "warmup_epochs": float(values["warmup_epochs"]),
         "optimizer": values["optimizer"],
+        "lr_schedule": values["lr_schedule"],
         "schedule": values["schedule"],
     }
 
@@ -138,6 +177,7 @@ SPACE_SCHEMA = {
     "warmup_epochs": "numbers",
     "augment": "strings",
     "optimizer": "strings",
+    "lr_schedule": "strings",
     "schedule": "strings",
 }
 
