@@ -106,7 +106,13 @@ def _add_recipe_parser(sub) -> None:
         "--recipe",
         choices=tuple(RECIPES),
         default=base.recipe,
-        help=f"the preset for what the space leaves alone: lr schedule, EMA (default {base.recipe})",
+        help=f"the preset for what the space leaves alone: EMA, layer decay, TTA (default {base.recipe})",
+    )
+    r.add_argument(
+        "--val-split",
+        type=float,
+        default=base.val_split,
+        help=f"as fit's: the trials are ranked on this validation split (default {base.val_split})",
     )
     r.add_argument("--tuner", choices=TUNERS, default=search.tuner, help=f"default {search.tuner}")
     r.add_argument(
@@ -144,6 +150,7 @@ def recipe_search_from_args(args: argparse.Namespace):
         recipe=args.recipe,
         patience=args.patience,
         seed=args.seed,
+        val_split=args.val_split,
     )
     space = RecipeSpace(**(read_recipe_space(args.space) if args.space else {}))
     return RecipeSearch(

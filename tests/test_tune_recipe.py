@@ -51,6 +51,12 @@ def test_the_first_trials_are_the_presets_then_the_tuners_own_draws(tmp_path, tu
     assert fit_settings(again.create_trial("t3").hyperparameters.values) not in (seed, modern)
 
 
+def test_the_cli_gives_every_trial_its_validation_split(tmp_path):
+    args = tune.build_parser().parse_args(["recipe", "--weights", "none", "--val-split", "0.3"])
+    search = tune.recipe_search_from_args(args)
+    assert search.training.fit_config(VALUES, 2, tmp_path).val_split == 0.3
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [
