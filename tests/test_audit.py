@@ -188,7 +188,7 @@ def test_bad_exclusions_are_refused_with_one_line(tmp_path):
 def test_short_fit_predicts_each_image_with_a_model_that_never_trained_on_it(tmp_path, monkeypatch):
     """--weights none: K models from scratch, each predicting only the fold it did not see."""
     from kerasimg.data.splits import FileSplit
-    from kerasimg.diagnose.audit_probabilities import ShortFit
+    from kerasimg.diagnose.audit_probabilities import ShortFit, decoded_images
     from kerasimg.models import build_classifier
 
     toy = make_toy(tmp_path / "toy", per_class=6, test=0)
@@ -196,15 +196,17 @@ def test_short_fit_predicts_each_image_with_a_model_that_never_trained_on_it(tmp
     split = FileSplit([str(p) for p in files], [int(p.parent.name == "dark") for p in files])
     seen = []
 
-    def untrained(self, fold_split, fold):  # no training: the test is about who predicts what
-        seen.append(set(fold_split.paths))
+    def untrained(self, images, labels, fold):  # no training: the test is about who predicts what
+        seen.append({image.tobytes() for image in images})
         return build_classifier("small_cnn", 2, image_size=32, weights="none")
 
     monkeypatch.setattr(ShortFit, "_train", untrained)
     fit = ShortFit("small_cnn", 2, 32, epochs=1, batch_size=4, folds=3, seed=0, log=lambda *_: None)
     probabilities = fit.out_of_fold(split)
     assert len(seen) == 3 and all(len(s) == 8 for s in seen)
-    for path in split.paths:
-        assert sum(path in s for s in seen) == 2, "each image trains two of the three models"
+    images = {image.tobytes() for image in decoded_images(split, 32, 4)}  # decoded once, for every fold
+    assert len(images) == len(split)
+    for image in images:
+        assert sum(image in s for s in seen) == 2, "each image trains two of the three models"
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     assert fit.embed(split).shape == (12, 256), "small_cnn's pooled features, from the first fold's model"

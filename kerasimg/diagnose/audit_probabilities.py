@@ -8,7 +8,8 @@ predicted by a model trained on the others. Two ways to get such models:
   (through the feature cache, so a second audit reads them back) and a logistic regression
   is fitted per fold on them: seconds, whatever K.
 - ``ShortFit`` (``weights="none"``, e.g. ``small_cnn``): random features say little, so a
-  classifier is trained from scratch per fold for a few epochs. The first fold's model also
+  classifier is trained from scratch per fold for a few epochs. The training images are decoded
+  once into memory at the audit's size, not once per fold and epoch. The first fold's model also
   gives the embeddings for duplicates and outliers.
 
 Both have ``out_of_fold(split)`` and ``embed(split)``, so the audit does not branch on which.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
@@ -27,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from kerasimg.data import FileSplit, image_dataset
 from kerasimg.data.augment import PLAIN_VIEW
+from kerasimg.data.pipeline import make_augmenter
 from kerasimg.errors import UserError
 from kerasimg.models import build_classifier
 from kerasimg.training import feature_cache
@@ -46,10 +49,6 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np
     return list(splitter.split(np.zeros(len(labels)), labels))
 
 
-def _subset(split: FileSplit, index: np.ndarray) -> FileSplit:
-    return FileSplit([split.paths[i] for i in index], [split.labels[i] for i in index])
-
-
 class FeatureProbe:
     """A logistic regression per fold on the pretrained backbone's cached pooled features."""
 
@@ -65,7 +64,7 @@ class FeatureProbe:
         """Features of ``split``; files embedded before (the training pool) are not computed again."""
         new = [i for i, path in enumerate(split.paths) if path not in self.rows]
         if new:
-            missing = _subset(split, np.asarray(new))
+            missing = split.subset(new)
             self.rows.update(zip(missing.paths, self._extract(missing)))
         return np.stack([self.rows[p] for p in split.paths])
 
@@ -96,13 +95,25 @@ def _images(images, _labels):
     return images
 
 
-def _mirrored(images):
-    return images[:, :, ::-1, :]
+def decoded_images(split: FileSplit, image_size: int, batch_size: int) -> np.ndarray:
+    """Every image of ``split`` as uint8 ``[N, size, size, 3]``, in order: 27 KB an image at 96 px."""
+    batches = image_dataset(split, image_size, batch_size, training=False).map(_images)
+    return np.concatenate([np.asarray(tf.cast(tf.round(b), tf.uint8)) for b in batches])
 
 
-def _predict_with_flips(model: keras.Model, images) -> np.ndarray:
+def _training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """What ``image_dataset`` gives a training split (reshuffled each epoch, flipped), from memory."""
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    # One call at a time: the augmenter counts batches to seed each one differently.
+    return ds.map(make_augmenter("flip", seed)).prefetch(tf.data.AUTOTUNE)
+
+
+def _predict_with_flips(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
     """The mean of the probabilities for each image and its mirror image: the model trained on both."""
-    return (model.predict(images, verbose=0) + model.predict(images.map(_mirrored), verbose=0)) / 2
+    views = [images.astype(np.float32), images[:, :, ::-1, :].astype(np.float32)]
+    return sum(model.predict(view, batch_size=batch_size, verbose=0) for view in views) / 2
 
 
 class ShortFit:
@@ -113,25 +124,26 @@ class ShortFit:
         self.epochs, self.batch_size, self.folds, self.seed, self.log = epochs, batch_size, folds, seed, log
         self.extractor = None
 
-    def _train(self, split: FileSplit, fold: int) -> keras.Model:
+    def _train(self, images: np.ndarray, labels: np.ndarray, fold: int) -> keras.Model:
         keras.utils.set_random_seed(self.seed + fold)
         model = build_classifier(self.backbone, self.num_classes, self.image_size, weights="none")
         # Cosine to zero: the last epochs settle instead of jumping between noisy minima, so the
         # held-out probabilities that rank the labels are steadier.
-        steps = -(-len(split) // self.batch_size) * self.epochs
+        steps = -(-len(labels) // self.batch_size) * self.epochs
         compile_classifier(model, keras.optimizers.schedules.CosineDecay(1e-3, steps))
-        data = image_dataset(split, self.image_size, self.batch_size, training=True, seed=self.seed + fold)
+        data = _training_batches(images, labels, self.batch_size, self.seed + fold)
         model.fit(data, epochs=self.epochs, verbose=0, shuffle=False)  # the pipeline shuffles, seeded
         return model
 
     def out_of_fold(self, split: FileSplit) -> np.ndarray:
         labels = np.asarray(split.labels)
         probabilities = np.zeros((len(labels), self.num_classes))
+        self.log(f"Decoding {len(labels)} training images once for the {self.folds} folds...")
+        images = decoded_images(split, self.image_size, self.batch_size)
         for fold, (train, held) in enumerate(stratified_folds(labels, self.folds, self.seed)):
             self.log(f"Fold {fold + 1}/{self.folds}: training {self.backbone} on {len(train)} images...")
-            model = self._train(_subset(split, train), fold)
-            held_out = image_dataset(_subset(split, held), self.image_size, self.batch_size, training=False)
-            probabilities[held] = _predict_with_flips(model, held_out.map(_images))
+            model = self._train(images[train], labels[train], fold)
+            probabilities[held] = _predict_with_flips(model, images[held], self.batch_size)
             if self.extractor is None:
                 self.extractor, _ = split_classifier(model)
         return probabilities

@@ -8,6 +8,8 @@ is searched for duplicates within it and across splits, and for outliers.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -89,12 +91,8 @@ def audit_data(
         splits["val"] = loaded.val
     splits = {s: splits[s] for s in SPLIT_ORDER if s in splits}
     pool_names = [s for s in ("train", "val") if s in splits]
-    pool = FileSplit(
-        [p for s in pool_names for p in splits[s].paths], [y for s in pool_names for y in splits[s].labels]
-    )
-    every = FileSplit(
-        [p for s in splits.values() for p in s.paths], [y for s in splits.values() for y in s.labels]
-    )
+    pool = functools.reduce(operator.add, (splits[s] for s in pool_names))
+    every = functools.reduce(operator.add, splits.values())
     split_of = np.array([s for s, split in splits.items() for _ in split.paths])
     pretrained = weights != "none"
     if pretrained:
