@@ -146,15 +146,20 @@ def image_dataset(
     if len(ds.element_spec) == 3:  # flagged files of a training split
         ds = ds.map(lambda x, y, ok: (tf.boolean_mask(x, ok), tf.boolean_mask(y, ok)))
         ds = ds.scan(_first_good(split, image_size, num_classes), _never_empty)
-    augmenter = make_augmenter(augment, seed) if training else None
-    if augmenter is not None:
-        if augmenter.augmentation.mixes_labels and num_classes is None:
-            raise ArgumentError(
-                "augment", "mixes labels (mixup, cutmix), which needs one-hot labels", augment
-            )
-        # One call at a time: the augmenter counts batches to seed each one differently.
-        ds = ds.map(augmenter, num_parallel_calls=None)
+    if training:
+        ds = augmented(ds, augment, seed, one_hot=num_classes is not None)
     return ds.prefetch(AUTOTUNE)
+
+
+def augmented(batches: tf.data.Dataset, augment: str, seed: int, *, one_hot: bool) -> tf.data.Dataset:
+    """``batches`` of ``(images, labels)`` through the ``--augment`` augmenter (``none``: unchanged)."""
+    augmenter = make_augmenter(augment, seed)
+    if augmenter is None:
+        return batches
+    if augmenter.augmentation.mixes_labels and not one_hot:
+        raise ArgumentError("augment", "mixes labels (mixup, cutmix), which needs one-hot labels", augment)
+    # One call at a time: the augmenter counts batches to seed each one differently.
+    return batches.map(augmenter, num_parallel_calls=None)
 
 
 def unlabelled_dataset(paths: list[str], image_size: int, batch_size: int) -> tf.data.Dataset:

@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from kerasimg.data import FileSplit, image_dataset
 from kerasimg.data.augment import PLAIN_VIEW
-from kerasimg.data.pipeline import make_augmenter
+from kerasimg.data.pipeline import augmented
 from kerasimg.errors import UserError
 from kerasimg.models import build_classifier
 from kerasimg.training import feature_cache
@@ -106,8 +106,7 @@ def _training_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, s
     ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
     ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
-    # One call at a time: the augmenter counts batches to seed each one differently.
-    return ds.map(make_augmenter("flip", seed)).prefetch(tf.data.AUTOTUNE)
+    return augmented(ds, "flip", seed, one_hot=False).prefetch(tf.data.AUTOTUNE)
 
 
 def _predict_with_flips(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
