@@ -2,7 +2,7 @@
 
 One fixture starts every process at once (they wait on each other, not on the CPU):
 two processes of one CPU device each, one process with two fake CPU devices (the same
-global batch of 6), and two processes given different seeds. Each process of a run
+global batch of 8), and two processes given different seeds. Each process of a run
 has its own working directory and a relative ``--out``, so a run directory in
 process 1's shows that it wrote one.
 """
@@ -23,9 +23,11 @@ import pytest
 import tensorflow as tf
 from helpers import serve_in_fresh_process
 
+from kerasimg.diagnose.predictions import read_predictions
 from kerasimg.errors import UserError
 from kerasimg.serving.signatures import decode_batch
 from kerasimg.training import FitConfig, multihost
+from kerasimg.training.reports import read_history
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install kerasimg[jax])"
@@ -37,7 +39,9 @@ SETTINGS = dict(
     backbone="small_cnn",
     weights="none",
     epochs=2,
-    batch_size=3,  # per device: a global batch of 6 in both runs
+    # Per device: a global batch of 8 in both runs, so every split (30 train, 6 val, 18 test
+    # images) ends in a partial global batch that the processes fill.
+    batch_size=4,
     image_size=32,
     seed=0,
     # Flips make the run differ run to run under multihost (not between its processes): see README.
@@ -143,6 +147,21 @@ def test_two_processes_train_the_same_model_as_one_process_with_two_devices(laun
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, c, atol=1e-5, rtol=0)
     assert not np.allclose(first[0], 0)  # trained weights, not an empty model
+    assert "Each process reads and decodes its own 4 images of every global batch of 8" in results["p0"][1]
+
+
+def test_each_process_predicts_its_share_of_the_test_split_and_process_0_reports_all(launched):
+    root, _ = launched
+    shared, alone = (read_predictions(root / run / "run" / "predictions.csv") for run in ("p0", "devices"))
+    assert len(shared) == 18 and shared.files == alone.files  # no image lost or repeated, in order
+    np.testing.assert_allclose(shared.probabilities, alone.probabilities, atol=1e-4)
+    metrics = json.loads((root / "p0" / "run" / "metrics.json").read_text())
+    assert metrics["test_examples"] == 18
+    # The validation loss is the mean over the 6 images, not over the 8 places of their global batch.
+    histories = [read_history(root / run / "run" / "history.csv") for run in ("p0", "devices")]
+    np.testing.assert_allclose(
+        [r["val_loss"] for r in histories[0]], [r["val_loss"] for r in histories[1]], rtol=1e-4
+    )
 
 
 def test_process_0_alone_writes_the_run_and_records_the_global_batch(launched):
@@ -154,12 +173,12 @@ def test_process_0_alone_writes_the_run_and_records_the_global_batch(launched):
     assert not (root / "p1" / "run").exists()
     config = json.loads((run / "config.json").read_text())
     resolved = config["resolved"]
-    assert (resolved["processes"], resolved["replicas"], resolved["global_batch_size"]) == (2, 2, 6)
+    assert (resolved["processes"], resolved["replicas"], resolved["global_batch_size"]) == (2, 2, 8)
     assert resolved["backend"] == "jax" and "jax" in config["versions"]
-    assert "2 replica(s) in 2 process(es), global batch 6 (3 per replica)" in results["p0"][1]
+    assert "2 replica(s) in 2 process(es), global batch 8 (4 per replica)" in results["p0"][1]
     assert "process 0 wrote" not in results["p0"][1]
     single = json.loads((root / "devices" / "run" / "config.json").read_text())["resolved"]
-    assert (single["processes"], single["replicas"], single["global_batch_size"]) == (1, 2, 6)
+    assert (single["processes"], single["replicas"], single["global_batch_size"]) == (1, 2, 8)
 
 
 def test_the_export_is_a_tensorflow_saved_model_a_fresh_process_serves(launched, tmp_path):

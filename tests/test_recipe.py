@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,9 +12,10 @@ import tensorflow as tf
 from helpers import CrashAfterEpoch, tiny_config
 
 import kerasimg.fit as fit_cli
+from kerasimg.data import FileSplit
 from kerasimg.data.augment import PRESETS, Augmenter, crop_boxes, parse_augment
 from kerasimg.data.rand_augment import SelectiveRandAugment
-from kerasimg.diagnose.evaluation import predict_probabilities
+from kerasimg.diagnose.predictions import split_probabilities
 from kerasimg.errors import ArgumentError
 from kerasimg.models import build_classifier
 from kerasimg.training import fit, load_run_config
@@ -229,14 +231,18 @@ def test_auto_class_weights_raise_the_minority_recall_on_a_10_to_1_split(
     assert recalls["auto"] > recalls["none"], recalls
 
 
-def test_tta_is_the_mean_of_the_two_views():
+def test_tta_mirrors_every_image_of_the_split(tmp_path):
     keras.utils.set_random_seed(0)
     model = build_classifier("small_cnn", 3, image_size=32, weights="none")
-    x = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(2)
-    expected = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
-    np.testing.assert_allclose(predict_probabilities(model, ds, "flip"), expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(predict_probabilities(model, ds, "none"), expected)
+    x = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3)).astype("uint8")
+    paths = []
+    for i, image in enumerate(x):  # PNG: the pixels come back exactly
+        paths.append(str(tmp_path / f"{i}.png"))
+        Path(paths[-1]).write_bytes(tf.io.encode_png(image).numpy())
+    split = FileSplit(paths, [0, 1, 2])
+    mirrored = split_probabilities(model, split, 32, 2, mirrored=True)
+    np.testing.assert_allclose(mirrored, model.predict(x[:, :, ::-1].astype("float32"), verbose=0), atol=1e-5)
+    assert not np.allclose(mirrored, split_probabilities(model, split, 32, 2), atol=1e-3)
 
 
 def test_modern_recipe_records_resolved_values_and_trains_on_images(tiny_scenes, small_cnn_weights, tmp_path):

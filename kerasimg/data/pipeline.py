@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from kerasimg.data.augment import PRESETS, Augmenter, parse_augment
 from kerasimg.data.decode import decode_rgb
+from kerasimg.data.sharding import ProcessShard
 from kerasimg.data.splits import FileSplit
 from kerasimg.errors import ArgumentError, UserError
 
@@ -39,7 +40,7 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def checked_images(ds: tf.data.Dataset, image_size: int, recorder) -> tf.data.Dataset:
-    """``(path, label)`` -> ``(image, label, ok)``: ``ok`` is false for a file that cannot be used.
+    """``(path, label, *rest)`` -> ``(image, label, ok, *rest)``: ``ok`` is false for a bad file.
 
     A file that cannot be read or decoded, or whose header claims more than
     ``recorder.max_pixels``, gets a black placeholder and ``ok=False``, and is handed to
@@ -50,21 +51,21 @@ def checked_images(ds: tf.data.Dataset, image_size: int, recorder) -> tf.data.Da
     """
     max_pixels = recorder.max_pixels
 
-    def attempt(path, label):
-        decoded = tf.data.Dataset.from_tensors((path, label)).map(
-            lambda p, y: (p, resize(decode_rgb(tf.io.read_file(p), max_pixels), image_size), y, True)
+    def attempt(path, label, *rest):
+        decoded = tf.data.Dataset.from_tensors((path, label, *rest)).map(
+            lambda p, y, *r: (p, resize(decode_rgb(tf.io.read_file(p), max_pixels), image_size), y, True, *r)
         )
-        failed = (path, tf.zeros([image_size, image_size, 3]), label, False)
+        failed = (path, tf.zeros([image_size, image_size, 3]), label, False, *rest)
         return decoded.ignore_errors().concatenate(tf.data.Dataset.from_tensors(failed)).take(1)
 
     def note(path):
         recorder.record(path.numpy().decode())
         return True
 
-    def recorded(path, image, label, ok):
+    def recorded(path, image, label, ok, *rest):
         noted = tf.cond(ok, lambda: True, lambda: tf.reshape(tf.py_function(note, [path], tf.bool), []))
         with tf.control_dependencies([noted]):
-            return tf.identity(image), label, ok
+            return tf.identity(image), label, ok, *rest
 
     # One element out per element in: the length stays known, which interleave alone would lose.
     count = ds.cardinality()
@@ -107,6 +108,7 @@ def image_dataset(
     augment: str = "flip",
     seed: int = 0,
     num_classes: int | None = None,
+    shard: ProcessShard | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` for one split.
 
@@ -116,23 +118,43 @@ def image_dataset(
     keeps its order. Neither is cached in memory: a decoded 224 px split costs 600 KB
     an image (30 GB for an ImageNet-sized validation set), while decoding again runs
     two orders of magnitude faster than a CPU train step (``bench --mode input``).
+
+    With ``shard`` (a multihost run), this process's part of every global batch of
+    ``batch_size``, decoded from its own files only (``kerasimg.data.sharding``):
+    evaluation batches are ``(images, labels, weights)``, weight 0 on the padding and
+    on a file that cannot be read, and a bad training file is replaced by the one before it,
+    so every process's batches stay whole.
     """
+    local_batch = shard.local_batch(batch_size) if shard else batch_size
+
+    def share(ds):
+        return shard.take(ds, split_length(split), batch_size, weighted=not training) if shard else ds
+
+    flagged = False  # training batches that still hold the files the pipeline could not read
     if isinstance(split, FileSplit):
         ds = tf.data.Dataset.from_tensor_slices((split.paths, split.label_array()))
         if training:
             ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        ds = share(ds)
         if split.skips is None:  # checked before training (--verify full), or not at all
-            ds = ds.map(lambda p, y: (load_image(p, image_size), y), num_parallel_calls=AUTOTUNE)
+            ds = ds.map(lambda p, y, *w: (load_image(p, image_size), y, *w), num_parallel_calls=AUTOTUNE)
         else:  # checked as it is read (--verify pipeline): bad files flagged, then left out
-            checked = checked_images(ds, image_size, split.skips)
-            # Training leaves them out of each batch, so the number of batches stays known and the
-            # run is step for step the run of ``--verify full`` when no file is bad (Keras iterates
-            # a dataset of unknown length differently); evaluation drops them one by one, so no
-            # batch is empty.
-            ds = checked if training else checked.filter(_is_readable).map(_without_flag)
+            ds = checked_images(ds, image_size, split.skips)
+            if shard and training:  # batches stay whole: a bad file's place goes to the one before
+                ds = ds.scan(_first_good_image(split, image_size), _last_good).map(_without_flag)
+            elif shard:  # the weight says which places count
+                ds = ds.map(_flag_as_weight, num_parallel_calls=AUTOTUNE)
+            else:
+                # Training leaves them out of each batch, so the number of batches stays known and the
+                # run is step for step the run of ``--verify full`` when no file is bad (Keras iterates
+                # a dataset of unknown length differently); evaluation drops them one by one, so no
+                # batch is empty.
+                flagged = training
+                ds = ds if training else ds.filter(_is_readable).map(_without_flag)
     elif hasattr(split, "encoded"):  # a packed split: the files' bytes from record shards, decoded as above
-        ds = split.encoded(training=training, seed=seed).map(
-            lambda contents, y: (resize(decode_rgb(contents), image_size), y), num_parallel_calls=AUTOTUNE
+        ds = share(split.encoded(training=training, seed=seed)).map(
+            lambda contents, y, *w: (resize(decode_rgb(contents), image_size), y, *w),
+            num_parallel_calls=AUTOTUNE,
         )
     else:
         ds = split.images().map(
@@ -140,15 +162,25 @@ def image_dataset(
         )
         if training:
             ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+        ds = share(ds)
     if num_classes is not None and ds.element_spec[1].shape.rank == 0:  # not if multi-hot already
-        ds = ds.map(lambda x, y, *ok: (x, tf.one_hot(y, num_classes), *ok), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size)
-    if len(ds.element_spec) == 3:  # flagged files of a training split
+        ds = ds.map(lambda x, y, *rest: (x, tf.one_hot(y, num_classes), *rest), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(local_batch)
+    if flagged:
         ds = ds.map(lambda x, y, ok: (tf.boolean_mask(x, ok), tf.boolean_mask(y, ok)))
         ds = ds.scan(_first_good(split, image_size, num_classes), _never_empty)
     if training:
-        ds = augmented(ds, augment, seed, one_hot=num_classes is not None)
+        # Each process augments its own images: seeded apart, so they do not all flip alike.
+        ds = augmented(ds, augment, seed + (shard.index if shard else 0), one_hot=num_classes is not None)
     return ds.prefetch(AUTOTUNE)
+
+
+def split_length(split) -> int:
+    """The number of images of ``split``; one with no known size (a carved TFDS split) is counted
+    by reading it once."""
+    if hasattr(split, "__len__"):
+        return len(split)
+    return int(split.images().reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
 def augmented(batches: tf.data.Dataset, augment: str, seed: int, *, one_hot: bool) -> tf.data.Dataset:
@@ -176,3 +208,20 @@ def _is_readable(image, label, ok):
 
 def _without_flag(image, label, ok):
     return image, label
+
+
+def _flag_as_weight(image, label, ok, weight):
+    return image, label, weight * tf.cast(ok, weight.dtype)
+
+
+def _first_good_image(split: FileSplit, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The first image of ``split`` that decodes and its label (not one-hot)."""
+    images, labels = _first_good(split, image_size, None)
+    return images[0], labels[0]
+
+
+def _last_good(previous, element):
+    """``(image, label, ok)`` -> the same, or, when the file could not be read, the last good one."""
+    image, label, ok = element
+    chosen = tf.cond(ok, lambda: (image, label), lambda: previous)
+    return chosen, (*chosen, ok)

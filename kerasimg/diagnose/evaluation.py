@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from kerasimg.data import LabelledData, image_dataset
+from kerasimg.data import LabelledData
 from kerasimg.diagnose.metrics import classification_metrics
 from kerasimg.diagnose.mistakes import MISTAKES, write_mistakes
 from kerasimg.diagnose.multilabel_evaluation import evaluate_multilabel
 from kerasimg.diagnose.plots import plot_reliability
-from kerasimg.diagnose.predictions import Predictions, predict_split, write_predictions
+from kerasimg.diagnose.predictions import Predictions, predict_split, split_probabilities, write_predictions
 from kerasimg.diagnose.report import write_run_report
 from kerasimg.training import after_fit, reports
 from kerasimg.training.run import Run
@@ -35,6 +34,7 @@ def evaluate(
     mistakes: int = MISTAKES,
     tta: str = "none",
     log=print,
+    processes=None,
 ) -> dict:
     """Predict ``split`` of ``data``, write its ``predictions.csv`` and ``mistakes.png``, return its metrics.
 
@@ -43,15 +43,25 @@ def evaluate(
     overlays Grad-CAM on the mistakes. The metrics are the model's as exported and
     served; ``tta="flip"`` adds, under ``"tta"``, the accuracy and loss of averaging each
     image's and its mirror's probabilities (the exported signatures do not mirror). Multi-label
-    data is scored as ``kerasimg.diagnose.multilabel_evaluation`` says.
+    data is scored as ``kerasimg.diagnose.multilabel_evaluation`` says. ``processes`` (a
+    multihost run's cluster) share the predicting.
     """
     if data.multilabel:
         return evaluate_multilabel(
-            model, data, image_size, batch_size, run, title, split=split, tag=tag, log=log
+            model,
+            data,
+            image_size,
+            batch_size,
+            run,
+            title,
+            split=split,
+            tag=tag,
+            log=log,
+            processes=processes,
         )
     unreadable = data.check_split(split)  # with --verify pipeline, its files are checked now
     images = getattr(data, split)
-    predictions = predict_split(model, images, data.class_names, image_size, batch_size)
+    predictions = predict_split(model, images, data.class_names, image_size, batch_size, processes=processes)
     write_predictions(predictions, run.predictions_path(tag))
     if warning := predictions.one_class_warning(split):
         log(warning)
@@ -79,8 +89,10 @@ def evaluate(
     # Unreadable files are never lost silently: those of this split, and of the whole run so far.
     metrics.update({f"{split}_skipped": unreadable, "skipped_files": len(data.skipped)})
     if tta != "none":
-        ds = image_dataset(images, image_size, batch_size, training=False).map(lambda x, _: x)
-        averaged = predict_probabilities(model, ds, tta)
+        mirrored = split_probabilities(
+            model, images, image_size, batch_size, processes=processes, mirrored=True
+        )
+        averaged = (predictions.probabilities + mirrored) / 2
         labels = predictions.labels
         picked = averaged[np.arange(len(labels)), labels]
         metrics["tta"] = {
@@ -89,17 +101,6 @@ def evaluate(
             f"{split}_loss": float(-np.mean(np.log(np.clip(picked, 1e-7, 1)))),
         }
     return metrics
-
-
-def predict_probabilities(model: keras.Model, images, tta: str = "none") -> np.ndarray:
-    """Class probabilities for a dataset of image batches, averaged over the mirror with ``tta="flip"``."""
-    # predict() rather than predict_on_batch(): under MirroredStrategy the latter returns every
-    # replica's copy of the batch. The pipelines are ordered, so labels line up.
-    probabilities = model.predict(images, verbose=0)
-    if tta == "flip":
-        mirrored = model.predict(images.map(tf.image.flip_left_right), verbose=0)
-        probabilities = (probabilities + mirrored) / 2
-    return probabilities
 
 
 def split_metrics(predictions: Predictions, summary: dict, split: str) -> dict:
@@ -135,6 +136,7 @@ class _Diagnosis:
             backbone=finished.backbone,
             tta=finished.tta,
             log=finished.log,
+            processes=finished.processes,
         )
 
     def report(self, run: Run) -> None:

@@ -17,21 +17,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kerasimg.data import LabelledData, image_dataset
+from kerasimg.data import LabelledData
 from kerasimg.data.csv_labels import LABEL_SEPARATOR
-from kerasimg.diagnose.predictions import EPSILON
+from kerasimg.diagnose.predictions import EPSILON, split_probabilities
 from kerasimg.files import save_figure, write_text
 from kerasimg.tables import csv_writer
 from kerasimg.training.reports import plt, styled
 from kerasimg.training.run import Run
 
 DEFAULT_THRESHOLD = 0.5
-
-
-def split_probabilities(model: keras.Model, split, image_size: int, batch_size: int) -> np.ndarray:
-    """``[N, C]`` sigmoid probabilities for a split's files, in its order."""
-    images = image_dataset(split, image_size, batch_size, training=False).map(lambda x, _: x)
-    return np.asarray(model.predict(images, verbose=0), np.float64).reshape(len(split), -1)
 
 
 def choose_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -158,15 +152,20 @@ def evaluate_multilabel(
     split: str = "test",
     tag: str = "",
     log=print,
+    processes=None,
 ) -> dict:
-    """Choose thresholds on validation, score ``split`` with them, write its predictions and plot."""
+    """Choose thresholds on validation, score ``split`` with them, write its predictions and plot.
+
+    ``processes`` (a multihost run's cluster) share the predicting."""
     data.check_split("val", log=log)
     unreadable = data.check_split(split, log=log)
     val = data.val
-    thresholds = choose_thresholds(val.label_array(), split_probabilities(model, val, image_size, batch_size))
+    thresholds = choose_thresholds(
+        val.label_array(), split_probabilities(model, val, image_size, batch_size, processes=processes)
+    )
     images = getattr(data, split)
     targets = images.label_array()
-    probabilities = split_probabilities(model, images, image_size, batch_size)
+    probabilities = split_probabilities(model, images, image_size, batch_size, processes=processes)
     write_multilabel_predictions(
         images.paths, targets, probabilities, thresholds, data.class_names, run.predictions_path(tag)
     )

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerasimg.data import FileSplit, image_dataset
+from kerasimg.data.pipeline import split_length
 from kerasimg.errors import UserError
 from kerasimg.files import write_text
 from kerasimg.tables import csv_value, csv_writer
@@ -68,24 +70,49 @@ class Predictions:
 
 
 def predict_split(
-    model: keras.Model, split, class_names: list[str], image_size: int, batch_size: int
+    model: keras.Model,
+    split,
+    class_names: list[str],
+    image_size: int,
+    batch_size: int,
+    *,
+    processes=None,
 ) -> Predictions:
     """Run ``model`` over a labelled split in order.
 
-    ``predict()`` rather than ``predict_on_batch()``: under MirroredStrategy the latter
-    returns every replica's copy of the batch. The evaluation pipeline keeps the
-    split's order, so files and labels line up with the rows.
+    The evaluation pipeline keeps the split's order, so files and labels line up with the
+    rows. ``processes`` (a multihost run's cluster) each predict their own share of it.
     """
-    dataset = image_dataset(split, image_size, batch_size, training=False)
-    probabilities = np.asarray(model.predict(dataset.map(lambda images, _: images), verbose=0), np.float64)
+    probabilities = split_probabilities(model, split, image_size, batch_size, processes=processes)
     if isinstance(split, FileSplit):  # the labels are known without decoding every image again
         files, labels = list(split.paths), np.asarray(split.labels, np.int64)
     elif hasattr(split, "names"):  # a packed split: its file names, read from the records in this order
         files, labels = split.names()
     else:
+        dataset = image_dataset(split, image_size, batch_size, training=False)
         labels = np.concatenate([batch_labels.numpy() for _, batch_labels in dataset]).astype(np.int64)
         files = [f"{split}#{i}" for i in range(len(labels))]
     return Predictions(files, labels, probabilities, list(class_names))
+
+
+def split_probabilities(
+    model: keras.Model, split, image_size: int, batch_size: int, *, processes=None, mirrored: bool = False
+) -> np.ndarray:
+    """``model``'s outputs on every image of ``split`` (``mirrored``: flipped left to right), in order.
+
+    ``predict()`` rather than ``predict_on_batch()``: under MirroredStrategy the latter
+    returns every replica's copy of the batch. ``processes`` (a multihost run's cluster, or a
+    single process's) predict the share each is given of the images and return all of them.
+    """
+
+    def images(shard):
+        batches = image_dataset(split, image_size, batch_size, training=False, shard=shard)
+        batches = batches.map(lambda x, *_: x)
+        return batches.map(tf.image.flip_left_right) if mirrored else batches
+
+    if processes is None:
+        return np.asarray(model.predict(images(None), verbose=0), np.float64)
+    return processes.predict(model, images, split_length(split), batch_size)
 
 
 def write_predictions(predictions: Predictions, path: str | os.PathLike) -> Path:

@@ -31,6 +31,8 @@ class Finished:
     backbone: str | None
     tta: str
     log: Callable = print
+    # The processes that share the predictions (a multihost run's cluster); None: this one alone.
+    processes: object = None
 
 
 class AfterFit(Protocol):

@@ -124,10 +124,13 @@ def phase_callbacks(
     title: str,
     boundaries: list[int],
     extra: Sequence[keras.callbacks.Callback] = (),
+    correcting: Sequence[keras.callbacks.Callback] = (),
 ) -> list[keras.callbacks.Callback]:
-    """Every callback of phase ``phase_index``'s ``fit``, in the order they must run; ``extra`` last."""
+    """Every callback of phase ``phase_index``'s ``fit``, in the order they must run: ``correcting``
+    (callbacks that change an epoch's logs) before any that reads them, ``extra`` last."""
     return [
         FreeSpaceGuard(run.path, needed_bytes),  # first: before the epoch's writes
+        *correcting,
         keras.callbacks.BackupAndRestore(str(run.backup_dir(phase_index)), delete_checkpoint=False),
         # The EMA weights are the ones validated and checkpointed (the backup keeps the raw ones).
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema else []),

@@ -265,7 +265,14 @@ class _Trainer:
                 + ", ".join(f"{stage} {rate:.3g}" for stage, rate in rates.items())
             )
         rate = learning_rate(recipe, phase.lr, steps, phase.end - phase.start)
-        compile_classifier(training.model, rate, recipe, multipliers, multilabel=self.data.multilabel)
+        compile_classifier(
+            training.model,
+            rate,
+            recipe,
+            multipliers,
+            multilabel=self.data.multilabel,
+            weighted=self.cluster.weighs_examples,
+        )
         checkpoint = best_checkpoint(training.checkpoint_path, weights_only=training.weights_only, best=best)
         self.cluster.copy_from_process_zero(run.backup_dir(index))  # every process restores the same state
         callbacks = phase_callbacks(
@@ -276,6 +283,7 @@ class _Trainer:
             needed_bytes=checkpoint_bytes(model),
             title=self.title,
             boundaries=self.boundaries,
+            correcting=self.cluster.fit_callbacks(self.data.val, self.batch_size),
             extra=[
                 *self.data.callbacks(self.log),
                 *self.tracker.callbacks(),
@@ -329,6 +337,7 @@ class _Trainer:
                 backbone=self.spec.name if keras.backend.backend() == "tensorflow" else None,
                 tta=self.resolved.recipe.tta,
                 log=self.log,
+                processes=self.cluster,
             )
         )
         metrics["best_epoch"] = best_epoch

@@ -6,19 +6,20 @@ backend, fed by the same ``tf.data`` pipelines: ``keras.distribution.initialize(
 joins the processes named by ``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
 ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID`` (so any
 launcher works: ssh, Slurm, a cloud job), and ``DataParallel`` replicates the model on
-every device of every process. Each process builds the same global batches (same
-seed) and ``DataParallel`` keeps its share of each, so gradients, BatchNorm
-statistics and metrics are those of the global batch. Without the variables it is one
-process over all its local devices.
+every device of every process. Every process lists the same files in the same seeded
+order and reads and decodes only its own share of every global batch
+(``kerasimg.data.sharding``), so gradients, BatchNorm statistics and metrics are those
+of the global batch. Without the variables it is one process over all its local devices.
 
 What runs where: training, validation, the checkpoint saves and Keras's
 ``BackupAndRestore`` are collective (every process calls them; a save by process 0
 alone fails in ``device_put``). Process 0 writes the run directory; the other
 processes write the same files into a scratch folder they delete at the end. After
-training each process evaluates the best ``model.keras`` on the whole test split by
-itself (not sharded; process 0's results are the ones kept). The feature cache is
-not used (its ``predict`` would return only a process's shard), and FLOPs are not
-counted (they are a TensorFlow-graph count; ``config.json`` has ``null``). A
+training each process loads process 0's best ``model.keras`` and predicts its own
+share of the test split; every process receives all the predictions, and process 0's
+evaluation is the one kept. The feature cache is not used (its extraction would need
+every image on every process), and FLOPs are not counted (they are a TensorFlow-graph
+count; ``config.json`` has ``null``). A
 resumed run takes its settings and training state from process 0, so only process
 0 needs the run directory.
 """
@@ -40,6 +41,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kerasimg.data.pipeline import split_length
+from kerasimg.data.sharding import ProcessShard
 from kerasimg.errors import UserError
 from kerasimg.files import atomic_write, make_temp_dir
 from kerasimg.training.run import Run
@@ -219,6 +222,8 @@ class Cluster:
     extracts_caches = False
     # The fold's compute model is checked on TensorFlow only.
     folds_batchnorm = False
+    # Validation pads its last global batch with weight-0 places: the metrics must weigh examples.
+    weighs_examples = True
 
     @property
     def replicas(self) -> int:
@@ -265,13 +270,32 @@ class Cluster:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def share(self, datasets: tuple, global_batch: int, log) -> tuple:
-        """This process's part of every global batch of each dataset (see ``process_share``)."""
+    def input_shard(self, global_batch: int, log) -> ProcessShard:
+        """This process's share of the files (``kerasimg.data.sharding``), said once."""
+        shard = ProcessShard(self.num_processes, self.process_id)
         log(
-            f"Each process trains on {global_batch // self.num_processes} images of every "
-            f"global batch of {global_batch}; a last, partial batch is left out of every epoch."
+            f"Each process reads and decodes its own {shard.local_batch(global_batch)} images of every "
+            f"global batch of {global_batch}; the last global batch of an epoch is filled from its "
+            "start (validation: with weight 0)."
         )
-        return tuple(process_share(ds, global_batch) for ds in datasets)
+        return shard
+
+    def fit_callbacks(self, val, global_batch: int) -> list:
+        """Keras's validation loss divides by whole batches: rescaled to the mean over the real images."""
+        val_length = split_length(val)
+        padded = ProcessShard.padded_length(val_length, global_batch)
+        return [PaddedValidationLoss(padded / val_length)] if val_length and padded != val_length else []
+
+    def predict(self, model: keras.Model, dataset, length: int, global_batch: int) -> np.ndarray:
+        """``model``'s outputs on the ``length`` images ``dataset(shard)`` gives in global batches of
+        ``global_batch``, each process predicting its own share and every process receiving all of
+        them, in order."""
+        from jax.experimental import multihost_utils
+
+        shard = ProcessShard(self.num_processes, self.process_id)
+        local = np.asarray(model.predict(dataset(shard), verbose=0), np.float64)
+        gathered = np.asarray(multihost_utils.process_allgather(local))
+        return shard.unshard(gathered, length, global_batch)
 
     @contextlib.contextmanager
     def evaluating(self, run: Run, trained: keras.Model):
@@ -297,6 +321,7 @@ class SingleProcess:
     writes = True
     extracts_caches = True
     folds_batchnorm = True
+    weighs_examples = False
     processes_note = ""
 
     @property
@@ -327,8 +352,14 @@ class SingleProcess:
     def writing(self, run_path: Path):
         return contextlib.nullcontext(Path(run_path))
 
-    def share(self, datasets: tuple, global_batch: int, log) -> tuple:
-        return datasets
+    def input_shard(self, global_batch: int, log) -> None:
+        return None
+
+    def fit_callbacks(self, val, global_batch: int) -> list:
+        return []
+
+    def predict(self, model: keras.Model, dataset, length: int, global_batch: int) -> np.ndarray:
+        return np.asarray(model.predict(dataset(None), verbose=0), np.float64)
 
     def evaluating(self, run: Run, trained: keras.Model):
         """The best model the run saved, or ``trained`` when it saved none."""
@@ -380,24 +411,30 @@ def start(connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, log=print) -> Cluste
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if requested() and not jax.distributed.is_initialized():
         join(read_settings(), connect_timeout, log)
-    # The driver shards the pipelines itself (process_share): Keras's auto-sharding cannot find
-    # the batch size of a pipeline that augments after batching.
+    # Each process reads its own share of the files (input_shard): Keras's auto-sharding would have
+    # every process read every file, and cannot find the batch size of a pipeline that augments
+    # after batching.
     distribution = keras.distribution.DataParallel(auto_shard_dataset=False)
     _cluster = Cluster(jax.process_index(), jax.process_count(), distribution)
     return _cluster
 
 
-def process_share(dataset, global_batch: int):
-    """This process's part of every global batch of ``dataset`` (built alike on every process).
+class PaddedValidationLoss(keras.callbacks.Callback):
+    """``val_loss`` as the mean over the validation images, not over their padded places.
 
-    A last, partial global batch is dropped: split unevenly, it would give the processes
-    different numbers of steps, and the collective steps would wait forever.
+    Keras divides a batch's weighted loss by the batch's size, so the weight-0 places that fill
+    the last global batch count as zero losses; multiplying by ``padded / real`` undoes it
+    exactly (accuracy weighs by the weights and needs nothing). It mutates the epoch's logs,
+    so it goes before the callbacks that record them.
     """
-    dataset = dataset.rebatch(global_batch, drop_remainder=True)
-    if _cluster is None or _cluster.num_processes == 1:
-        return dataset
-    per_process = global_batch // _cluster.num_processes
-    return dataset.rebatch(per_process).shard(_cluster.num_processes, _cluster.process_id)
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "val_loss" in logs:
+            logs["val_loss"] = float(logs["val_loss"]) * self.factor
 
 
 def check_same_seed(seed: int) -> None:

@@ -130,6 +130,7 @@ class PhaseData:
     def image_pipelines(self) -> tuple:
         if self._images is None:
             config, size = self.config, self.resolved.image_size
+            shard = self.cluster.input_shard(self.batch_size, self.log)  # a multihost process's own files
             self._images = (
                 image_dataset(
                     self.data.train,
@@ -139,12 +140,17 @@ class PhaseData:
                     augment=self.resolved.recipe.augment,
                     seed=config.seed,
                     num_classes=self.label_depth(),
+                    shard=shard,
                 ),
                 image_dataset(
-                    self.data.val, size, self.batch_size, training=False, num_classes=self.label_depth()
+                    self.data.val,
+                    size,
+                    self.batch_size,
+                    training=False,
+                    num_classes=self.label_depth(),
+                    shard=shard,
                 ),
             )
-            self._images = self.cluster.share(self._images, self.batch_size, self.log)
         return self._images
 
     def boundary_split(self) -> BoundarySplit | None:

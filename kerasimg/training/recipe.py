@@ -225,12 +225,15 @@ def compile_classifier(
     lr_multipliers: dict[str, float] | None = None,
     *,
     multilabel: bool = False,
+    weighted: bool = False,
     **compile_kwargs,
 ) -> keras.Model:
     """Compile with the recipe's optimiser and loss (the seed recipe: Adam, cross-entropy, accuracy).
 
     ``lr_multipliers`` are ``--layer-decay``'s (``layer_decay.lr_multipliers``). ``multilabel``:
     binary cross-entropy and the multi-label metrics (``kerasimg.training.multilabel``).
+    ``weighted``: the metrics weigh each example by its sample weight, as the loss does (Keras
+    leaves ``metrics`` unweighted): a multihost run's validation gives its padding weight 0.
     """
     recipe = recipe or RECIPES["seed"]
     metrics = ["accuracy"]
@@ -244,7 +247,7 @@ def compile_classifier(
     model.compile(
         optimizer=make_optimizer(recipe, lr, lr_multipliers),
         loss=loss,
-        metrics=metrics,
+        **{"weighted_metrics" if weighted else "metrics": metrics},
         **compile_kwargs,
     )
     return model
