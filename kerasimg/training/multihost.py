@@ -275,8 +275,8 @@ class Cluster:
         shard = ProcessShard(self.num_processes, self.process_id)
         log(
             f"Each process reads and decodes its own {shard.local_batch(global_batch)} images of every "
-            f"global batch of {global_batch}; the last global batch of an epoch is filled from its "
-            "start (validation: with weight 0)."
+            f"global batch of {global_batch}; an epoch's last global batch is filled with images read "
+            "again (in validation with weight 0)."
         )
         return shard
 
