@@ -8,7 +8,13 @@ import sys
 from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import command_parser, run_cli
-from kerasimg.serving.formats import DEFAULT_CALIBRATION_IMAGES, FORMATS, MIN_INT8_CHECK_IMAGES, SAVEDMODEL
+from kerasimg.serving.formats import (
+    DEFAULT_CALIBRATION_IMAGES,
+    FORMATS,
+    MIN_INT8_CHECK_IMAGES,
+    SAVEDMODEL,
+    SERVING_PRECISIONS,
+)
 from kerasimg.serving.zoo import DEFAULT_ZOO
 from kerasimg.training.recipe import TTA_MODES
 
@@ -31,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         help="flip: the SavedModel's signatures average each image's and its mirror's probabilities "
         "(twice the cost of a request)",
     )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=SERVING_PRECISIONS,
+        help="what the openvino file serves in; auto: bfloat16 where this CPU has it and its top-1 agrees "
+        "with float32 on 99.5%% of the test images, else float32",
+    )
     args = p.parse_args(argv)
 
     def run() -> int:
@@ -42,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             format=args.format,
             calibration_images=args.calibration_images,
             tta=args.tta,
+            precision=args.precision,
         )
         print(f"Exported {path} (verified against the Keras model); index: {path.parent.parent / 'zoo.json'}")
         print_formats(path)
@@ -87,6 +101,14 @@ def print_formats(path) -> None:
                 line += f" (the whole test split: fewer than {MIN_INT8_CHECK_IMAGES})"
         elif "max_abs_diff" in facts:
             line += f"  max |prob diff| {facts['max_abs_diff']:.1e} on {facts['checked_images']} images"
+        if "serves" in facts:
+            line += f"; serves in {facts['serves']}"
+            if "bfloat16" in facts:
+                bf16 = facts["bfloat16"]
+                line += (
+                    f" (bfloat16 top-1 agrees on {bf16['top1_agreement']:.2%} of {bf16['agreement_images']} "
+                    "test images)"
+                )
         print(line)
 
 

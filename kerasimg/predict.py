@@ -18,7 +18,7 @@ from kerasimg.api import callable_module
 from kerasimg.cli import command_parser, run_cli
 from kerasimg.data.decode import DEFAULT_MAX_PIXELS
 from kerasimg.serving.batch_predict import write_csv
-from kerasimg.serving.formats import FORMATS, SAVEDMODEL
+from kerasimg.serving.formats import FORMATS, SAVEDMODEL, SERVING_PRECISIONS
 from kerasimg.serving.zoo import DEFAULT_ZOO
 
 
@@ -50,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         "--format",
         default=SAVEDMODEL,
         choices=list(FORMATS),
-        help="which exported file of the version runs (onnx and litert* need `kerasimg export --format`)",
+        help="which exported file of the version runs (onnx, litert* and openvino need `kerasimg export "
+        "--format`)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=SERVING_PRECISIONS,
+        help="what the openvino file computes in; auto: what its export chose (bfloat16 where the CPU has "
+        "it and the top-1 agreed with float32 on 99.5%% of the test images)",
     )
     args = p.parse_args(argv)
 
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             max_pixels=args.max_pixels,
             batch_size=args.batch_size,
             format=args.format,
+            precision=args.precision,
         )
         if args.csv:
             write_csv(results, args.csv, args.top_k)

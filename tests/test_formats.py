@@ -1,4 +1,4 @@
-"""ONNX and LiteRT exports: checked before kept, beside a SavedModel TF Serving loads, run by predict."""
+"""ONNX, LiteRT and OpenVINO exports: checked before kept, beside the SavedModel TF Serving loads."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from kerasimg.serving import Zoo, export_model
 from kerasimg.serving.formats import FORMATS
 from kerasimg.serving.zoo import parse_models_config
 
-ALL = "savedmodel,onnx,litert,litert-fp16,litert-int8"
+ALL = "savedmodel,onnx,litert,litert-fp16,litert-int8,openvino"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_every_format_is_kept_beside_a_savedmodel_that_tf_serving_loads(exported
     assert list(entry["formats"]) == ALL.split(",")
     for name, facts in entry["formats"].items():
         if name != "savedmodel":
-            assert facts["bytes"] == (version / FORMATS[name].filename).stat().st_size > 0
+            assert facts["bytes"] == sum(f.stat().st_size for f in FORMATS[name].files(version)) > 0
         if FORMATS[name].tolerance is not None and name != "savedmodel":
             assert facts["max_abs_diff"] <= FORMATS[name].tolerance and facts["checked_images"] > 0
     int8 = entry["formats"]["litert-int8"]
@@ -64,14 +64,15 @@ def test_predict_runs_every_format_like_the_savedmodel(exported, tiny_scenes, ca
     _, zoo, _ = exported
     images = sorted((tiny_scenes / "seg_test").rglob("*.jpg"))[:4]
 
-    def predict(name):
-        argv = ["--model", "scenes", "--zoo", str(zoo), "--format", name, "--json"]
+    def predict(name, *flags):
+        argv = ["--model", "scenes", "--zoo", str(zoo), "--format", name, "--json", *flags]
         assert predict_cli.main([*argv, *map(str, images)]) == 0
         return json.loads(capsys.readouterr().out)
 
     reference = predict("savedmodel")
-    for name in ("onnx", "litert", "litert-fp16", "litert-int8"):
-        results = predict(name)
+    for name in ("onnx", "litert", "litert-fp16", "litert-int8", "openvino"):
+        # OpenVINO in float32: the file as checked (auto may serve bfloat16, tested below).
+        results = predict(name, *(["--precision", "float32"] if name == "openvino" else []))
         assert [r["file"] for r in results] == [r["file"] for r in reference]
         tolerance = FORMATS[name].tolerance or 0.05
         for got, want in zip(results, reference):
@@ -175,3 +176,59 @@ def test_exact_gelu_and_constant_tensors_convert_to_onnx(tmp_path):
     np.testing.assert_allclose(
         OnnxRuntime(tmp_path / "model.onnx")(pixels), model.predict(pixels, verbose=0), atol=1e-5
     )
+
+
+def test_openvino_serves_bfloat16_only_where_the_cpu_has_it_and_the_top1_agrees(
+    exported, monkeypatch, tmp_path
+):
+    from kerasimg.models import build_classifier
+    from kerasimg.serving import runtimes
+    from kerasimg.serving.convert import CheckImages
+    from kerasimg.serving.formats import MIN_BFLOAT16_AGREEMENT
+
+    _, zoo, entry = exported
+    facts = entry["formats"]["openvino"]
+    version = zoo / "scenes" / "1"
+    if runtimes.cpu_serves_bfloat16():
+        bf16 = facts["bfloat16"]
+        assert bf16["agreement_images"] > 0 and 0 <= bf16["top1_agreement"] <= 1
+        assert facts["serves"] == (
+            "bfloat16" if bf16["top1_agreement"] >= MIN_BFLOAT16_AGREEMENT else "float32"
+        )
+    else:
+        assert facts["serves"] == "float32" and "bfloat16" not in facts
+    # The choice travels in the file: auto computes in it, float32 is always available.
+    assert runtimes.load_runtime(version, "openvino", "auto").precision == facts["serves"]
+    assert runtimes.load_runtime(version, "openvino", "float32").precision == "float32"
+
+    keras_model = build_classifier("small_cnn", 3, image_size=32, weights="none")
+    pixels = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3))
+    images = CheckImages.from_array(pixels, "6 random images")
+
+    def served(precision, **kwargs):
+        path = export_model(
+            keras_model,
+            ["a", "b", "c"],
+            32,
+            "ov",
+            tmp_path,
+            formats="openvino",
+            images=images,
+            precision=precision,
+        )
+        return Zoo(tmp_path).entries()[-1]["formats"]["openvino"]["serves"], path
+
+    assert served("float32")[0] == "float32"
+    # A CPU without bfloat16: auto serves float32, and bfloat16 is refused in one line.
+    monkeypatch.setattr(runtimes, "cpu_serves_bfloat16", lambda: False)
+    serves, path = served("auto")
+    assert serves == "float32" and runtimes.load_runtime(path, "openvino", "auto").precision == "float32"
+    with pytest.raises(UserError, match="no bfloat16 support"):
+        runtimes.load_runtime(path, "openvino", "bfloat16")
+
+
+def test_bfloat16_is_refused_for_a_format_that_cannot_compute_in_it(exported, capsys):
+    _, zoo, _ = exported
+    argv = ["--model", "scenes", "--zoo", str(zoo), "--format", "onnx", "--precision", "bfloat16", "x.jpg"]
+    assert predict_cli.main(argv) == 2
+    assert "--precision bfloat16 is served by the openvino format only" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 Keras's own exporters do the conversion (``model.export(format="onnx")`` through
 tf2onnx, ``format="litert"`` through the TFLite converter, which takes the
-converter's settings for float16 and int8). Each file is then run in its own
+converter's settings for float16 and int8, ``format="openvino"`` through OpenVINO's
+``convert_model``). Each file is then run in its own
 runtime (``kerasimg.serving.runtimes``): a float file must match the Keras
 probabilities within its tolerance with the same top-1 on every validation image;
 the int8 file, calibrated on training images, must pick the Keras model's top-1 on
@@ -23,10 +24,11 @@ import keras
 import numpy as np
 
 from kerasimg.errors import UserError
-from kerasimg.serving.formats import FORMATS, MIN_INT8_AGREEMENT
+from kerasimg.serving.formats import FORMATS, MIN_BFLOAT16_AGREEMENT, MIN_INT8_AGREEMENT
 from kerasimg.serving.runtimes import format_path, load_runtime
 
 Batches = Callable[[], Iterable[np.ndarray]]
+CHECK_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,14 @@ class CheckImages:
     def from_array(cls, pixels: np.ndarray, source: str, labels: np.ndarray | None = None) -> CheckImages:
         """The same images for all three uses (models without a run: tests, ``bench``)."""
         pixels = np.asarray(pixels, np.float32)
-        return cls(lambda: [pixels], lambda: [pixels], lambda: [(pixels, labels)], source=source)
+        # In batches of CHECK_BATCH, as a run's splits come: a runtime's memory grows with the batch.
+        starts = range(0, len(pixels), CHECK_BATCH)
+        batches = [pixels[i : i + CHECK_BATCH] for i in starts]
+        pairs = [
+            (pixels[i : i + CHECK_BATCH], None if labels is None else labels[i : i + CHECK_BATCH])
+            for i in starts
+        ]
+        return cls(lambda: batches, lambda: batches, lambda: pairs, source=source)
 
 
 def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> None:
@@ -64,6 +73,8 @@ def convert(model: keras.Model, name: str, path: Path, calibration: Batches) -> 
 
         register()
         options = {"format": "onnx", "input_signature": signature}
+    elif name == "openvino":
+        options = {"format": "openvino", "input_signature": signature}
     else:
         options = {"format": "litert", "input_signature": signature}
         if name == "litert-fp16":
@@ -128,8 +139,12 @@ def verify(
     folder: Path,
     images: CheckImages,
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
+    precision: str = "auto",
 ) -> dict:
-    """Run the ``name`` file of ``folder`` against ``model``; returns the figures, raises if it disagrees."""
+    """Run the ``name`` file of ``folder`` against ``model``; returns the figures, raises if it disagrees.
+
+    An OpenVINO file is checked in float32, then ``precision`` decides what it serves in
+    (``choose_precision``)."""
     try:
         runtime = load_runtime(folder, name)
         runtime(next(iter(images.validation()))[:1])
@@ -142,7 +157,7 @@ def verify(
             "family converts to; leave this one out of --format."
         ) from error
     if name == "litert-int8":
-        facts = _int8_facts(model, runtime, images.test())
+        facts = _agreement_facts(model, runtime, images.test(), "int8")
         agreement, count = facts["top1_agreement"], facts["agreement_images"]
         if agreement < min_int8_agreement:
             raise UserError(
@@ -163,18 +178,46 @@ def verify(
                 f"The {name} file disagrees with the Keras model on {images.source} (max probability "
                 f"difference {difference:.2e}, allowed {tolerance:.0e}, top-1 must match); it was not kept."
             )
-    return {"max_abs_diff": float(f"{difference:.3g}"), "checked_images": count}
+    facts = {"max_abs_diff": float(f"{difference:.3g}"), "checked_images": count}
+    if name == "openvino":
+        facts.update(choose_precision(model, folder, images, precision))
+    return facts
+
+
+def choose_precision(model: keras.Model, folder: Path, images: CheckImages, precision: str) -> dict:
+    """What the OpenVINO file of ``folder`` serves in, recorded in the file and returned as facts.
+
+    ``auto``: bfloat16 where this CPU computes it natively and the file's bfloat16 top-1 matches
+    the float32 Keras model's on at least ``MIN_BFLOAT16_AGREEMENT`` of the test images; float32
+    otherwise. ``float32`` and ``bfloat16`` are kept as asked (bfloat16 still measured).
+    """
+    from kerasimg.serving.runtimes import check_precision, cpu_serves_bfloat16, mark_chosen_precision
+
+    check_precision("openvino", precision)
+    path = format_path(folder, "openvino")
+    if precision == "float32" or not cpu_serves_bfloat16():
+        if precision == "bfloat16":
+            load_runtime(folder, "openvino", "bfloat16")  # raises, saying why
+        mark_chosen_precision(path, "float32")
+        return {"serves": "float32"}
+    facts = _agreement_facts(model, load_runtime(folder, "openvino", "bfloat16"), images.test(), "bfloat16")
+    chosen = precision
+    if precision == "auto":
+        chosen = "bfloat16" if facts["top1_agreement"] >= MIN_BFLOAT16_AGREEMENT else "float32"
+    mark_chosen_precision(path, chosen)
+    return {"serves": chosen, "bfloat16": facts}
 
 
 def _keras_probabilities(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(pixels, training=False)).astype("float32")
 
 
-def _int8_facts(model: keras.Model, runtime, batches: Iterable[tuple]) -> dict:
-    """Top-1 agreement with the float model and, where labels are known, both models' accuracy:
-    a model that answers one class agrees everywhere, and only the accuracy shows it."""
+def _agreement_facts(model: keras.Model, runtime, batches: Iterable[tuple], kind: str) -> dict:
+    """Top-1 agreement of a ``kind`` file (int8, bfloat16) with the float model and, where labels are
+    known, both models' accuracy: a model that answers one class agrees everywhere, and only the
+    accuracy shows it."""
     same = count = 0
-    right = {"int8": 0, "float": 0}
+    right = {"file": 0, "float": 0}
     labelled = True
     for pixels, labels in batches:
         got, expected = runtime(pixels).argmax(-1), _keras_probabilities(model, pixels).argmax(-1)
@@ -182,14 +225,17 @@ def _int8_facts(model: keras.Model, runtime, batches: Iterable[tuple]) -> dict:
         count += len(pixels)
         labelled = labelled and labels is not None
         if labelled:
-            right["int8"] += int(np.sum(got == np.asarray(labels)))
+            right["file"] += int(np.sum(got == np.asarray(labels)))
             right["float"] += int(np.sum(expected == np.asarray(labels)))
     if not count:
-        raise UserError("No test images to measure the int8 file's top-1 agreement on.")
+        raise UserError(f"No test images to measure the {kind} file's top-1 agreement on.")
     facts = {"top1_agreement": round(same / count, 4), "agreement_images": count}
     if labelled:
         facts.update(
-            int8_accuracy=round(right["int8"] / count, 4), float_accuracy=round(right["float"] / count, 4)
+            {
+                f"{kind}_accuracy": round(right["file"] / count, 4),
+                "float_accuracy": round(right["float"] / count, 4),
+            }
         )
     return facts
 
@@ -201,16 +247,17 @@ def add_formats(
     images: CheckImages,
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
     served: keras.Model | None = None,
+    precision: str = "auto",
 ) -> dict:
     """Convert and verify each non-SavedModel format into ``folder``; returns ``{format: facts}``.
 
     ``served`` (the same function as ``model``, e.g. BatchNorm folded) is what is converted;
-    every file is checked against ``model``.
+    every file is checked against ``model``. ``precision``: what the OpenVINO file serves in.
     """
     facts = {}
     for name in names:
         path = format_path(folder, name)
         convert(served or model, name, path, images.calibration)
-        checked = verify(model, name, folder, images, min_int8_agreement)
-        facts[name] = {"file": path.name, "bytes": path.stat().st_size, **checked}
+        checked = verify(model, name, folder, images, min_int8_agreement, precision)
+        facts[name] = {"file": path.name, "bytes": FORMATS[name].bytes(folder), **checked}
     return facts

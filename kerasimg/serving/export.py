@@ -61,10 +61,12 @@ def _sample_jpegs(image_size: int, count: int, seed: int = 0) -> list[bytes]:
     return images
 
 
-def synthetic_check_images(image_size: int, formats: list[str]) -> CheckImages:
+def synthetic_check_images(image_size: int, formats: list[str], precision: str = "auto") -> CheckImages:
     """What formats are checked on without a run: a few synthetic images, or
-    ``MIN_INT8_CHECK_IMAGES`` when an int8 file's agreement is to be measured."""
-    count = MIN_INT8_CHECK_IMAGES if "litert-int8" in formats else WARMUP_IMAGES
+    ``MIN_INT8_CHECK_IMAGES`` when an agreement is to be measured (an int8 file's, or an
+    OpenVINO file's in bfloat16)."""
+    agreement = "litert-int8" in formats or ("openvino" in formats and precision != "float32")
+    count = MIN_INT8_CHECK_IMAGES if agreement else WARMUP_IMAGES
     pixels = decode_batch(tf.constant(_sample_jpegs(image_size, count)), image_size)
     return CheckImages.from_array(pixels, f"{count} synthetic images")
 
@@ -83,6 +85,7 @@ def export_model(
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
     tta: str = "none",
     thresholds: list[float] | None = None,
+    precision: str = "auto",
 ) -> Path:
     """Write ``<zoo>/<name>/<next version>/`` and index it; returns the version folder.
 
@@ -95,10 +98,11 @@ def export_model(
 
     ``serving_default`` refuses images whose header claims more than ``max_pixels``
     pixels before decoding them; the limit is recorded in the index. ``formats``
-    adds ONNX/LiteRT files beside the SavedModel, each calibrated and checked on
+    adds ONNX/LiteRT/OpenVINO files beside the SavedModel, each calibrated and checked on
     ``images`` (default: a few synthetic images; ``export_run`` passes the run's splits);
     an int8 file whose top-1 matches the Keras model's on less than ``min_int8_agreement``
-    of the test images fails the export.
+    of the test images fails the export. ``precision`` is what the OpenVINO file serves in
+    (``kerasimg.serving.convert.choose_precision``).
     """
     zoo = Zoo(zoo)
     folder = zoo.model_dir(name)
@@ -135,8 +139,8 @@ def export_model(
         files = {SAVEDMODEL: {"bytes": _folder_bytes(staging)}}
         write_labels(staging / LABELS_FILE, class_names)
         if images is None:
-            images = synthetic_check_images(image_size, formats)
-        files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement, served))
+            images = synthetic_check_images(image_size, formats, precision)
+        files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement, served, precision))
         version = _move_into_place(staging, zoo, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -224,6 +228,7 @@ def export_run(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     min_int8_agreement: float = MIN_INT8_AGREEMENT,
     tta: str = "none",
+    precision: str = "auto",
 ) -> Path:
     """Export the best model of a finished ``kerasimg.fit`` run with its metrics in the index.
 
@@ -300,6 +305,7 @@ def export_run(
         min_int8_agreement=min_int8_agreement,
         tta=tta,
         thresholds=thresholds,
+        precision=precision,
     )
 
 

@@ -1,7 +1,8 @@
 """The export formats: their names, their files in a zoo version folder, and the packages they need.
 
 A version folder is a TF Serving SavedModel (``saved_model.pb``, ``variables/``,
-``assets/``, ``assets.extra/``); the other formats are single files beside it, with
+``assets/``, ``assets.extra/``); the other formats are files beside it (one each, and
+OpenVINO's weights beside its graph), with
 ``labels.txt`` (one class name a line), which TF Serving and ``saved_model_cli``
 ignore. Every format takes raw 0-255 RGB pixels at the model's size: the
 backbone's preprocessing layer is inside each file. ``litert-int8`` takes uint8
@@ -25,6 +26,10 @@ MIN_INT8_AGREEMENT = 0.98
 # model that always answers one class agrees 100%.
 MIN_INT8_CHECK_IMAGES = 100
 DEFAULT_CALIBRATION_IMAGES = 200
+# What the OpenVINO file computes in: ``auto`` serves bfloat16 where the CPU has it and its top-1
+# matches float32's on at least MIN_BFLOAT16_AGREEMENT of the check images (decided at export).
+SERVING_PRECISIONS = ("auto", "float32", "bfloat16")
+MIN_BFLOAT16_AGREEMENT = 0.995
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class ExportFormat:
         modules: Python modules needed to convert to it and run it.
         tolerance: Largest |probability difference| from the Keras model on the
             validation images; ``None`` for int8, judged by top-1 agreement instead.
+        companions: Files written beside ``filename`` that it needs (OpenVINO's weights).
     """
 
     name: str
@@ -45,6 +51,14 @@ class ExportFormat:
     extra: str | None
     modules: tuple[str, ...]
     tolerance: float | None
+    companions: tuple[str, ...] = ()
+
+    def files(self, folder: Path) -> list[Path]:
+        """The format's files in a version folder (none for the SavedModel, which is the folder)."""
+        return [Path(folder) / n for n in (self.filename, *self.companions) if self.filename]
+
+    def bytes(self, folder: Path) -> int:
+        return sum(f.stat().st_size for f in self.files(folder))
 
 
 FORMATS: dict[str, ExportFormat] = {
@@ -55,6 +69,8 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("litert", "model.tflite", "litert", ("ai_edge_litert",), 1e-4),
         ExportFormat("litert-fp16", "model_fp16.tflite", "litert", ("ai_edge_litert",), 1e-2),
         ExportFormat("litert-int8", "model_int8.tflite", "litert", ("ai_edge_litert",), None),
+        # The IR's graph (.xml) and its weights (.bin); the runtime computes in float32 (see runtimes).
+        ExportFormat("openvino", "model.xml", "openvino", ("openvino",), 1e-4, companions=("model.bin",)),
     )
 }
 
@@ -92,6 +108,8 @@ def describe(formats: dict) -> str:
         cell = f"{name} {facts['bytes'] / 1e6:.1f} MB"
         if "top1_agreement" in facts:
             cell += f" ({facts['top1_agreement']:.1%} top-1)"
+        if facts.get("serves") == "bfloat16":
+            cell += f" (bfloat16, {facts['bfloat16']['top1_agreement']:.1%} top-1)"
         cells.append(cell)
     return ", ".join(cells)
 

@@ -65,6 +65,7 @@ def predict_files(
     top_k: int = 3,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     format: str = SAVEDMODEL,
+    precision: str = "auto",
 ) -> list[dict]:
     """One result per file: ``{file, top: [(class, score)...]}`` or ``{file, error}``.
 
@@ -74,7 +75,9 @@ def predict_files(
     from kerasimg.data.verify import check_image
 
     top_of = (
-        _savedmodel_top(model_dir) if format == SAVEDMODEL else _runtime_top(model_dir, format, max_pixels)
+        _savedmodel_top(model_dir)
+        if format == SAVEDMODEL
+        else _runtime_top(model_dir, format, max_pixels, precision)
     )
     results = []
     for path in files:
@@ -101,7 +104,7 @@ def _savedmodel_top(model_dir: Path):
     return top_of
 
 
-def _runtime_top(model_dir: Path, format: str, max_pixels: int):
+def _runtime_top(model_dir: Path, format: str, max_pixels: int, precision: str = "auto"):
     """``path -> [(class, score)...]`` through the ``format`` file of the version, best first."""
     import numpy as np
     import tensorflow as tf
@@ -110,7 +113,9 @@ def _runtime_top(model_dir: Path, format: str, max_pixels: int):
     from kerasimg.data.pipeline import resize
     from kerasimg.serving.runtimes import load_runtime, read_labels
 
-    runtime = load_runtime(model_dir, format)
+    runtime = load_runtime(
+        model_dir, format, "float32" if precision == "auto" and format != "openvino" else precision
+    )
     labels = read_labels(model_dir)
 
     def top_of(path: Path) -> list[tuple[str, float]]:

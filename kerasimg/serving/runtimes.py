@@ -3,7 +3,8 @@
 ``load_runtime(version_folder, format)`` gives one callable for every format, so
 export verification, ``predict --format`` and ``bench --format`` share it: the
 SavedModel through plain TensorFlow (its ``predict_images`` signature), ONNX
-through onnxruntime, LiteRT through ``ai_edge_litert``'s interpreter. Each takes
+through onnxruntime, LiteRT through ``ai_edge_litert``'s interpreter, OpenVINO's IR
+through its CPU plugin. Each takes
 ``[N, size, size, 3]`` float32 pixels in 0-255 and returns ``[N, classes]``
 float32 probabilities; the int8 file's uint8 input is quantised here with the
 file's own scale and zero point.
@@ -17,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from kerasimg.errors import UserError
-from kerasimg.serving.formats import FORMATS, LABELS_FILE, SAVEDMODEL, check_installed, read_labels_file
+from kerasimg.serving.formats import (
+    FORMATS,
+    LABELS_FILE,
+    SAVEDMODEL,
+    SERVING_PRECISIONS,
+    check_installed,
+    read_labels_file,
+)
 
 
 class Runtime:
@@ -80,6 +88,80 @@ class LiteRTRuntime(Runtime):
         return out
 
 
+class OpenVINORuntime(Runtime):
+    """OpenVINO's CPU plugin, computing in ``precision`` (``auto``: what the export chose for this file).
+
+    The precision is always set: on a CPU with bfloat16 (AVX512-BF16, AMX) the plugin would
+    otherwise choose bfloat16 by itself, unchecked.
+    """
+
+    def __init__(self, path: Path, precision: str = "float32"):
+        import openvino
+
+        core = openvino.Core()
+        model = core.read_model(str(path))
+        if precision == "auto":
+            precision = chosen_precision(model) if cpu_serves_bfloat16() else "float32"
+        elif precision == "bfloat16" and not cpu_serves_bfloat16():
+            raise UserError(
+                "This CPU has no bfloat16 support (OpenVINO's CPU plugin does not list BF16), so the "
+                "openvino file cannot serve in bfloat16 here; use --precision float32 or auto."
+            )
+        self.precision = precision
+        self.image_size = int(model.inputs[0].get_partial_shape()[1].get_length())
+        hint = {"float32": "f32", "bfloat16": "bf16"}[precision]
+        self._compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+
+    def __call__(self, pixels):
+        return self._compiled(np.asarray(pixels, np.float32))[0]
+
+
+# Where an OpenVINO file records the precision its export chose for ``auto`` (the IR's own metadata).
+CHOSEN_PRECISION = ["kerasimg", "serves"]
+
+
+def cpu_serves_bfloat16() -> bool:
+    """Whether OpenVINO's CPU plugin computes bfloat16 natively on this machine."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def chosen_precision(model) -> str:
+    """The precision an OpenVINO model's export chose (float32 for a file without the mark)."""
+    return (
+        model.get_rt_info(CHOSEN_PRECISION).astype(str) if model.has_rt_info(CHOSEN_PRECISION) else "float32"
+    )
+
+
+def mark_chosen_precision(path: Path, precision: str) -> None:
+    """Record ``precision`` in the OpenVINO file at ``path`` (its .xml and .bin are rewritten)."""
+    import openvino
+
+    path = Path(path)
+    model = openvino.Core().read_model(
+        str(path)
+    )  # maps the weights: they are written elsewhere, then swapped in
+    model.set_rt_info(precision, CHOSEN_PRECISION)
+    staged = path.with_name(f".{path.stem}-marked.xml")
+    openvino.save_model(model, str(staged), compress_to_fp16=False)
+    del model
+    os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
+    os.replace(staged, path)
+
+
+def check_precision(name: str, precision: str) -> None:
+    """Refuse a serving precision a format cannot compute in: one line naming the remedy."""
+    if precision not in SERVING_PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}. Received: {precision!r}")
+    if precision == "bfloat16" and name != "openvino":
+        raise UserError(
+            f"--precision bfloat16 is served by the openvino format only (received --format {name}); "
+            "export it with `python -m kerasimg.export RUN_DIR --format openvino` and predict with "
+            "--format openvino."
+        )
+
+
 def _quantise(pixels: np.ndarray, detail: dict) -> np.ndarray:
     """Float pixels into the input's type (the int8 file's uint8 input has its own scale and zero point)."""
     dtype = detail["dtype"]
@@ -96,10 +178,12 @@ def format_path(folder: Path, name: str) -> Path:
     return Path(folder) if filename is None else Path(folder) / filename
 
 
-def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL) -> Runtime:
-    """The format ``name`` of the version folder ``folder``, ready to run."""
+def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL, precision: str = "float32") -> Runtime:
+    """The format ``name`` of the version folder ``folder``, ready to run in ``precision`` (only the
+    openvino file computes in anything but float32; ``auto``: what its export chose)."""
     if name not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)}. Received: format={name!r}")
+    check_precision(name, precision)
     check_installed([name])
     path = format_path(Path(folder), name)
     if not path.exists():
@@ -112,6 +196,8 @@ def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL) -> Runtime:
         return SavedModelRuntime(path)
     if name == "onnx":
         return OnnxRuntime(path)
+    if name == "openvino":
+        return OpenVINORuntime(path, precision)
     return LiteRTRuntime(path)
 
 

@@ -104,9 +104,9 @@ class Zoo:
                         entries.append({**known[(name, version)], "path": str(path)})
                         continue
                     files = {
-                        f.name: {"bytes": (path / f.filename).stat().st_size}
+                        f.name: {"bytes": f.bytes(path)}
                         for f in FORMATS.values()
-                        if f.filename and (path / f.filename).is_file()
+                        if f.filename and all(file.is_file() for file in f.files(path))
                     }
                     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
                     entries.append(
