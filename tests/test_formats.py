@@ -232,3 +232,28 @@ def test_bfloat16_is_refused_for_a_format_that_cannot_compute_in_it(exported, ca
     argv = ["--model", "scenes", "--zoo", str(zoo), "--format", "onnx", "--precision", "bfloat16", "x.jpg"]
     assert predict_cli.main(argv) == 2
     assert "--precision bfloat16 is served by the openvino format only" in capsys.readouterr().err
+
+
+def test_an_openvino_file_keeps_only_the_models_output(tmp_path):
+    """TensorFlow's swish leaves an unused ``IdentityN`` output that OpenVINO's reader made a model
+    output (EfficientNet-B0: 50 of them, 2.3x slower); the converted file keeps the model's one."""
+    import keras
+    import openvino
+
+    from kerasimg.serving.convert import convert
+    from kerasimg.serving.runtimes import OpenVINORuntime
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="swish")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="swish")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    raw = tmp_path / "raw.xml"
+    model.export(str(raw), format="openvino", verbose=False)
+    assert len(openvino.Core().read_model(str(raw)).outputs) > 1  # what the fix is for
+    convert(model, "openvino", tmp_path / "model.xml", calibration=None)
+    assert len(openvino.Core().read_model(str(tmp_path / "model.xml")).outputs) == 1
+    pixels = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(
+        OpenVINORuntime(tmp_path / "model.xml")(pixels), model.predict(pixels, verbose=0), atol=1e-5
+    )

@@ -136,14 +136,22 @@ def chosen_precision(model) -> str:
 
 def mark_chosen_precision(path: Path, precision: str) -> None:
     """Record ``precision`` in the OpenVINO file at ``path`` (its .xml and .bin are rewritten)."""
+
+    def mark(model):
+        model.set_rt_info(precision, CHOSEN_PRECISION)
+        return model
+
+    rewrite_openvino(path, mark)
+
+
+def rewrite_openvino(path: Path, change) -> None:
+    """Replace the OpenVINO file at ``path`` with ``change(model)``: written beside it, then swapped in
+    (reading maps the weights, so they cannot be overwritten in place)."""
     import openvino
 
     path = Path(path)
-    model = openvino.Core().read_model(
-        str(path)
-    )  # maps the weights: they are written elsewhere, then swapped in
-    model.set_rt_info(precision, CHOSEN_PRECISION)
-    staged = path.with_name(f".{path.stem}-marked.xml")
+    model = change(openvino.Core().read_model(str(path)))
+    staged = path.with_name(f".{path.stem}-rewritten.xml")
     openvino.save_model(model, str(staged), compress_to_fp16=False)
     del model
     os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
