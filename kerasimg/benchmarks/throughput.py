@@ -247,8 +247,8 @@ def measure_serving(
         )
         rng = np.random.default_rng(seed)
         rows = []
+        bfloat16 = policy == "mixed_bfloat16"
         for name in formats:
-            bfloat16 = policy == "mixed_bfloat16"
             if bfloat16 and name != "openvino":
                 continue
             runtime = load_runtime(path, name, "bfloat16" if bfloat16 else "float32")

@@ -218,22 +218,21 @@ def choose_precision(model: keras.Model, folder: Path, images: CheckImages, prec
 
     ``auto``: bfloat16 where this CPU computes it natively and the file's bfloat16 top-1 matches
     the float32 Keras model's on at least ``MIN_BFLOAT16_AGREEMENT`` of the test images; float32
-    otherwise. ``float32`` and ``bfloat16`` are kept as asked (bfloat16 still measured).
+    otherwise. ``float32`` and ``bfloat16`` are kept as asked (bfloat16 still measured). Only
+    bfloat16 is marked: a file without the mark serves float32.
     """
     from kerasimg.serving.runtimes import check_precision, cpu_serves_bfloat16, mark_chosen_precision
 
     check_precision("openvino", precision)
-    path = format_path(folder, "openvino")
-    if precision == "float32" or not cpu_serves_bfloat16():
-        if precision == "bfloat16":
-            load_runtime(folder, "openvino", "bfloat16")  # raises, saying why
-        mark_chosen_precision(path, "float32")
+    if precision == "float32" or (precision == "auto" and not cpu_serves_bfloat16()):
         return {"serves": "float32"}
+    # Asked for bfloat16 on a CPU without it, the runtime refuses here, saying why.
     facts = _agreement_facts(model, load_runtime(folder, "openvino", "bfloat16"), images.test(), "bfloat16")
     chosen = precision
     if precision == "auto":
         chosen = "bfloat16" if facts["top1_agreement"] >= MIN_BFLOAT16_AGREEMENT else "float32"
-    mark_chosen_precision(path, chosen)
+    if chosen == "bfloat16":
+        mark_chosen_precision(format_path(folder, "openvino"), chosen)
     return {"serves": chosen, "bfloat16": facts}
 
 

@@ -113,9 +113,7 @@ def _runtime_top(model_dir: Path, format: str, max_pixels: int, precision: str =
     from kerasimg.data.pipeline import resize
     from kerasimg.serving.runtimes import load_runtime, read_labels
 
-    runtime = load_runtime(
-        model_dir, format, "float32" if precision == "auto" and format != "openvino" else precision
-    )
+    runtime = load_runtime(model_dir, format, precision)
     labels = read_labels(model_dir)
 
     def top_of(path: Path) -> list[tuple[str, float]]:

@@ -12,6 +12,7 @@ file's own scale and zero point.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -120,6 +121,7 @@ class OpenVINORuntime(Runtime):
 CHOSEN_PRECISION = ["kerasimg", "serves"]
 
 
+@functools.cache
 def cpu_serves_bfloat16() -> bool:
     """Whether OpenVINO's CPU plugin computes bfloat16 natively on this machine."""
     import openvino
