@@ -184,7 +184,8 @@ def predict(
     for a file that could not be read. Files go ``batch_size`` per signature call.
     ``format`` runs that file of the version instead of the SavedModel (``"onnx"``,
     ``"litert"``, ``"litert-fp16"``, ``"litert-int8"``, ``"openvino"``), one file at a time;
-    ``precision`` is what the OpenVINO file computes in (``auto``: what its export chose).
+    ``precision``: what the file computes in (``auto``: what its export chose); a SavedModel has
+    one, and another is refused.
     """
     from kerasimg.serving.batch_predict import predict_files_batched
     from kerasimg.serving.predict import list_images, predict_files, resolve_model_dir
@@ -206,7 +207,7 @@ def predict(
     files, model_dir = list_images([str(t) for t in targets]), resolve_model_dir(str(model), zoo)
     if format != SAVEDMODEL or batch_size == 1:
         return predict_files(model_dir, files, top_k, max_pixels, format=format, precision=precision)
-    return predict_files_batched(model_dir, files, top_k, max_pixels, batch_size)
+    return predict_files_batched(model_dir, files, top_k, max_pixels, batch_size, precision)
 
 
 def evaluate(

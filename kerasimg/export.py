@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         default="auto",
         choices=SERVING_PRECISIONS,
-        help="what the openvino file serves in; auto: bfloat16 where this CPU has it and its top-1 agrees "
-        "with float32 on 99.5%% of the test images, else float32",
+        help="what the SavedModel and the openvino file compute in; auto: bfloat16 where this CPU has it "
+        "and the top-1 agrees with float32 on 99.5%% of the test images, else float32",
     )
     args = p.parse_args(argv)
 

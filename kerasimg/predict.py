@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         default="auto",
         choices=SERVING_PRECISIONS,
-        help="what the openvino file computes in; auto: what its export chose (bfloat16 where the CPU has "
-        "it and the top-1 agreed with float32 on 99.5%% of the test images)",
+        help="what the file computes in; auto: what its export chose (bfloat16 where the CPU has it and "
+        "the top-1 agreed with float32 on 99.5%% of the test images); a SavedModel has one precision",
     )
     args = p.parse_args(argv)
 

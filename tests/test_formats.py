@@ -60,16 +60,20 @@ def test_every_format_is_kept_beside_a_savedmodel_that_tf_serving_loads(exported
     assert [c.base_path for c in config.model_config_list.config] == ["/models/scenes"]
 
 
-def test_predict_runs_every_format_like_the_savedmodel(exported, tiny_scenes, capsys):
-    _, zoo, _ = exported
+def test_predict_runs_every_format_like_the_savedmodel(exported, tiny_scenes, capsys, tmp_path):
+    from kerasimg.serving.export import export_run
+
+    run, zoo, _ = exported
     images = sorted((tiny_scenes / "seg_test").rglob("*.jpg"))[:4]
 
-    def predict(name, *flags):
+    def predict(name, *flags, zoo=zoo):
         argv = ["--model", "scenes", "--zoo", str(zoo), "--format", name, "--json", *flags]
         assert predict_cli.main([*argv, *map(str, images)]) == 0
         return json.loads(capsys.readouterr().out)
 
-    reference = predict("savedmodel")
+    # The float32 SavedModel (auto may have exported a bfloat16 one: tests/test_bfloat16_savedmodel.py).
+    export_run(run, "scenes", tmp_path, precision="float32")
+    reference = predict("savedmodel", zoo=tmp_path)
     for name in ("onnx", "litert", "litert-fp16", "litert-int8", "openvino"):
         # OpenVINO in float32: the file as checked (auto may serve bfloat16, tested below).
         results = predict(name, *(["--precision", "float32"] if name == "openvino" else []))
@@ -231,7 +235,8 @@ def test_bfloat16_is_refused_for_a_format_that_cannot_compute_in_it(exported, ca
     _, zoo, _ = exported
     argv = ["--model", "scenes", "--zoo", str(zoo), "--format", "onnx", "--precision", "bfloat16", "x.jpg"]
     assert predict_cli.main(argv) == 2
-    assert "--precision bfloat16 is served by the openvino format only" in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert "--precision bfloat16 is served by the savedmodel and openvino formats only" in message
 
 
 def test_an_openvino_file_keeps_only_the_models_output(tmp_path):

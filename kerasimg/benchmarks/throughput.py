@@ -218,20 +218,22 @@ def measure_serving(
 
     The model has random weights, so the int8 file is kept whatever its top-1 agreement
     (speed, not accuracy, is measured here; ``export`` holds a trained model to the bar).
-    Exports are float32, as ``export`` writes them; a ``mixed_bfloat16`` precision times the
-    OpenVINO file computing in bfloat16 (the one format that serves in it) and no other.
+    A ``mixed_bfloat16`` precision times the files that compute in bfloat16: a SavedModel
+    exported with ``precision="bfloat16"`` (its graph in bfloat16) and the OpenVINO file with
+    its CPU plugin in bfloat16; the other formats have no bfloat16 row.
     """
     import tempfile
 
     from kerasimg.serving.export import export_model
     from kerasimg.serving.formats import parse_formats
-    from kerasimg.serving.runtimes import load_runtime
+    from kerasimg.serving.runtimes import BFLOAT16_FORMATS, load_runtime
 
     _check_steps(steps, warmup)
     formats = parse_formats(formats)
     spec = get_backbone(backbone)
     size = int(image_size or spec.image_size)
     policy = resolve_precision(precision, spec.name)
+    bfloat16 = policy == "mixed_bfloat16"
     keras.utils.set_random_seed(seed)
     model = build_classifier(spec, num_classes, image_size=size, weights="none")
     with tempfile.TemporaryDirectory(prefix="kerasimg-bench-") as folder:
@@ -243,15 +245,22 @@ def measure_serving(
             folder,
             formats=formats,
             min_int8_agreement=0.0,
-            precision="float32",  # each row says its own
+            precision="float32",
         )
+        if bfloat16 and SAVEDMODEL in formats:  # a SavedModel's precision is its graph's: a second export
+            bfloat16_savedmodel = export_model(
+                model, [f"class{i}" for i in range(num_classes)], size, "bench", folder, precision="bfloat16"
+            )
         rng = np.random.default_rng(seed)
         rows = []
-        bfloat16 = policy == "mixed_bfloat16"
         for name in formats:
-            if bfloat16 and name != "openvino":
+            if bfloat16 and name not in BFLOAT16_FORMATS:
                 continue
-            runtime = load_runtime(path, name, "bfloat16" if bfloat16 else "float32")
+            if bfloat16:
+                folder_of = bfloat16_savedmodel if name == SAVEDMODEL else path
+                runtime = load_runtime(folder_of, name, "bfloat16")
+            else:
+                runtime = load_runtime(path, name, "float32")
             for batch_size in batch_sizes:
                 images = rng.uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
                 median = _median_step(lambda: runtime(images), steps, warmup)  # noqa: B023

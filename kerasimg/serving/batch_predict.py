@@ -26,6 +26,7 @@ def predict_files_batched(
     top_k: int = 3,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = 32,
+    precision: str = "auto",
 ) -> list[dict]:
     """Like ``predict_files`` (one result per file, in order), ``batch_size`` files per call.
 
@@ -33,10 +34,12 @@ def predict_files_batched(
     """
     import tensorflow as tf
 
+    from kerasimg.serving.bfloat16 import check_savedmodel_precision
     from kerasimg.serving.runtimes import read_labels
 
     if batch_size < 1:
         raise ArgumentError("batch_size", "must be at least 1", batch_size)
+    check_savedmodel_precision(model_dir, precision)
     serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
     names = read_labels(model_dir) if "predicted" in serve.structured_outputs else None
     results: list[dict] = []

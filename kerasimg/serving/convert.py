@@ -175,7 +175,7 @@ def verify(
     An OpenVINO file is checked in float32, then ``precision`` decides what it serves in
     (``choose_precision``)."""
     try:
-        runtime = load_runtime(folder, name)
+        runtime = load_runtime(folder, name, "float32")
         runtime(next(iter(images.validation()))[:1])
     except UserError:
         raise
@@ -186,7 +186,7 @@ def verify(
             "family converts to; leave this one out of --format."
         ) from error
     if name == "litert-int8":
-        facts = _agreement_facts(model, runtime, images.test(), "int8")
+        facts = agreement_facts(model, runtime, images.test(), "int8")
         agreement, count = facts["top1_agreement"], facts["agreement_images"]
         if agreement < min_int8_agreement:
             raise UserError(
@@ -197,7 +197,7 @@ def verify(
         return facts
     difference, count = 0.0, 0
     for pixels in images.validation():
-        expected = _keras_probabilities(model, pixels)
+        expected = keras_probabilities(model, pixels)
         got = runtime(pixels)
         difference = max(difference, float(np.max(np.abs(got - expected), initial=0.0)))
         count += len(pixels)
@@ -227,7 +227,7 @@ def choose_precision(model: keras.Model, folder: Path, images: CheckImages, prec
     if precision == "float32" or (precision == "auto" and not cpu_serves_bfloat16()):
         return {"serves": "float32"}
     # Asked for bfloat16 on a CPU without it, the runtime refuses here, saying why.
-    facts = _agreement_facts(model, load_runtime(folder, "openvino", "bfloat16"), images.test(), "bfloat16")
+    facts = agreement_facts(model, load_runtime(folder, "openvino", "bfloat16"), images.test(), "bfloat16")
     chosen = precision
     if precision == "auto":
         chosen = "bfloat16" if facts["top1_agreement"] >= MIN_BFLOAT16_AGREEMENT else "float32"
@@ -236,11 +236,11 @@ def choose_precision(model: keras.Model, folder: Path, images: CheckImages, prec
     return {"serves": chosen, "bfloat16": facts}
 
 
-def _keras_probabilities(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
+def keras_probabilities(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(pixels, training=False)).astype("float32")
 
 
-def _agreement_facts(model: keras.Model, runtime, batches: Iterable[tuple], kind: str) -> dict:
+def agreement_facts(model: keras.Model, runtime, batches: Iterable[tuple], kind: str) -> dict:
     """Top-1 agreement of a ``kind`` file (int8, bfloat16) with the float model and, where labels are
     known, both models' accuracy: a model that answers one class agrees everywhere, and only the
     accuracy shows it."""
@@ -248,7 +248,7 @@ def _agreement_facts(model: keras.Model, runtime, batches: Iterable[tuple], kind
     right = {"file": 0, "float": 0}
     labelled = True
     for pixels, labels in batches:
-        got, expected = runtime(pixels).argmax(-1), _keras_probabilities(model, pixels).argmax(-1)
+        got, expected = runtime(pixels).argmax(-1), keras_probabilities(model, pixels).argmax(-1)
         same += int(np.sum(got == expected))
         count += len(pixels)
         labelled = labelled and labels is not None

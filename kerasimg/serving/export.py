@@ -32,6 +32,7 @@ from kerasimg.errors import ArgumentError, UserError
 from kerasimg.files import make_temp_dir
 from kerasimg.models.batchnorm_folding import folded_for_inference
 from kerasimg.names import check_class_names
+from kerasimg.serving.bfloat16 import choose_savedmodel_precision, wants_bfloat16, write_serves
 from kerasimg.serving.convert import CheckImages, add_formats
 from kerasimg.serving.formats import (
     DEFAULT_CALIBRATION_IMAGES,
@@ -49,6 +50,9 @@ from kerasimg.serving.zoo import DEFAULT_ZOO, Zoo
 from kerasimg.training.recipe import TTA_MODES
 
 WARMUP_IMAGES = 3
+# A bfloat16 graph against the same bfloat16 Keras model: TensorFlow fuses the exported graph's
+# ops differently from eager calls, and each rounding to bfloat16 (8 bits) can land elsewhere.
+BFLOAT16_TOLERANCE = 3e-2
 
 
 def _sample_jpegs(image_size: int, count: int, seed: int = 0) -> list[bytes]:
@@ -63,9 +67,13 @@ def _sample_jpegs(image_size: int, count: int, seed: int = 0) -> list[bytes]:
 
 def synthetic_check_images(image_size: int, formats: list[str], precision: str = "auto") -> CheckImages:
     """What formats are checked on without a run: a few synthetic images, or
-    ``MIN_INT8_CHECK_IMAGES`` when an agreement is to be measured (an int8 file's, or an
-    OpenVINO file's in bfloat16)."""
-    agreement = "litert-int8" in formats or ("openvino" in formats and precision != "float32")
+    ``MIN_INT8_CHECK_IMAGES`` when an agreement is to be measured (an int8 file's, or a
+    SavedModel's or OpenVINO file's in bfloat16)."""
+    agreement = (
+        "litert-int8" in formats
+        or ("openvino" in formats and precision != "float32")
+        or wants_bfloat16(precision)
+    )
     count = MIN_INT8_CHECK_IMAGES if agreement else WARMUP_IMAGES
     pixels = decode_batch(tf.constant(_sample_jpegs(image_size, count)), image_size)
     return CheckImages.from_array(pixels, f"{count} synthetic images")
@@ -101,8 +109,9 @@ def export_model(
     adds ONNX/LiteRT/OpenVINO files beside the SavedModel, each calibrated and checked on
     ``images`` (default: a few synthetic images; ``export_run`` passes the run's splits);
     an int8 file whose top-1 matches the Keras model's on less than ``min_int8_agreement``
-    of the test images fails the export. ``precision`` is what the OpenVINO file serves in
-    (``kerasimg.serving.convert.choose_precision``).
+    of the test images fails the export. ``precision`` is what the SavedModel computes in
+    (``kerasimg.serving.bfloat16``) and the OpenVINO file serves in
+    (``kerasimg.serving.convert.choose_precision``), each chosen on the test images for ``auto``.
     """
     zoo = Zoo(zoo)
     folder = zoo.model_dir(name)
@@ -123,11 +132,15 @@ def export_model(
         # Conv -> BN pairs as one convolution with fixed weights: what every runtime computes
         # (verified below against ``model`` itself).
         served = folded_for_inference(model)
+        if images is None:
+            images = synthetic_check_images(image_size, formats, precision)
+        # TF Serving has no precision switch: a SavedModel computes in the precision its graph has.
+        computed, savedmodel_facts = choose_savedmodel_precision(model, served, images.test(), precision)
         serving_default, predict_images = serving_functions(
-            served, class_names, image_size, top_k, max_pixels, tta, thresholds
+            computed, class_names, image_size, top_k, max_pixels, tta, thresholds
         )
         archive = keras.export.ExportArchive()
-        archive.track(served)
+        archive.track(computed)
         archive.add_endpoint("serving_default", serving_default)
         archive.add_endpoint("predict_images", predict_images)
         archive.write_out(str(staging), verbose=False)
@@ -135,11 +148,13 @@ def export_model(
         write_labels(staging / "assets" / LABELS_FILE, class_names)
         samples = _sample_jpegs(image_size, WARMUP_IMAGES)
         write_warmup_requests(staging / "assets.extra" / "tf_serving_warmup_requests", name, samples)
-        verify_export(staging, model, image_size, samples, tta)
-        files = {SAVEDMODEL: {"bytes": _folder_bytes(staging)}}
+        write_serves(staging, savedmodel_facts["serves"])
+        if savedmodel_facts["serves"] == "bfloat16":  # the graph against the copy measured above
+            verify_export(staging, computed, image_size, samples, tta, tolerance=BFLOAT16_TOLERANCE)
+        else:
+            verify_export(staging, model, image_size, samples, tta)
+        files = {SAVEDMODEL: {"bytes": _folder_bytes(staging), **savedmodel_facts}}
         write_labels(staging / LABELS_FILE, class_names)
-        if images is None:
-            images = synthetic_check_images(image_size, formats, precision)
         files.update(add_formats(model, staging, formats[1:], images, min_int8_agreement, served, precision))
         version = _move_into_place(staging, zoo, name)
     except BaseException:
@@ -182,9 +197,15 @@ def check_tta(tta: str, formats: list[str]) -> None:
 
 
 def verify_export(
-    path: Path, model: keras.Model, image_size: int, samples: list[bytes], tta: str = "none"
+    path: Path,
+    model: keras.Model,
+    image_size: int,
+    samples: list[bytes],
+    tta: str = "none",
+    tolerance: float = 1e-5,
 ) -> None:
-    """Load the SavedModel back and check both signatures against the Keras model (and its ``tta``)."""
+    """Load the SavedModel back and check both signatures against the Keras model (and its ``tta``)
+    within ``tolerance`` (absolute, plus 1e-4 relative)."""
     loaded = tf.saved_model.load(str(path))
     image_bytes = tf.constant(samples[:2])
     pixels = decode_batch(image_bytes, image_size)
@@ -195,7 +216,7 @@ def verify_export(
     from_bytes = loaded.signatures["serving_default"](**{BYTES_INPUT: image_bytes})["probabilities"].numpy()
     from_pixels = loaded.signatures["predict_images"](**{PIXELS_INPUT: pixels})["probabilities"].numpy()
     for got, signature in ((from_bytes, "serving_default"), (from_pixels, "predict_images")):
-        if not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        if not np.allclose(got, expected, rtol=1e-4, atol=tolerance):
             raise RuntimeError(
                 f"The exported {signature} disagrees with the Keras model (max difference "
                 f"{np.max(np.abs(got - expected)):.2e}); the export was not kept."
@@ -246,7 +267,7 @@ def export_run(
         raise ArgumentError("calibration_images", "must be at least 1", calibration_images)
     if keras.backend.backend() != "tensorflow":
         return _export_under_tensorflow(
-            run_dir, name, zoo, allow_unfinished, formats, calibration_images, tta
+            run_dir, name, zoo, allow_unfinished, formats, calibration_images, tta, precision
         )
     from kerasimg.models import count_flops, load_classifier
     from kerasimg.training.run import Run
@@ -284,7 +305,7 @@ def export_run(
     }
     image_size = int(resolved["image_size"])
     images = None
-    if len(formats) > 1:
+    if len(formats) > 1 or wants_bfloat16(precision):
         images = run_images(arguments, image_size, calibration_images)
         metadata["calibration_images"] = calibration_images if "litert-int8" in formats else None
     thresholds = None
@@ -309,7 +330,9 @@ def export_run(
     )
 
 
-def _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, calibration_images, tta) -> Path:
+def _export_under_tensorflow(
+    run_dir, name, zoo, allow_unfinished, formats, calibration_images, tta, precision
+) -> Path:
     """Export in a fresh TensorFlow-backend process (``python -m kerasimg.export``).
 
     Keras fixes its backend at import; under JAX (a ``multihost`` run) a SavedModel
@@ -319,6 +342,7 @@ def _export_under_tensorflow(run_dir, name, zoo, allow_unfinished, formats, cali
     """
     command = [sys.executable, "-m", "kerasimg.export", str(run_dir), "--zoo", str(zoo)]
     command += ["--format", ",".join(formats), "--calibration-images", str(calibration_images), "--tta", tta]
+    command += ["--precision", precision]
     command += (["--name", name] if name else []) + (["--allow-unfinished"] if allow_unfinished else [])
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
     done = subprocess.run(
@@ -351,14 +375,20 @@ def run_images(
         chosen = sorted(rng.choice(len(train), calibration_images, replace=False))
         train = train.subset(chosen)
 
-    def batches(split, limit=None, labelled=False):
+    def batches(split, limit=None):
         def iterate():
-            dataset = image_dataset(split, image_size, batch_size, training=False)
-            if not labelled:
-                dataset = dataset.map(lambda x, y: x)
+            dataset = image_dataset(split, image_size, batch_size, training=False).map(lambda x, y: x)
             if limit is not None:
                 dataset = dataset.unbatch().take(limit).batch(batch_size)
             return dataset.as_numpy_iterator()
+
+        return iterate
+
+    def labelled_batches(split, with_labels: bool):
+        def iterate():
+            dataset = image_dataset(split, image_size, batch_size, training=False)
+            for pixels, labels in dataset.as_numpy_iterator():
+                yield pixels, labels if with_labels else None
 
         return iterate
 
@@ -366,6 +396,7 @@ def run_images(
     return CheckImages(
         calibration=batches(train, calibration_images),
         validation=batches(validation),
-        test=batches(data.test, labelled=not data.multilabel),  # int8 accuracy: one class per image
+        # (pixels, labels) pairs; a multi-label run's accuracy is not one class per image: no labels.
+        test=labelled_batches(data.test, with_labels=not data.multilabel),
         source=f"the run's {len(validation)} validation and {len(data.test)} test images",
     )

@@ -75,7 +75,7 @@ def predict_files(
     from kerasimg.data.verify import check_image
 
     top_of = (
-        _savedmodel_top(model_dir)
+        _savedmodel_top(model_dir, precision)
         if format == SAVEDMODEL
         else _runtime_top(model_dir, format, max_pixels, precision)
     )
@@ -90,10 +90,13 @@ def predict_files(
     return results
 
 
-def _savedmodel_top(model_dir: Path):
+def _savedmodel_top(model_dir: Path, precision: str = "auto"):
     """``path -> [(class, score)...]`` through ``serving_default``, best first."""
     import tensorflow as tf
 
+    from kerasimg.serving.bfloat16 import check_savedmodel_precision
+
+    check_savedmodel_precision(model_dir, precision)
     serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
 
     def top_of(path: Path) -> list[tuple[str, float]]:

@@ -39,11 +39,15 @@ class Runtime:
 
 
 class SavedModelRuntime(Runtime):
-    def __init__(self, folder: Path):
+    """TensorFlow running the ``predict_images`` signature, in the precision its export chose."""
+
+    def __init__(self, folder: Path, precision: str = "auto"):
         import tensorflow as tf
 
+        from kerasimg.serving.bfloat16 import check_savedmodel_precision
         from kerasimg.serving.signatures import PIXELS_INPUT
 
+        self.precision = check_savedmodel_precision(folder, precision)
         self._input = PIXELS_INPUT
         self._serve = tf.saved_model.load(str(folder)).signatures["predict_images"]
         self.image_size = int(self._serve.structured_input_signature[1][PIXELS_INPUT].shape[1])
@@ -117,6 +121,10 @@ class OpenVINORuntime(Runtime):
         return self._compiled(np.asarray(pixels, np.float32))[0]
 
 
+# The formats that can compute in bfloat16: the SavedModel in the graph its export wrote, OpenVINO's
+# IR in either precision (its CPU plugin's hint).
+BFLOAT16_FORMATS = (SAVEDMODEL, "openvino")
+
 # Where an OpenVINO file records the precision its export chose for ``auto`` (the IR's own metadata).
 CHOSEN_PRECISION = ["kerasimg", "serves"]
 
@@ -164,11 +172,11 @@ def check_precision(name: str, precision: str) -> None:
     """Refuse a serving precision a format cannot compute in: one line naming the remedy."""
     if precision not in SERVING_PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}. Received: {precision!r}")
-    if precision == "bfloat16" and name != "openvino":
+    if precision == "bfloat16" and name not in BFLOAT16_FORMATS:
         raise UserError(
-            f"--precision bfloat16 is served by the openvino format only (received --format {name}); "
-            "export it with `python -m kerasimg.export RUN_DIR --format openvino` and predict with "
-            "--format openvino."
+            f"--precision bfloat16 is served by the {' and '.join(BFLOAT16_FORMATS)} formats only "
+            f"(received --format {name}); export with `python -m kerasimg.export RUN_DIR --precision "
+            "bfloat16` and predict with --format savedmodel or openvino."
         )
 
 
@@ -188,9 +196,10 @@ def format_path(folder: Path, name: str) -> Path:
     return Path(folder) if filename is None else Path(folder) / filename
 
 
-def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL, precision: str = "float32") -> Runtime:
-    """The format ``name`` of the version folder ``folder``, ready to run in ``precision`` (only the
-    openvino file computes in anything but float32; ``auto``: what its export chose)."""
+def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL, precision: str = "auto") -> Runtime:
+    """The format ``name`` of the version folder ``folder``, ready to run in ``precision`` (``auto``:
+    what its export chose). The SavedModel computes in the one precision its export gave its graph;
+    the openvino file in either; the others in float32."""
     if name not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)}. Received: format={name!r}")
     check_precision(name, precision)
@@ -203,7 +212,7 @@ def load_runtime(folder: str | os.PathLike, name: str = SAVEDMODEL, precision: s
             f"`python -m kerasimg.export RUN_DIR --format {name}`."
         )
     if name == SAVEDMODEL:
-        return SavedModelRuntime(path)
+        return SavedModelRuntime(path, precision)
     if name == "onnx":
         return OnnxRuntime(path)
     if name == "openvino":
