@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         default="auto",
         choices=SERVING_PRECISIONS,
-        help="what the file computes in; auto: what its export chose (bfloat16 where the CPU has it and "
-        "the top-1 agreed with float32 on 99.5%% of the test images); a SavedModel has one precision",
+        help="what the file computes in; auto: what its export chose (see export --precision); a SavedModel "
+        "computes in the one precision it was exported in, and another is refused",
     )
     args = p.parse_args(argv)
 

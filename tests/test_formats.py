@@ -60,20 +60,16 @@ def test_every_format_is_kept_beside_a_savedmodel_that_tf_serving_loads(exported
     assert [c.base_path for c in config.model_config_list.config] == ["/models/scenes"]
 
 
-def test_predict_runs_every_format_like_the_savedmodel(exported, tiny_scenes, capsys, tmp_path):
-    from kerasimg.serving.export import export_run
-
-    run, zoo, _ = exported
+def test_predict_runs_every_format_like_the_savedmodel(exported, tiny_scenes, capsys):
+    _, zoo, _ = exported
     images = sorted((tiny_scenes / "seg_test").rglob("*.jpg"))[:4]
 
-    def predict(name, *flags, zoo=zoo):
+    def predict(name, *flags):
         argv = ["--model", "scenes", "--zoo", str(zoo), "--format", name, "--json", *flags]
         assert predict_cli.main([*argv, *map(str, images)]) == 0
         return json.loads(capsys.readouterr().out)
 
-    # The float32 SavedModel (auto may have exported a bfloat16 one: tests/test_bfloat16_savedmodel.py).
-    export_run(run, "scenes", tmp_path, precision="float32")
-    reference = predict("savedmodel", zoo=tmp_path)
+    reference = predict("savedmodel")
     for name in ("onnx", "litert", "litert-fp16", "litert-int8", "openvino"):
         # OpenVINO in float32: the file as checked (auto may serve bfloat16, tested below).
         results = predict(name, *(["--precision", "float32"] if name == "openvino" else []))

@@ -25,8 +25,6 @@ from helpers import serve_in_fresh_process
 
 from kerasimg.diagnose.predictions import read_predictions
 from kerasimg.errors import UserError
-from kerasimg.serving.bfloat16 import savedmodel_serves
-from kerasimg.serving.export import BFLOAT16_TOLERANCE
 from kerasimg.serving.signatures import decode_batch
 from kerasimg.training import FitConfig, multihost
 from kerasimg.training.reports import read_history
@@ -198,10 +196,7 @@ def test_the_export_is_a_tensorflow_saved_model_a_fresh_process_serves(launched,
     model = keras.saving.load_model(root / "p0" / "run" / "model.keras")  # this process: TensorFlow
     pixels = decode_batch(tf.constant([f.read_bytes() for f in files]), 32)
     expected = keras.ops.convert_to_numpy(model(pixels, training=False))
-    # On a CPU with bfloat16 the export may have chosen a bfloat16 graph (tests/test_bfloat16_savedmodel.py).
-    bfloat16 = savedmodel_serves(path) == "bfloat16"
-    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=BFLOAT16_TOLERANCE if bfloat16 else 1e-5)
-    assert (served.argmax(-1) == expected.argmax(-1)).all()
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_processes_with_different_seeds_stop_at_once_saying_so(launched):

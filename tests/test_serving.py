@@ -39,9 +39,7 @@ def jpeg(seed, size=40):
 def exported(tmp_path_factory):
     zoo = tmp_path_factory.mktemp("zoo")
     model = tiny_model()
-    # float32: these tests hold the SavedModel to the Keras model's own numbers.
-    metadata = {"backbone": "small_cnn"}
-    path = export_model(model, CLASSES, 32, "pets", zoo, metadata=metadata, precision="float32")
+    path = export_model(model, CLASSES, 32, "pets", zoo, metadata={"backbone": "small_cnn"})
     return model, path, zoo
 
 
@@ -65,7 +63,7 @@ def test_a_fresh_tensorflow_process_serves_jpeg_bytes_like_the_keras_model(expor
 
 def test_flip_tta_in_the_signatures_serves_the_mean_of_both_views_in_a_fresh_process(tmp_path):
     model, zoo = tiny_model(seed=1), tmp_path / "zoo"
-    path = export_model(model, CLASSES, 32, "pets", zoo, tta="flip", precision="float32")
+    path = export_model(model, CLASSES, 32, "pets", zoo, tta="flip")
     files = [tmp_path / f"{i}.jpg" for i in range(3)]
     for i, file in enumerate(files):
         file.write_bytes(jpeg(i))
@@ -190,8 +188,7 @@ FAMILIES = {
 @pytest.mark.parametrize("backbone", list(FAMILIES))
 def test_every_backbone_family_exports(backbone, tmp_path):
     size = FAMILIES[backbone]
-    model = tiny_model(backbone, size)
-    path = export_model(model, CLASSES, size, backbone.replace("_", "-"), tmp_path, precision="float32")
+    path = export_model(tiny_model(backbone, size), CLASSES, size, backbone.replace("_", "-"), tmp_path)
     assert (path / "saved_model.pb").exists()  # export_model verified both signatures against Keras
 
 

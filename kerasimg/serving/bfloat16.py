@@ -1,11 +1,16 @@
 """A SavedModel that computes in bfloat16: TF Serving has no precision switch, so the graph carries it.
 
 TensorFlow's oneDNN kernels compute bfloat16 convolutions and matmuls natively on CPUs with
-AVX512-BF16 or AMX (ResNet-50 inference 1.88x float32 there, ``bench --mode infer``). The copy
+AVX512-BF16 or AMX (ResNet-50 served 1.86x float32 there, ``bench --mode serve``). The copy
 computes every layer under Keras's ``mixed_bfloat16`` policy (float32 variables, read in
 bfloat16) except the layers that give the model's outputs, so a request's pixels and
-probabilities stay float32. ``export`` keeps it where its top-1 matches the float32 model's on
-at least ``MIN_BFLOAT16_AGREEMENT`` of the test images, and writes the choice into the
+probabilities stay float32.
+
+Only ``export --precision bfloat16`` writes it; ``auto`` keeps the SavedModel float32. A
+SavedModel travels to TF Serving on CPUs the export never sees, and the graph cannot change
+its mind there: on a CPU with AVX-512 but no bfloat16 instructions the same graph served at
+0.38x float32, and with oneDNN held to AVX2 its convolutions failed to run at all. (OpenVINO's
+``auto`` is safe: its runtime decides on the serving CPU.) The choice is written into the
 SavedModel (``SERVES_FILE``) so every reader of the folder knows what it computes in.
 """
 
@@ -17,7 +22,7 @@ from pathlib import Path
 import keras
 
 from kerasimg.errors import UserError
-from kerasimg.serving.formats import MIN_BFLOAT16_AGREEMENT, SERVING_PRECISIONS
+from kerasimg.serving.formats import SERVING_PRECISIONS
 from kerasimg.training.precision import cpu_bf16_flags
 
 # Beside TF Serving's warm-up requests: assets.extra is read by no one else.
@@ -30,8 +35,8 @@ def cpu_computes_bfloat16() -> bool:
 
 
 def wants_bfloat16(precision: str) -> bool:
-    """Whether an export at ``precision`` measures a bfloat16 SavedModel (asked for, or ``auto`` here)."""
-    return precision == "bfloat16" or (precision == "auto" and cpu_computes_bfloat16())
+    """Whether an export at ``precision`` writes (and measures) a bfloat16 SavedModel: only when asked."""
+    return precision == "bfloat16"
 
 
 def computing_in_bfloat16(model: keras.Model) -> keras.Model:
@@ -50,9 +55,9 @@ def choose_savedmodel_precision(
 ) -> tuple[keras.Model, dict]:
     """``(what the SavedModel computes, facts)`` for ``precision``; ``served`` is ``model`` folded.
 
-    ``auto``: bfloat16 where this CPU computes it natively and the bfloat16 copy's top-1 matches
-    ``model``'s on at least ``MIN_BFLOAT16_AGREEMENT`` of ``test_batches`` (``(pixels, labels)``
-    pairs), float32 otherwise. ``float32`` and ``bfloat16`` are kept as asked (bfloat16 still measured).
+    ``bfloat16``: the bfloat16 copy, its top-1 agreement with ``model`` (and both accuracies where
+    ``test_batches``, ``(pixels, labels)`` pairs, have labels) measured and returned, whatever it
+    is, as for the OpenVINO file. ``auto`` and ``float32``: ``served`` itself.
     """
     from kerasimg.serving.convert import agreement_facts, keras_probabilities
 
@@ -60,12 +65,15 @@ def choose_savedmodel_precision(
         raise UserError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}. Received: {precision!r}")
     if not wants_bfloat16(precision):
         return served, {"serves": "float32"}
+    if not cpu_computes_bfloat16():
+        raise UserError(
+            "--precision bfloat16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX in "
+            "/proc/cpuinfo), so a bfloat16 SavedModel could be neither checked nor served fast here; "
+            "export it on the CPU class that will serve it, or leave --precision at auto (float32)."
+        )
     copy = computing_in_bfloat16(served)
     facts = agreement_facts(model, lambda pixels: keras_probabilities(copy, pixels), test_batches, "bfloat16")
-    chosen = precision
-    if precision == "auto":
-        chosen = "bfloat16" if facts["top1_agreement"] >= MIN_BFLOAT16_AGREEMENT else "float32"
-    return (copy if chosen == "bfloat16" else served), {"serves": chosen, "bfloat16": facts}
+    return copy, {"serves": "bfloat16", "bfloat16": facts}
 
 
 def write_serves(folder: Path, precision: str) -> None:
