@@ -13,6 +13,7 @@ from kerasimg.models.batchnorm_folding import (
     batchnorm_compute_model,
     fold_frozen_batchnorm,
     foldable_pairs,
+    folded_for_inference,
 )
 from kerasimg.models.fused_batchnorm import FusedTrainingBatchNorm
 from kerasimg.training.precision import dtype_policy
@@ -233,10 +234,14 @@ def test_an_export_serves_batchnorm_folded_into_fixed_weights(tmp_path):
     from kerasimg.serving.signatures import PIXELS_INPUT
 
     model = classifier("small_cnn")  # BatchNorm statistics away from 0/1: a wrong fold shows
-    path = export_model(model, ["a", "b", "c"], SIZE, "folded", tmp_path / "zoo", precision="float32")
+    path = export_model(model, ["a", "b", "c"], SIZE, "folded", tmp_path / "zoo")
     loaded = tf.saved_model.load(str(path))
-    names = [v.name for v in loaded.variables]
+    names = [v.name for v in loaded.signatures["predict_images"].graph.variables]
     assert names and not [n for n in names if "moving_mean" in n or "moving_variance" in n], names
+    # Each folded weight stored once (Keras's ExportArchive.track() would store every one twice).
+    shapes = tf.train.load_checkpoint(str(path / "variables" / "variables")).get_variable_to_shape_map()
+    stored = sum(int(np.prod(shape)) for key, shape in shapes.items() if key.endswith("VARIABLE_VALUE"))
+    assert stored == folded_for_inference(model).count_params() < model.count_params()
     images = np.random.default_rng(5).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
     served = loaded.signatures["predict_images"](**{PIXELS_INPUT: tf.constant(images)})["probabilities"]
     np.testing.assert_allclose(served.numpy(), model.predict_on_batch(images), rtol=1e-4, atol=1e-6)

@@ -139,8 +139,10 @@ def export_model(
         serving_default, predict_images = serving_functions(
             computed, class_names, image_size, top_k, max_pixels, tta, thresholds
         )
+        # Not ``archive.track(computed)``: on TensorFlow that stores every weight twice, as the
+        # tracked Keras variables and again as the tf.Variables the endpoints capture (Keras issue
+        # 23553: twice the file and twice the memory in TF Serving). The endpoints' own are enough.
         archive = keras.export.ExportArchive()
-        archive.track(computed)
         archive.add_endpoint("serving_default", serving_default)
         archive.add_endpoint("predict_images", predict_images)
         archive.write_out(str(staging), verbose=False)
