@@ -133,7 +133,10 @@ def _add_recipe_parser(sub) -> None:
     r.add_argument("--seed", type=int, default=base.seed)
     r.add_argument("--directory", default="tuning", help="KerasTuner's directory (default tuning)")
     r.add_argument("--project", default="recipe", help="folder under --directory (default recipe)")
-    r.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    r.add_argument(
+        "--overwrite", action="store_true", help="start over instead of resuming (never on a worker)"
+    )
+    r.add_argument("--workers", type=int, metavar="N", help="run a chief and N workers on 127.0.0.1")
 
 
 def recipe_search_from_args(args: argparse.Namespace):
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         if args.command == "recipe":
-            return _recipe(args)
+            return _recipe(args, argv)
         search = search_from_args(args)
         triples = search.space.require_feasible()
         if args.scale is not None and args.scale < 0:
@@ -230,15 +233,29 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(run, "Rerun the same command to resume the search (completed trials are kept).")
 
 
-def _recipe(args: argparse.Namespace) -> int:
+def _recipe(args: argparse.Namespace, argv: list[str]) -> int:
     from kerasimg.tuning.recipe_results import BEST_CONFIG
     from kerasimg.tuning.recipe_search import run_recipe_search
+    from kerasimg.tuning.search import distributed_role
 
     search = recipe_search_from_args(args)
-    rows = run_recipe_search(search)
     project = search.project_dir
+    if args.workers is not None:
+        from kerasimg.tuning.workers import run_local, strip_flag, worker_count
+
+        search.validate()  # a mistake is one line here, not three processes' logs
+        left = search.remaining()
+        workers = worker_count(args.workers, args.workers if left is None else left)
+        if workers:  # the chief, started with these flags, writes every file
+            with search.lock():
+                run_local(strip_flag(argv, "--workers", takes_value=True), workers, f"{project}.logs")
+        rows = None
+    else:
+        rows = run_recipe_search(search)
+        if distributed_role() == "worker":
+            return 0
     _show(project, "results.md")
-    if rows and rows[0].get("best") == "*":
+    if (project / BEST_CONFIG).exists() and (rows is None or (rows and rows[0].get("best") == "*")):
         print(f"Train the best recipe: python -m kerasimg.fit --config {project / BEST_CONFIG}")
         return 0
     print(

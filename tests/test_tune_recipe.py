@@ -119,3 +119,35 @@ def test_hyperband_on_cached_probes_writes_a_winner_that_fit_accepts_and_resumes
     late = capsys.readouterr()
     assert "Trial " not in late.out and "Stopped starting trials after --max-minutes 0" in late.out
     assert "no trial completed" in late.err
+
+
+def test_a_chief_and_two_workers_run_each_recipe_trial_once_and_write_the_winner(tmp_path, monkeypatch):
+    """``tune recipe --workers 2`` as the CLI runs it, with trials that score their rate in a second
+    (tests/fake_recipe_trials.py): the workers train every trial once, the chief writes the files."""
+    import csv
+    import os
+    import sys
+    from pathlib import Path
+
+    import kerasimg.tuning.workers as workers_module
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), *sys.path]))
+    run_local = workers_module.run_local
+    monkeypatch.setattr(
+        workers_module, "run_local", lambda *a, **k: run_local(*a, **k, module="fake_recipe_trials")
+    )
+    directory = tmp_path / "tuning"
+    argv = ["recipe", "--weights", "none", "--tuner", "bayesian", "--trials", "5", "--epochs", "2"]
+    argv += ["--directory", str(directory), "--project", "dist", "--workers", "2"]
+    assert tune.main(argv) == 0
+    markers = [p.name for p in (directory / "ran").iterdir()]
+    assert sorted(m.split(".")[0] for m in markers) == sorted({m.split(".")[0] for m in markers})
+    assert len(markers) == 5 and all(".worker" in m for m in markers)  # once each, never the chief
+    assert len({m.split(".")[1] for m in markers}) == 2  # both workers took trials
+    with open(directory / "dist" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and all(r["status"] == "COMPLETED" for r in rows)
+    assert "lr = " in (directory / "dist" / "best.toml").read_text()
+    # Run again: nothing is left, so no process starts, and the same winner is shown.
+    monkeypatch.setattr(workers_module, "run_local", lambda *a, **k: pytest.fail("started workers"))
+    assert tune.main(argv) == 0

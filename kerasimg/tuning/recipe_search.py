@@ -19,6 +19,7 @@ a ``fit --config`` file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -146,6 +147,19 @@ class RecipeSearch(SearchProject):
         for values in _corners(hp):  # every value a trial can draw makes a valid fit
             self.training.fit_config(values, self.training.epochs, self.project_dir / "check").validate()
 
+    def remaining(self) -> int | None:
+        """Trials a Bayesian search has yet to finish; None for Hyperband, which sizes its own brackets."""
+        if self.tuner != "bayesian":
+            return None
+        done = 0
+        if not self.overwrite:
+            for path in self.project_dir.glob("trial_*/trial.json"):
+                try:
+                    done += json.loads(path.read_text(encoding="utf-8")).get("status") == "COMPLETED"
+                except (OSError, ValueError):
+                    continue
+        return max(self.trials - done, 0)
+
     def fingerprint(self) -> dict:
         """The settings that change a trial's result, kept by the oracle to refuse stale reuse."""
         training = dataclasses.asdict(self.training)
@@ -241,8 +255,17 @@ def share_caches(source: Path, target: Path) -> None:
             if file.exists() and not linked.exists():
                 try:
                     os.link(file, linked)
+                except FileExistsError:  # another worker's trial linked it first: the same cache
+                    continue
                 except OSError:
-                    shutil.copy2(file, linked)
+                    _copy_into_place(file, linked)
+
+
+def _copy_into_place(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` through a temporary name, so no reader sees half a file."""
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copy2(source, staged)
+    os.replace(staged, target)
 
 
 def trial_metrics(run, metrics: dict) -> dict[str, float]:
@@ -260,33 +283,50 @@ def trial_metrics(run, metrics: dict) -> dict[str, float]:
 
 
 def run_recipe_search(search: RecipeSearch, *, log=print) -> list[dict]:
-    """Search (or resume), write results.csv/md and best.toml; return the rows, best first."""
-    from kerasimg.tuning.recipe_results import trial_rows, write_recipe_results
+    """Search (or resume), write results.csv/md and best.toml; return the rows, best first.
+
+    As KerasTuner's chief (``tune recipe --workers``) this serves the oracle until the workers have
+    trained every trial, then writes the files; as a worker it trains the trials it is given and
+    returns no rows. The process that started them holds the project's lock.
+    """
+    from kerasimg.tuning.search import distributed_role
 
     search.validate()
+    role = distributed_role()
+    if role != "single":
+        return _search(search, role, log)
+    with search.lock():
+        return _search(search, role, log)
+
+
+def _search(search: RecipeSearch, role: str, log) -> list[dict]:
+    from kerasimg.tuning.recipe_results import trial_rows, write_recipe_results
+
     started = time.time()
     project_dir = search.project_dir
-    with search.lock():
-        if search.overwrite:
-            search.clear()
-        tuner = RecipeTuner(
-            search.oracle(),
-            search,
-            log=log,
-            directory=str(project_dir.parent),
-            project_name=project_dir.name,
-            overwrite=False,
-        )
-        done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
-        if done:
-            log(f"Resuming {project_dir}: {done} trial(s) already done.")
-        if search.max_minutes is not None:
-            tuner.oracle.deadline = started + 60 * search.max_minutes
+    if search.overwrite and role != "worker":  # a worker never clears what the others share
+        search.clear()
+    tuner = RecipeTuner(
+        search.oracle(),
+        search,
+        log=log,
+        directory=str(project_dir.parent),
+        project_name=project_dir.name,
+        overwrite=False,
+    )
+    if role == "worker":  # its oracle is the chief's, over gRPC
         tuner.search(verbose=0)
-        if search.max_minutes is not None and time.time() >= tuner.oracle.deadline:
-            log(
-                f"Stopped starting trials after --max-minutes {search.max_minutes:g}; the same command "
-                "again continues the search."
-            )
-        write_recipe_results(tuner.oracle, search)
-        return trial_rows(tuner.oracle)
+        return []
+    done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if done:
+        log(f"Resuming {project_dir}: {done} trial(s) already done.")
+    if search.max_minutes is not None:
+        tuner.oracle.deadline = started + 60 * search.max_minutes
+    tuner.search(verbose=0)
+    if search.max_minutes is not None and time.time() >= tuner.oracle.deadline:
+        log(
+            f"Stopped starting trials after --max-minutes {search.max_minutes:g}; the same command "
+            "again continues the search."
+        )
+    write_recipe_results(tuner.oracle, search)
+    return trial_rows(tuner.oracle)
