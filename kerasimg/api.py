@@ -284,7 +284,7 @@ def lr_find(
     min_lr: float = 1e-7,
     max_lr: float = 1.0,
     steps: int = 100,
-    rule: str = "steepest",
+    rule: str = "valley",
     out: str | os.PathLike = "lr_find",
     seed: int = 0,
     log=print,

@@ -2,8 +2,9 @@
 
 Trains the model ``fit`` would start from for ``--steps`` batches while the rate grows
 exponentially from ``--min-lr`` to ``--max-lr``, stops once the loss explodes, and prints the
-rate ``--rule`` reads off the smoothed loss (steepest: where it falls fastest; minimum: a
-tenth of the rate at its lowest). ``lr_find.png`` shows the curve; the weights are not kept.
+rate ``--rule`` reads off the smoothed loss (valley: half-way down its longest descent;
+steepest: where it falls fastest; minimum: a tenth of the rate at its lowest). ``lr_find.png``
+shows the curve; the weights are not kept.
 Then: ``python -m kerasimg.fit ... --lr RATE``.
 """
 
@@ -15,7 +16,7 @@ import sys
 from kerasimg import api
 from kerasimg.api import callable_module
 from kerasimg.cli import command_parser, run_cli
-from kerasimg.training.lr_finder import RULES
+from kerasimg.training.lr_finder import DEFAULT_RULE, RULES
 from kerasimg.training.recipe import RECIPES
 
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-lr", type=float, default=1e-7, help="the ramp's first rate")
     p.add_argument("--max-lr", type=float, default=1.0, help="the ramp's last rate")
     p.add_argument("--steps", type=int, default=100, help="batches in the ramp (at least 10)")
-    p.add_argument("--rule", default="steepest", choices=RULES, help="how the suggested rate is read")
+    p.add_argument("--rule", default=DEFAULT_RULE, choices=RULES, help="how the suggested rate is read")
     p.add_argument("--out", default="lr_find", help="folder for lr_find.png, .csv and .json")
     p.add_argument("--seed", type=int, default=0, help="as fit's: the splits and the initial weights")
     return p

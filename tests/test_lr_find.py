@@ -11,7 +11,14 @@ import pytest
 from helpers import make_separable
 
 from kerasimg.errors import UserError
-from kerasimg.training.lr_finder import check_range, find_learning_rate, ramp, smooth, suggest
+from kerasimg.training.lr_finder import (
+    check_range,
+    find_learning_rate,
+    longest_descent,
+    ramp,
+    smooth,
+    suggest,
+)
 
 
 def test_the_ramp_is_exponential_from_min_to_max():
@@ -34,6 +41,21 @@ def test_the_rules_read_the_valley_of_a_known_curve():
     spiky[25] = 10
     smoothed = smooth(spiky)
     assert smoothed[0] == pytest.approx(1.0) and smoothed.max() < 1.5
+
+
+def test_valley_is_not_fooled_by_a_fall_at_the_start_of_the_ramp():
+    """A measured failure of ``steepest``: the loss of the first batches fell by chance at 1e-7,
+    where nothing is learnt, and steepest read the rate there (the run stayed at chance)."""
+    rates = ramp(1e-7, 1.0, 100)
+    x = np.log10(rates)
+    noise = np.random.default_rng(0).normal(0, 0.1, 100)
+    loss = 2.0 - 1.5 / (1 + np.exp(-(x + 3) * 3)) + np.where(x > -0.5, (x + 0.5) ** 2 * 8, 0) + noise
+    loss[:6] += np.linspace(1.5, 0, 6)
+    smoothed = smooth(loss)
+    assert suggest(rates, smoothed, "steepest") < 1e-6  # what went wrong
+    assert 1e-4 < suggest(rates, smoothed, "valley") < 1e-2  # inside the real fall
+    start, end = longest_descent([3, 9, 2, 1, 8, 0])  # 9 > 2 > 1 > 0: four values, ending at 5
+    assert (start, end) == (2, 5)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +111,7 @@ def test_lr_find_writes_the_curve_and_prints_a_rate_inside_the_ramp(tmp_path, ca
     assert cli.main(flags) == 0
     printed = capsys.readouterr().out
     record = json.loads((tmp_path / "lr" / "lr_find.json").read_text())
-    assert f"Suggested learning rate: {record['suggestion']:.3g} (steepest rule" in printed
+    assert f"Suggested learning rate: {record['suggestion']:.3g} (valley rule" in printed
     rows = list(csv.DictReader((tmp_path / "lr" / "lr_find.csv").open()))
     assert len(rows) == len(record["rates"]) and float(rows[0]["lr"]) == pytest.approx(1e-5)
     assert (tmp_path / "lr" / "lr_find.png").stat().st_size > 10_000
@@ -111,7 +133,7 @@ def test_fit_with_lr_find_trains_with_the_suggested_rate_and_records_it(tmp_path
     fit(tiny_config(data, tmp_path / "run", epochs=1, lr_find=True), callbacks=[Spy()], log=lambda *_: None)
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     found = record["lr_find"]
-    assert found["rule"] == "steepest" and found["min_lr"] < found["suggestion"] < found["max_lr"]
+    assert found["rule"] == "valley" and found["min_lr"] < found["suggestion"] < found["max_lr"]
     assert record["arguments"]["lr"] == found["suggestion"] and record["arguments"]["lr_find"] is True
     assert rates == [pytest.approx(found["suggestion"])], "the optimizer trained at the suggested rate"
     assert (tmp_path / "run" / "lr_find.png").is_file()

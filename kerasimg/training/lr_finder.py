@@ -5,6 +5,9 @@ batch each, and the loss of every batch is recorded. Its exponential moving aver
 corrected, as fastai smooths it) falls while the rate is useful and explodes once it is too
 large; the ramp stops there. Two rules read a rate off the smoothed curve:
 
+- ``valley``: half-way down the longest stretch over which the loss keeps falling (fastai's
+  default rule since 2.5): the longest decreasing subsequence of the smoothed curve, so a dip
+  in the noise at the start of the ramp, where nothing can be learnt yet, cannot win;
 - ``steepest``: where the loss falls fastest against log(rate), before its minimum;
 - ``minimum``: a tenth of the rate at the minimum (the loss is still falling there, just).
 
@@ -21,7 +24,8 @@ import numpy as np
 
 from kerasimg.errors import UserError
 
-RULES = ("steepest", "minimum")
+RULES = ("valley", "steepest", "minimum")
+DEFAULT_RULE = "valley"
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def smooth(losses, beta: float = 0.98) -> np.ndarray:
     return np.asarray(out)
 
 
-def suggest(rates, smoothed, rule: str = "steepest") -> float:
+def suggest(rates, smoothed, rule: str = DEFAULT_RULE) -> float:
     """The rate ``rule`` reads off the smoothed curve (see the module docstring).
 
     ``steepest`` compares the loss across windows of a tenth of the ramp, not neighbouring
@@ -78,6 +82,9 @@ def suggest(rates, smoothed, rule: str = "steepest") -> float:
     lowest = int(np.argmin(smoothed))
     if rule == "minimum":
         return float(rates[lowest] / 10)
+    if rule == "valley":
+        start, end = longest_descent(smoothed)
+        return float(rates[start + (end - start) // 2])
     window = max(2, len(rates) // 10)
     if lowest < window:  # nothing falls before the minimum: the range starts too high
         return float(rates[0])
@@ -87,6 +94,23 @@ def suggest(rates, smoothed, rule: str = "steepest") -> float:
     )
     start = int(np.argmin(slopes))
     return float(np.sqrt(rates[start] * rates[start + window]))  # the window's middle, in log
+
+
+def longest_descent(values) -> tuple[int, int]:
+    """``(start, end)``: the stretch of ``values`` holding their longest strictly decreasing subsequence.
+
+    The subsequence need not be contiguous (the loss wiggles up on its way down); as in fastai's
+    ``valley``, the stretch is the subsequence's length back from where it ends, so an early
+    noisy value it happens to start from does not stretch it. Quadratic in the ramp's length.
+    """
+    values = np.asarray(values, float)
+    length = np.ones(len(values), int)  # the longest descent ending at each index
+    for i in range(1, len(values)):
+        higher = values[:i] > values[i]
+        if higher.any():
+            length[i] = length[:i][higher].max() + 1
+    end = int(np.argmax(length))
+    return end - int(length[end]) + 1, end
 
 
 class _Ramp(keras.callbacks.Callback):
@@ -118,7 +142,7 @@ def find_learning_rate(
     min_lr: float = 1e-7,
     max_lr: float = 1.0,
     steps: int = 100,
-    rule: str = "steepest",
+    rule: str = DEFAULT_RULE,
     beta: float = 0.98,
     diverge: float = 4.0,
 ) -> LrFinding:
@@ -180,7 +204,7 @@ def range_test(
     min_lr: float = 1e-7,
     max_lr: float = 1.0,
     steps: int = 100,
-    rule: str = "steepest",
+    rule: str = DEFAULT_RULE,
     seed: int = 0,
     log=print,
 ) -> LrFinding:
