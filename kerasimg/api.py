@@ -147,8 +147,9 @@ def export(
     on the run's images; int8 is calibrated on ``calibration_images`` training images.
     ``tta="flip"`` makes the SavedModel's signatures average each image's and its
     mirror's probabilities (twice the cost of a request; recorded in the zoo). ``precision``
-    is what the OpenVINO file serves in: ``auto`` chooses bfloat16 where the CPU has it and the
-    top-1 agrees with float32 on 99.5% of the test images.
+    is what the files compute in: ``auto`` keeps the SavedModel float32 and serves the OpenVINO
+    file in bfloat16 where the CPU has it and the top-1 agrees with float32 on 99.5% of the test
+    images; ``bfloat16`` writes a bfloat16 SavedModel graph too (on a CPU with bfloat16 only).
     """
     from kerasimg.serving.export import export_run
 

@@ -84,3 +84,23 @@ def test_auto_keeps_the_savedmodel_float32_and_bfloat16_needs_a_cpu_that_has_it(
     with pytest.raises(UserError, match="this CPU has no bfloat16 instructions"):
         _export(model, images, tmp_path, "bfloat16")
     assert len(Zoo(tmp_path).entries()) == 1 and sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
+
+
+def test_a_model_trained_in_bfloat16_exports_a_float32_graph_unless_asked(images, tmp_path, monkeypatch):
+    """A run trained under mixed_bfloat16 loads back computing in bfloat16; auto must not serve that."""
+    import keras
+
+    from kerasimg.models import build_classifier
+    from kerasimg.training.precision import dtype_policy
+
+    with dtype_policy("mixed_bfloat16"):
+        keras.utils.set_random_seed(0)
+        trained_in_bfloat16 = build_classifier("small_cnn", len(CLASSES), image_size=32, weights="none")
+    path, facts = _export(trained_in_bfloat16, images, tmp_path, "auto")
+    assert facts["serves"] == "float32" and _conv_dtypes(path) == {"float32"}
+    # A bfloat16 SavedModel on a CPU without bfloat16 is refused before it runs slowly or fails.
+    monkeypatch.setattr(bfloat16, "cpu_computes_bfloat16", lambda: True)
+    path, _ = _export(trained_in_bfloat16, images, tmp_path, "bfloat16")
+    monkeypatch.setattr(bfloat16, "cpu_computes_bfloat16", lambda: False)
+    with pytest.raises(UserError, match="this CPU has no bfloat16 instructions"):
+        load_runtime(path, "savedmodel", "auto")

@@ -151,3 +151,15 @@ def test_a_chief_and_two_workers_run_each_recipe_trial_once_and_write_the_winner
     # Run again: nothing is left, so no process starts, and the same winner is shown.
     monkeypatch.setattr(workers_module, "run_local", lambda *a, **k: pytest.fail("started workers"))
     assert tune.main(argv) == 0
+
+
+def test_a_search_past_its_deadline_stops_each_worker_and_lets_the_chief_end(tmp_path):
+    """KerasTuner's chief ends once no worker is left; a deadline's STOPPED must release the worker."""
+    import time
+
+    search = RecipeSearch(directory=str(tmp_path), tuner="bayesian", training=BaseTraining(weights="none"))
+    oracle = search.oracle()
+    oracle._set_project_dir(str(tmp_path), "recipe")
+    assert oracle.create_trial("worker0").status == "RUNNING"
+    oracle.deadline = time.time() - 1
+    assert oracle.create_trial("worker0").status == "STOPPED" and not oracle.tuner_ids

@@ -224,6 +224,7 @@ def measure_serving(
     """
     import tempfile
 
+    from kerasimg.serving.bfloat16 import cpu_computes_bfloat16
     from kerasimg.serving.export import export_model
     from kerasimg.serving.formats import parse_formats
     from kerasimg.serving.runtimes import BFLOAT16_FORMATS, load_runtime
@@ -234,6 +235,11 @@ def measure_serving(
     size = int(image_size or spec.image_size)
     policy = resolve_precision(precision, spec.name)
     bfloat16 = policy == "mixed_bfloat16"
+    if bfloat16 and not cpu_computes_bfloat16():
+        raise UserError(
+            "bench --mode serve in mixed_bfloat16 times files computing in bfloat16, and this CPU has no "
+            "bfloat16 instructions (AVX512-BF16 or AMX); use --precision float32 for serve rows here."
+        )
     keras.utils.set_random_seed(seed)
     model = build_classifier(spec, num_classes, image_size=size, weights="none")
     with tempfile.TemporaryDirectory(prefix="kerasimg-bench-") as folder:

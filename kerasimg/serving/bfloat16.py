@@ -41,13 +41,40 @@ def wants_bfloat16(precision: str) -> bool:
 
 def computing_in_bfloat16(model: keras.Model) -> keras.Model:
     """A copy of ``model`` (same weights) whose layers compute in bfloat16, its output layers in float32."""
+    return computing_in(model, "mixed_bfloat16")
+
+
+def in_float32(model: keras.Model) -> keras.Model:
+    """``model`` itself when every layer computes in float32, else a float32 copy with its weights.
+
+    A run trained under ``mixed_bfloat16`` saves each layer's policy and loads back computing in
+    bfloat16; exported as it is, its graph would compute in bfloat16 while recorded as float32.
+    """
+    layers = model._flatten_layers(include_self=False, recursive=True)
+    if all(layer.compute_dtype == "float32" for layer in layers):
+        return model
+    return computing_in(model, "float32")
+
+
+def computing_in(model: keras.Model, policy: str) -> keras.Model:
+    """A copy of ``model`` with its weights, every layer under ``policy`` but the output layers (float32)."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     outputs = {id(tensor._keras_history.operation) for tensor in copy.outputs}
     for layer in copy._flatten_layers(include_self=False, recursive=True):
-        if id(layer) not in outputs and not isinstance(layer, keras.layers.InputLayer):
-            layer.dtype_policy = "mixed_bfloat16"
+        if not isinstance(layer, keras.layers.InputLayer):
+            layer.dtype_policy = "float32" if id(layer) in outputs else policy
     return copy
+
+
+def check_bfloat16_export(precision: str) -> None:
+    """Refuse ``--precision bfloat16`` on a CPU without bfloat16 before any work (one line)."""
+    if wants_bfloat16(precision) and not cpu_computes_bfloat16():
+        raise UserError(
+            "--precision bfloat16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX in "
+            "/proc/cpuinfo), so a bfloat16 SavedModel could be neither checked nor served fast here; "
+            "export it on the CPU class that will serve it, or leave --precision at auto (float32)."
+        )
 
 
 def choose_savedmodel_precision(
@@ -65,12 +92,7 @@ def choose_savedmodel_precision(
         raise UserError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}. Received: {precision!r}")
     if not wants_bfloat16(precision):
         return served, {"serves": "float32"}
-    if not cpu_computes_bfloat16():
-        raise UserError(
-            "--precision bfloat16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX in "
-            "/proc/cpuinfo), so a bfloat16 SavedModel could be neither checked nor served fast here; "
-            "export it on the CPU class that will serve it, or leave --precision at auto (float32)."
-        )
+    check_bfloat16_export(precision)
     copy = computing_in_bfloat16(served)
     facts = agreement_facts(model, lambda pixels: keras_probabilities(copy, pixels), test_batches, "bfloat16")
     return copy, {"serves": "bfloat16", "bfloat16": facts}
@@ -100,6 +122,12 @@ def savedmodel_serves(folder: Path) -> str:
 def check_savedmodel_precision(folder: Path, precision: str) -> str:
     """The SavedModel's precision, refusing a ``precision`` it was not exported in (it has one graph)."""
     serves = savedmodel_serves(folder)
+    if serves == "bfloat16" and not cpu_computes_bfloat16():
+        raise UserError(
+            f"The SavedModel in {folder} computes in bfloat16, and this CPU has no bfloat16 "
+            "instructions (AVX512-BF16 or AMX): TensorFlow would run it slowly or not at all here. "
+            "Export the run again with --precision auto (float32) for this machine."
+        )
     if precision not in ("auto", serves):
         other = "float32" if serves == "bfloat16" else "bfloat16"
         raise UserError(

@@ -32,7 +32,13 @@ from kerasimg.errors import ArgumentError, UserError
 from kerasimg.files import make_temp_dir
 from kerasimg.models.batchnorm_folding import folded_for_inference
 from kerasimg.names import check_class_names
-from kerasimg.serving.bfloat16 import choose_savedmodel_precision, wants_bfloat16, write_serves
+from kerasimg.serving.bfloat16 import (
+    check_bfloat16_export,
+    choose_savedmodel_precision,
+    in_float32,
+    wants_bfloat16,
+    write_serves,
+)
 from kerasimg.serving.convert import CheckImages, add_formats
 from kerasimg.serving.formats import (
     DEFAULT_CALIBRATION_IMAGES,
@@ -113,6 +119,7 @@ def export_model(
     (``kerasimg.serving.bfloat16``) and the OpenVINO file serves in
     (``kerasimg.serving.convert.choose_precision``), each chosen on the test images for ``auto``.
     """
+    check_bfloat16_export(precision)
     zoo = Zoo(zoo)
     folder = zoo.model_dir(name)
     zoo.entries()  # a damaged index is refused before a version is published that it could not list
@@ -129,8 +136,10 @@ def export_model(
     folder.mkdir(parents=True, exist_ok=True)
     staging = make_temp_dir(folder, ".export-")
     try:
-        # Conv -> BN pairs as one convolution with fixed weights: what every runtime computes
-        # (verified below against ``model`` itself).
+        # The float32 function (a run trained in bfloat16 loads back computing in it), then conv ->
+        # BN pairs as one convolution with fixed weights: what every runtime computes (verified
+        # below against ``model``).
+        model = in_float32(model)
         served = folded_for_inference(model)
         if images is None:
             images = synthetic_check_images(image_size, formats, precision)
@@ -265,6 +274,7 @@ def export_run(
     formats = parse_formats(formats)
     check_tta(tta, formats)
     check_format_packages(formats)
+    check_bfloat16_export(precision)  # before the run's images are read
     if calibration_images < 1:
         raise ArgumentError("calibration_images", "must be at least 1", calibration_images)
     if keras.backend.backend() != "tensorflow":

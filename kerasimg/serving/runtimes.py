@@ -175,8 +175,8 @@ def check_precision(name: str, precision: str) -> None:
     if precision == "bfloat16" and name not in BFLOAT16_FORMATS:
         raise UserError(
             f"--precision bfloat16 is served by the {' and '.join(BFLOAT16_FORMATS)} formats only "
-            f"(received --format {name}); export with `python -m kerasimg.export RUN_DIR --precision "
-            "bfloat16` and predict with --format savedmodel or openvino."
+            f"(received --format {name}); export with `python -m kerasimg.export RUN_DIR --format "
+            "openvino --precision bfloat16` and predict with --format savedmodel or openvino."
         )
 
 

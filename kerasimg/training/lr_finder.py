@@ -3,7 +3,7 @@
 The rate grows exponentially from ``min_lr`` to ``max_lr`` over ``steps`` training steps, one
 batch each, and the loss of every batch is recorded. Its exponential moving average (bias
 corrected, as fastai smooths it) falls while the rate is useful and explodes once it is too
-large; the ramp stops there. Two rules read a rate off the smoothed curve:
+large; the ramp stops there. Three rules read a rate off the smoothed curve:
 
 - ``valley``: half-way down the longest stretch over which the loss keeps falling (fastai's
   default rule since 2.5): the longest decreasing subsequence of the smoothed curve, so a dip
@@ -97,11 +97,12 @@ def suggest(rates, smoothed, rule: str = DEFAULT_RULE) -> float:
 
 
 def longest_descent(values) -> tuple[int, int]:
-    """``(start, end)``: the stretch of ``values`` holding their longest strictly decreasing subsequence.
+    """``(start, end)``: where the longest strictly decreasing subsequence of ``values`` falls.
 
-    The subsequence need not be contiguous (the loss wiggles up on its way down); as in fastai's
-    ``valley``, the stretch is the subsequence's length back from where it ends, so an early
-    noisy value it happens to start from does not stretch it. Quadratic in the ramp's length.
+    The subsequence need not be contiguous (the loss wiggles up on its way down). As in fastai's
+    ``valley``, the stretch is counted back from where the subsequence ends by its length, not
+    from the value it starts at: one noisy early value (a lucky first batch) cannot stretch it.
+    Quadratic in the ramp's length.
     """
     values = np.asarray(values, float)
     length = np.ones(len(values), int)  # the longest descent ending at each index

@@ -47,6 +47,8 @@ class TimeBudget:
 
     def create_trial(self, tuner_id):
         if self.deadline is not None and time.time() >= self.deadline:
+            # As KerasTuner's own stop does: a chief serving workers ends once none is left.
+            self.tuner_ids.discard(tuner_id)
             return keras_tuner.engine.trial.Trial(self.get_space(), status="STOPPED")
         return super().create_trial(tuner_id)
 
@@ -209,6 +211,10 @@ class RecipeTuner(keras_tuner.Tuner):
     def __init__(self, oracle, search: RecipeSearch, log=print, **kwargs):
         super().__init__(oracle, hypermodel=None, **kwargs)
         self.recipe_search, self.log = search, log
+        from kerasimg.tuning.search import distributed_role
+
+        if distributed_role() == "worker":  # its oracle is a client of the chief's
+            self.oracle.create_trial = _pausing_when_idle(self.oracle.create_trial)
 
     def _populate_initial_space(self):
         pass  # the oracle declares every hyperparameter; there is no model to build to find them
@@ -240,6 +246,19 @@ class RecipeTuner(keras_tuner.Tuner):
         else:
             metrics = run.read_metrics()
         return trial_metrics(run, metrics)
+
+
+def _pausing_when_idle(create_trial, seconds: float = 1.0):
+    """``create_trial`` that waits ``seconds`` after an IDLE answer (Hyperband waiting on a bracket):
+    KerasTuner's search loop asks again at once, and a worker would spin on the chief's server."""
+
+    def create(tuner_id):
+        trial = create_trial(tuner_id)
+        if trial.status == keras_tuner.engine.trial.TrialStatus.IDLE:
+            time.sleep(seconds)
+        return trial
+
+    return create
 
 
 def share_caches(source: Path, target: Path) -> None:
