@@ -56,6 +56,19 @@ def test_multilabel_needs_a_csv_and_refuses_single_label_settings(tmp_path):
             tiny_config(csv, tmp_path / "run", task="multilabel", **{setting: value}).validate()
 
 
+def test_a_multilabel_runs_check_images_come_as_pixels_and_no_labels(tmp_path):
+    """The export measures int8/bfloat16 agreement on (pixels, labels) pairs; a multi-label run's
+    labels are not one class per image, so its pairs carry None (they were bare pixels, which the
+    measurement could not unpack)."""
+    from kerasimg.serving.export import run_images
+
+    csv = make_multilabel_csv(tmp_path)
+    images = run_images({"data": str(csv), "task": "multilabel"}, 32, 4, batch_size=4)
+    pairs = list(images.test())
+    assert sum(len(pixels) for pixels, _ in pairs) == 8 and all(labels is None for _, labels in pairs)
+    assert pairs[0][0].shape == (4, 32, 32, 3)
+
+
 def test_thresholds_are_chosen_on_validation_and_metrics_are_scikit_learns():
     from sklearn.metrics import average_precision_score, f1_score
 
