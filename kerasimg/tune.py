@@ -201,15 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {t.label()}  cost {t.cost:.3f}  resolution {search.space.resolution(t)}")
             return 0
         project = search.project_dir
-        if args.workers is not None:
-            from kerasimg.tuning.workers import run_local, strip_flag, worker_count
-
-            workers = worker_count(args.workers, search.remaining(triples))
-            if workers:  # the chief, started with these flags, writes every file
-                with search.lock():
-                    run_local(strip_flag(argv, "--workers", takes_value=True), workers, f"{project}.logs")
-                _show(project, "results.md", "scaling.md")
-                return 0
+        if args.workers is not None and _start_workers(search, argv, args.workers, search.remaining(triples)):
+            _show(project, "results.md", "scaling.md")
+            return 0
         from kerasimg.tuning.search import distributed_role, failed_rows, run_search
 
         rows = run_search(search)
@@ -234,21 +228,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _recipe(args: argparse.Namespace, argv: list[str]) -> int:
+    from kerasimg.tuning.project import distributed_role
     from kerasimg.tuning.recipe_results import BEST_CONFIG
     from kerasimg.tuning.recipe_search import run_recipe_search
-    from kerasimg.tuning.search import distributed_role
 
     search = recipe_search_from_args(args)
     project = search.project_dir
     if args.workers is not None:
-        from kerasimg.tuning.workers import run_local, strip_flag, worker_count
-
         search.validate()  # a mistake is one line here, not three processes' logs
         left = search.remaining()
-        workers = worker_count(args.workers, args.workers if left is None else left)
-        if workers:  # the chief, started with these flags, writes every file
-            with search.lock():
-                run_local(strip_flag(argv, "--workers", takes_value=True), workers, f"{project}.logs")
+        _start_workers(search, argv, args.workers, args.workers if left is None else left)
         rows = None
     else:
         rows = run_recipe_search(search)
@@ -262,6 +251,18 @@ def _recipe(args: argparse.Namespace, argv: list[str]) -> int:
         f"error: no trial completed; their tracebacks are in {project}/trial_*/trial.json.", file=sys.stderr
     )
     return 1
+
+
+def _start_workers(search, argv: list[str], requested: int, remaining: int) -> int:
+    """Run KerasTuner's chief and up to ``requested`` workers (no more than ``remaining`` trials) with
+    this command's flags, holding the project's lock; returns how many workers ran (0: none needed)."""
+    from kerasimg.tuning.workers import run_local, strip_flag, worker_count
+
+    workers = worker_count(requested, remaining)
+    if workers:  # the chief, started with these flags, writes every file
+        with search.lock():
+            run_local(strip_flag(argv, "--workers", takes_value=True), workers, f"{search.project_dir}.logs")
+    return workers
 
 
 def _scale(rows: list[dict], max_phi: int, base_resolution: int, project: Path) -> None:

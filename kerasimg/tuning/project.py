@@ -7,6 +7,8 @@ Shared by every search (``tune compound``, ``tune recipe``): KerasTuner keeps it
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,16 @@ from kerasimg.locks import exclusive
 from kerasimg.names import check_name
 
 ORACLE_FILE = "oracle.json"  # KerasTuner's own state file: its presence marks a search project
+
+
+def distributed_role() -> str:
+    """ "single", "chief" or "worker", from KerasTuner's environment variables."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "single"
+    missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if v not in os.environ]
+    if missing:
+        raise UserError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} is not; set all three.")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
 @dataclass
@@ -49,6 +61,24 @@ class SearchProject:
     def lock(self) -> contextlib.AbstractContextManager:
         """Hold the project for this process; a second runner is refused with this one's PID."""
         return exclusive(self.lock_path, f"The search project {self.project_dir}")
+
+    def lock_unless_distributed(self) -> contextlib.AbstractContextManager:
+        """The lock for a single process; none for KerasTuner's chief and workers, whose launching
+        process (``--workers``) holds it for them."""
+        return self.lock() if distributed_role() == "single" else contextlib.nullcontext()
+
+    def completed_trials(self) -> list[dict]:
+        """The ``trial.json`` of every completed trial in the project (none when ``--overwrite``
+        will clear it); unreadable records count as not completed."""
+        trials = []
+        for path in [] if self.overwrite else self.project_dir.glob("trial_*/trial.json"):
+            try:
+                trial = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if trial.get("status") == "COMPLETED":
+                trials.append(trial)
+        return trials
 
     def clear(self) -> None:
         """``--overwrite``: delete the project, only if KerasTuner's own state marks it as one."""

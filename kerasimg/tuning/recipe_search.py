@@ -19,7 +19,6 @@ a ``fit --config`` file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -34,7 +33,7 @@ from kerasimg.training.config import FitConfig
 from kerasimg.training.recipe import RECIPES
 from kerasimg.tuning.guard import SettingsGuard
 from kerasimg.tuning.oracle import OBJECTIVE
-from kerasimg.tuning.project import SearchProject
+from kerasimg.tuning.project import SearchProject, distributed_role
 from kerasimg.tuning.recipe_space import RecipeSpace, fit_settings
 
 TUNERS = ("hyperband", "bayesian")
@@ -153,14 +152,7 @@ class RecipeSearch(SearchProject):
         """Trials a Bayesian search has yet to finish; None for Hyperband, which sizes its own brackets."""
         if self.tuner != "bayesian":
             return None
-        done = 0
-        if not self.overwrite:
-            for path in self.project_dir.glob("trial_*/trial.json"):
-                try:
-                    done += json.loads(path.read_text(encoding="utf-8")).get("status") == "COMPLETED"
-                except (OSError, ValueError):
-                    continue
-        return max(self.trials - done, 0)
+        return max(self.trials - len(self.completed_trials()), 0)
 
     def fingerprint(self) -> dict:
         """The settings that change a trial's result, kept by the oracle to refuse stale reuse."""
@@ -211,8 +203,6 @@ class RecipeTuner(keras_tuner.Tuner):
     def __init__(self, oracle, search: RecipeSearch, log=print, **kwargs):
         super().__init__(oracle, hypermodel=None, **kwargs)
         self.recipe_search, self.log = search, log
-        from kerasimg.tuning.search import distributed_role
-
         if distributed_role() == "worker":  # its oracle is a client of the chief's
             self.oracle.create_trial = _pausing_when_idle(self.oracle.create_trial)
 
@@ -308,14 +298,9 @@ def run_recipe_search(search: RecipeSearch, *, log=print) -> list[dict]:
     trained every trial, then writes the files; as a worker it trains the trials it is given and
     returns no rows. The process that started them holds the project's lock.
     """
-    from kerasimg.tuning.search import distributed_role
-
     search.validate()
-    role = distributed_role()
-    if role != "single":
-        return _search(search, role, log)
-    with search.lock():
-        return _search(search, role, log)
+    with search.lock_unless_distributed():
+        return _search(search, distributed_role(), log)
 
 
 def _search(search: RecipeSearch, role: str, log) -> list[dict]:

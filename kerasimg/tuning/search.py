@@ -10,7 +10,6 @@ the chief serves the oracle and writes the results, workers train trials.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from kerasimg.errors import UserError
 from kerasimg.progress import progress_verbosity
 from kerasimg.tuning.hypermodel import CompoundHyperModel, TrialTraining
 from kerasimg.tuning.oracle import CompoundGridOracle, triple_key
-from kerasimg.tuning.project import SearchProject
+from kerasimg.tuning.project import SearchProject, distributed_role
 from kerasimg.tuning.results import trial_rows, write_results
 from kerasimg.tuning.space import CompoundSpace, Triple, read_space_file
 
@@ -37,16 +36,6 @@ def _not_a_notebook_unless_one_runs() -> None:
 
 
 _not_a_notebook_unless_one_runs()
-
-
-def distributed_role() -> str:
-    """ "single", "chief" or "worker", from KerasTuner's environment variables."""
-    if "KERASTUNER_ORACLE_IP" not in os.environ:
-        return "single"
-    missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if v not in os.environ]
-    if missing:
-        raise UserError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} is not; set all three.")
-    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
 class CompoundTuner(keras_tuner.Tuner):
@@ -120,16 +109,7 @@ class CompoundSearch(SearchProject):
 
     def remaining(self, triples: list[Triple]) -> int:
         """How many of ``triples`` have no completed trial in the project yet."""
-        if self.overwrite or not self.project_dir.is_dir():
-            return len(triples)
-        done = set()
-        for path in self.project_dir.glob("trial_*/trial.json"):
-            try:
-                trial = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if trial.get("status") == "COMPLETED":
-                done.add(triple_key(trial["hyperparameters"]["values"]))
+        done = {triple_key(trial["hyperparameters"]["values"]) for trial in self.completed_trials()}
         return sum(triple_key(vars(t)) not in done for t in triples)
 
 
@@ -141,11 +121,8 @@ def run_search(search: CompoundSearch, *, hypermodel: keras_tuner.HyperModel | N
     """
     triples = search.space.require_feasible()
     project_dir = search.project_dir
-    role = distributed_role()
-    if role != "single":  # the process that started the chief and workers holds the lock
-        return _run_search(search, triples, project_dir, role, hypermodel, log)
-    with search.lock():
-        return _run_search(search, triples, project_dir, role, hypermodel, log)
+    with search.lock_unless_distributed():
+        return _run_search(search, triples, project_dir, distributed_role(), hypermodel, log)
 
 
 def _run_search(search, triples, project_dir, role, hypermodel, log):
