@@ -21,6 +21,8 @@ def test_a_trials_values_become_fit_settings_with_the_crop_scale_in_its_augmenta
     settings = fit_settings(VALUES)
     assert settings["augment"] == "rrc:0.25,flip"
     assert fit_settings({**VALUES, "augment": "flip"})["augment"] == "flip"  # no crop: no scale
+    assert "tta" not in settings, "a trial that flips keeps the base recipe's test-time flips"
+    assert fit_settings({**VALUES, "augment": "none"})["tta"] == "none", "never trained mirrored"
     FitConfig(backbone="small_cnn", data="scenes", weights="none", **settings).validate()
 
 
@@ -104,6 +106,7 @@ def test_hyperband_on_cached_probes_writes_a_winner_that_fit_accepts_and_resumes
     recorded = json.loads((project / f"trial_{winner}" / "run" / "config.json").read_text())["arguments"]
     for key in ("lr", "weight_decay", "label_smoothing", "augment", "schedule", "epochs", "weights"):
         assert getattr(best, key) == recorded[key], key
+    assert recorded["early_stop"] == 3 and not best.early_stop, "the winner trains its whole budget"
     assert f"python -m kerasimg.fit --config {project / 'best.toml'}" in said
     features = [p for p in project.glob("trial_*/run/features/train-*.npy") if ".labels" not in p.name]
     caches = {path.stat().st_ino for path in features}

@@ -33,7 +33,8 @@ class RecipeSpace:
     lr: tuple[float, ...] = (1e-4, 3e-2)
     weight_decay: tuple[float, ...] = (1e-6, 1e-1)
     label_smoothing: tuple[float, ...] = (0.0, 0.2)
-    augment: tuple[str, ...] = ("flip", "rrc,flip", "rrc,flip,randaugment:2:9")
+    # "none" too: mirrored digits, text or X-rays are other images, and the search must be able to say so.
+    augment: tuple[str, ...] = ("none", "flip", "rrc,flip", "rrc,flip,randaugment:2:9")
     crop_scale: tuple[float, ...] = (0.08, 0.25, 0.5)
     warmup_epochs: tuple[float, ...] = (0.0, 1.0)
     optimizer: tuple[str, ...] = ("adamw", "adam", "sgd")
@@ -150,8 +151,13 @@ def _nearest(parameter, value):
 
 
 def fit_settings(values: dict) -> dict:
-    """A trial's hyperparameter values as ``FitConfig`` settings (``crop_scale`` goes into ``augment``)."""
+    """A trial's hyperparameter values as ``FitConfig`` settings (``crop_scale`` goes into ``augment``).
+
+    A trial that trains without flips is also evaluated without them: the base recipe's flip
+    test-time augmentation would show its model mirrored images it never learnt (a mirrored 2).
+    """
     augment = values["augment"]
+    never_flipped = "flip" not in parse_augment(augment).names
     if CROP_KEY in parse_augment(augment).names:
         augment = ",".join(
             f"{CROP_KEY}:{values['crop_scale']:g}" if op.split(":")[0] == CROP_KEY else op
@@ -166,6 +172,7 @@ def fit_settings(values: dict) -> dict:
         "optimizer": values["optimizer"],
         "lr_schedule": values["lr_schedule"],
         "schedule": values["schedule"],
+        **({"tta": "none"} if never_flipped else {}),
     }
 
 
