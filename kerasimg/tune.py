@@ -114,7 +114,12 @@ def _add_recipe_parser(sub) -> None:
         default=base.val_split,
         help=f"as fit's: the trials are ranked on this validation split (default {base.val_split})",
     )
-    r.add_argument("--tuner", choices=TUNERS, default=search.tuner, help=f"default {search.tuner}")
+    r.add_argument(
+        "--tuner",
+        choices=TUNERS,
+        default="auto",
+        help="default auto: hyperband with pretrained weights, bayesian from scratch",
+    )
     r.add_argument(
         "--trials", type=int, default=search.trials, help=f"bayesian: how many (default {search.trials})"
     )
@@ -281,7 +286,8 @@ def _show(project: Path, *names: str) -> None:
     for name in names:
         if (project / name).exists():
             print("\n" + (project / name).read_text())
-    print(f"Files: {project}/ (results.csv, results.md, search.png; scaling.md/csv or best.toml)")
+    files = ["results.csv", "results.md", "search.png", "scaling.md", "scaling.csv", "best.toml"]
+    print(f"Files: {project}/ ({', '.join(f for f in files if (project / f).exists())})")
 
 
 if __name__ == "__main__":

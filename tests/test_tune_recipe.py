@@ -1,6 +1,7 @@
 """``tune recipe``: a KerasTuner search whose trials are fit runs, its winner a ``fit --config`` file."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from helpers import make_separable
@@ -8,6 +9,8 @@ from helpers import make_separable
 from kerasimg import tune
 from kerasimg.errors import UserError
 from kerasimg.training.config import FitConfig
+from kerasimg.tuning.oracle import OBJECTIVE
+from kerasimg.tuning.recipe_results import trial_rows
 from kerasimg.tuning.recipe_search import BaseTraining, RecipeSearch
 from kerasimg.tuning.recipe_space import RecipeSpace, fit_settings, read_recipe_space
 
@@ -24,6 +27,41 @@ def test_a_trials_values_become_fit_settings_with_the_crop_scale_in_its_augmenta
     assert "tta" not in settings, "a trial that flips keeps the base recipe's test-time flips"
     assert fit_settings({**VALUES, "augment": "none"})["tta"] == "none", "never trained mirrored"
     FitConfig(backbone="small_cnn", data="scenes", weights="none", **settings).validate()
+
+
+def _trial(trial_id, values, val_accuracy, epochs):
+    metrics = {OBJECTIVE: val_accuracy, "epochs_trained": epochs}
+    return SimpleNamespace(
+        trial_id=trial_id,
+        status="COMPLETED",
+        hyperparameters=SimpleNamespace(values=values),
+        metrics=SimpleNamespace(exists=metrics.__contains__, get_last_value=metrics.get),
+    )
+
+
+def test_a_tie_on_validation_goes_to_a_preset_and_only_a_better_draw_replaces_it():
+    presets = RecipeSpace().preset_points(pretrained=False)
+    draw = {**presets["seed"], "lr": 0.02, "optimizer": "sgd"}
+    tied = {"1": _trial("1", draw, 1.0, 10), "0": _trial("0", presets["seed"], 1.0, 20)}
+    rows = trial_rows(SimpleNamespace(trials=tied), presets)
+    assert [(r["trial"], r["preset"], r.get("best")) for r in rows] == [("0", "seed", "*"), ("1", "", None)]
+    better = {
+        **tied,
+        "0": _trial("0", presets["seed"], 0.99, 20),
+        "2": _trial("2", presets["modern"], 1.0, 30),
+    }
+    rows = trial_rows(SimpleNamespace(trials=better), presets)
+    assert [(r["trial"], r["preset"]) for r in rows] == [("2", "modern"), ("1", ""), ("0", "seed")]
+    assert trial_rows(SimpleNamespace(trials=tied))[0]["trial"] == "1", "no presets: the cheaper trial"
+
+
+def test_auto_searches_by_hyperband_with_pretrained_weights_and_by_bayes_from_scratch():
+    """Hyperband's shortest budgets leave from-scratch recipes at chance; a chosen tuner is kept."""
+    assert RecipeSearch(training=BaseTraining(weights="imagenet")).tuner == "hyperband"
+    assert RecipeSearch(training=BaseTraining(weights="none")).tuner == "bayesian"
+    assert RecipeSearch(tuner="hyperband", training=BaseTraining(weights="none")).tuner == "hyperband"
+    with pytest.raises(UserError, match="--tuner must be one of auto, hyperband, bayesian"):
+        RecipeSearch(tuner="grid").validate()
 
 
 @pytest.mark.parametrize("tuner", ["hyperband", "bayesian"])

@@ -22,6 +22,7 @@ BEST_CONFIG = "best.toml"
 COLUMNS = [
     ("best", "best", ""),
     ("trial", "trial", ""),
+    ("preset", "preset", ""),
     ("lr", "lr", ".3g"),
     ("weight_decay", "weight decay", ".2g"),
     ("label_smoothing", "label smoothing", ".3f"),
@@ -39,12 +40,27 @@ COLUMNS = [
 ]
 
 
-def trial_rows(oracle) -> list[dict]:
-    """One row per trial: completed ones by validation accuracy (best first, marked), then the rest."""
+def trial_rows(oracle, presets: dict[str, dict] | None = None) -> list[dict]:
+    """One row per trial: completed ones by validation accuracy (best first, marked), then the rest.
+
+    ``presets`` are the preset recipes by name as points of the space (``RecipeSpace.preset_points``),
+    named in the ``preset`` column: on a tie they rank first, so a draw replaces a preset only when
+    validation says it is better. A small or easy validation split ties often (on scikit-learn's
+    digits six trials reached 100%), and then the recipe a user would have used anyway is the one
+    to keep.
+    """
     rows = []
     for trial in oracle.trials.values():
         values = trial.hyperparameters.values
         row = {"trial": trial.trial_id, "status": trial.status, "values": values, **fit_settings(values)}
+        row["preset"] = next(
+            (
+                name
+                for name, point in (presets or {}).items()
+                if all(values.get(k) == v for k, v in point.items())
+            ),
+            "",
+        )
         row["budget"] = int(values.get("tuner/epochs", 0)) or None
         for name in (OBJECTIVE, "epochs_trained", "train_seconds", "test_accuracy"):
             if trial.metrics.exists(name):
@@ -52,8 +68,8 @@ def trial_rows(oracle) -> list[dict]:
         rows.append(row)
     done = [r for r in rows if r["status"] == "COMPLETED" and r.get(OBJECTIVE) is not None]
     rest = [r for r in rows if r not in done]
-    # Ties go to the cheaper trial: fewer epochs trained, then the earlier one.
-    done.sort(key=lambda r: (-r[OBJECTIVE], r.get("epochs_trained", 0), r["trial"]))
+    # Ties go to a preset, then to the cheaper trial: fewer epochs trained, then the earlier one.
+    done.sort(key=lambda r: (-r[OBJECTIVE], not r["preset"], r.get("epochs_trained", 0), r["trial"]))
     for row in done[1:]:
         row.pop("test_accuracy", None)
     if done:
@@ -99,7 +115,7 @@ def best_config(row: dict, search) -> str:
 
 def write_recipe_results(oracle, search) -> list[dict]:
     project_dir = search.project_dir
-    rows = trial_rows(oracle)
+    rows = trial_rows(oracle, search.space.preset_points(search.training.pretrained))
     write_csv(project_dir / "results.csv", rows, COLUMNS)
     done = sum(r["status"] == "COMPLETED" for r in rows)
     header = (

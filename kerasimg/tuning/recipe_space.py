@@ -112,13 +112,14 @@ class RecipeSpace:
                 hp.Choice(name, list(values))
         return hp
 
-    def preset_points(self, pretrained: bool) -> list[dict]:
-        """The ``seed`` and ``modern`` recipes as points of this space (values outside it moved to its
-        nearest edge or first choice), without repeats: the search tries them before any random point,
-        so its winner is never worse on validation than the presets a user would otherwise guess."""
+    def preset_points(self, pretrained: bool) -> dict[str, dict]:
+        """The ``seed`` and ``modern`` recipes by name as points of this space (values outside it moved
+        to its nearest edge or first choice), without repeats: the search tries them before any random
+        point, so its winner is never worse on validation than the presets a user would otherwise
+        guess."""
         hp = self.hyperparameters(pretrained)
-        points = []
-        for recipe in RECIPES.values():
+        points = {}
+        for name, recipe in RECIPES.items():
             augment = PRESETS.get(recipe.augment, recipe.augment)
             crop = dict(parse_augment(augment).operations).get(CROP_KEY, OPERATIONS[CROP_KEY][0])
             preset = {
@@ -133,8 +134,8 @@ class RecipeSpace:
                 "schedule": FitConfig.schedule,
             }
             point = {p.name: _nearest(p, preset[p.name]) for p in hp.space}
-            if point not in points:
-                points.append(point)
+            if point not in points.values():
+                points[name] = point
         return points
 
     def to_dict(self) -> dict:
