@@ -38,4 +38,5 @@ def test_an_existing_folder_is_refused_and_left_as_it_was(tmp_path):
     with pytest.raises(UserError, match="only where nothing is yet.*digits"):
         digits.write_digits(out)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
-    assert digits.main([str(tmp_path / "bad"), "--size", "4"]) == 2 and not (tmp_path / "bad").exists()
+    for flags in (["--size", "4"], ["--test-fraction", "0.001"]):  # one line, nothing written
+        assert digits.main([str(tmp_path / "bad"), *flags]) == 2 and not (tmp_path / "bad").exists()

@@ -38,9 +38,10 @@ def write_digits(
 
     if not 8 <= size <= 1024:
         raise UserError(f"--size takes 8 to 1024 pixels. Received: size={size}")
-    if not 0.0 < test_fraction < 1.0:
+    if not 0.05 <= test_fraction <= 0.95:
+        # Outside this, a stratified split leaves some digit fewer images than there are classes.
         raise UserError(
-            f"--test-fraction takes a number between 0 and 1. Received: test_fraction={test_fraction}"
+            f"--test-fraction takes a number from 0.05 to 0.95. Received: test_fraction={test_fraction}"
         )
     target = Path(out).resolve()
     if target.exists():
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="the folder to write (must not exist)")
     parser.add_argument("--size", type=int, default=32, help="side of each image in pixels (default 32)")
     parser.add_argument(
-        "--test-fraction", type=float, default=0.3, help="share of the test split (default 0.3)"
+        "--test-fraction", type=float, default=0.3, help="share of the test split, 0.05-0.95 (default 0.3)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the stratified test split (default 0)")
     args = parser.parse_args(argv)

@@ -46,7 +46,7 @@ def trial_rows(oracle, presets: dict[str, dict] | None = None) -> list[dict]:
     ``presets`` are the preset recipes by name as points of the space (``RecipeSpace.preset_points``),
     named in the ``preset`` column: on a tie they rank first, so a draw replaces a preset only when
     validation says it is better. A small or easy validation split ties often (on scikit-learn's
-    digits six trials reached 100%), and then the recipe a user would have used anyway is the one
+    digits seven trials reached 100%), and then the recipe a user would have used anyway is the one
     to keep.
     """
     rows = []

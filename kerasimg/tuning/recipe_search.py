@@ -4,7 +4,7 @@ Every trial is ``kerasimg.fit`` with the base settings (backbone, data, weights,
 trial's recipe values, in ``<project>/trial_<id>/run``. Each run's feature caches are hard-linked
 into ``<project>/features`` and from there into the next trial's run (they are keyed by the model,
 the data and the views, which every trial shares), so head-only trials (``linear-probe`` on
-pretrained weights, plain or flipped views) extract features once for the whole search. Each
+pretrained weights) extract features once per set of views for the whole search. Each
 trial stops early when validation accuracy stalls. The first trials are the ``seed`` and
 ``modern`` presets as points of the space, so the winner is never worse on validation than the
 recipe a user would otherwise guess. The objective is the best epoch's validation accuracy
