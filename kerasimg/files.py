@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,29 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     give_user_permissions(folder)
     return folder
+
+
+def atomic_folder(target: str | os.PathLike, fill: Callable[[Path], Any]) -> Path:
+    """Call ``fill(tmp_folder)``, then rename the folder onto ``target`` (which must not exist).
+
+    An interrupted build leaves no half-written folder; if another process renamed its own copy
+    into place first, that one is kept and this one removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(target.parent, f".{target.name}.")
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # Another process finished first: keep theirs.
+            if not target.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def inside(root: str | os.PathLike, *parts: str) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from PIL import Image
 
 from kerasimg.cli import run_cli
 from kerasimg.errors import UserError
-from kerasimg.files import make_temp_dir
+from kerasimg.files import atomic_folder
 
 SPLITS = ("train", "test")
 
@@ -30,8 +29,7 @@ def write_digits(
 ) -> dict[str, int]:
     """Write the digits folder at ``out`` (which must not exist yet); return the image count per split.
 
-    The folder is built under a temporary name beside ``out`` and renamed into place, so an
-    interrupted run leaves nothing half-written.
+    The folder is built under a temporary name and renamed into place (``atomic_folder``).
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -55,19 +53,16 @@ def write_digits(
     indices["train"], indices["test"] = train_test_split(
         np.arange(len(images)), test_size=test_fraction, stratify=digits.target, random_state=seed
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(target.parent, f".{target.name}.")
-    try:
+
+    def fill(tmp: Path) -> None:
         for split in SPLITS:
             for i in indices[split]:
                 folder = tmp / split / str(digits.target[i])
                 folder.mkdir(parents=True, exist_ok=True)
                 picture = Image.fromarray(images[i], mode="L").resize((size, size), Image.Resampling.BILINEAR)
                 picture.save(folder / f"{i}.png")
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_folder(target, fill)
     return {split: len(indices[split]) for split in SPLITS}
 
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import colorsys
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from kerasimg.files import kerasimg_home, make_temp_dir
+from kerasimg.files import atomic_folder, kerasimg_home
 
 CLASS_NAMES = ("buildings", "forest", "glacier", "mountain", "sea", "street")
 IMAGE_SIZE = 150
@@ -210,20 +209,7 @@ def ensure_scenes(
     target = Path(root) if root is not None else scenes_dir(train_per_class, test_per_class, pred, seed)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(target.parent, f".{target.name}.")
-    try:
-        _write_scenes(tmp, train_per_class, test_per_class, pred, seed)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # Another process finished first: keep theirs.
-            if not target.exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return atomic_folder(target, lambda tmp: _write_scenes(tmp, train_per_class, test_per_class, pred, seed))
 
 
 def _write_scenes(root: Path, train_per_class: int, test_per_class: int, pred: int, seed: int) -> None:

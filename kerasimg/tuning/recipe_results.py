@@ -53,14 +53,7 @@ def trial_rows(oracle, presets: dict[str, dict] | None = None) -> list[dict]:
     for trial in oracle.trials.values():
         values = trial.hyperparameters.values
         row = {"trial": trial.trial_id, "status": trial.status, "values": values, **fit_settings(values)}
-        row["preset"] = next(
-            (
-                name
-                for name, point in (presets or {}).items()
-                if all(values.get(k) == v for k, v in point.items())
-            ),
-            "",
-        )
+        row["preset"] = _preset_name(values, presets or {})
         row["budget"] = int(values.get("tuner/epochs", 0)) or None
         for name in (OBJECTIVE, "epochs_trained", "train_seconds", "test_accuracy"):
             if trial.metrics.exists(name):
@@ -77,6 +70,11 @@ def trial_rows(oracle, presets: dict[str, dict] | None = None) -> list[dict]:
     for row in rest:
         row.pop("test_accuracy", None)
     return done + sorted(rest, key=lambda r: r["trial"])
+
+
+def _preset_name(values: dict, presets: dict[str, dict]) -> str:
+    """The preset whose point ``values`` are (a trial's values also hold the tuner's own keys), or ''."""
+    return next((name for name, point in presets.items() if point.items() <= values.items()), "")
 
 
 def best_config(row: dict, search) -> str:

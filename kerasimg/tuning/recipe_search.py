@@ -37,7 +37,8 @@ from kerasimg.tuning.oracle import OBJECTIVE
 from kerasimg.tuning.project import SearchProject, distributed_role
 from kerasimg.tuning.recipe_space import RecipeSpace, fit_settings
 
-TUNERS = ("auto", "hyperband", "bayesian")
+SEARCH_TUNERS = ("hyperband", "bayesian")
+TUNERS = ("auto", *SEARCH_TUNERS)  # auto: chosen by the weights (RecipeSearch.__post_init__)
 
 
 class TimeBudget:
@@ -133,7 +134,7 @@ class RecipeSearch(SearchProject):
 
     def validate(self) -> None:
         """Every setting checked before the first trial: a trial that raises is a failed trial."""
-        if self.tuner not in TUNERS[1:]:
+        if self.tuner not in SEARCH_TUNERS:
             raise UserError(f"--tuner must be one of {', '.join(TUNERS)}. Received: tuner={self.tuner!r}")
         if self.training.recipe not in RECIPES:
             raise UserError(

@@ -158,8 +158,8 @@ def fit_settings(values: dict) -> dict:
     test-time augmentation would show its model mirrored images it never learnt (a mirrored 2).
     """
     augment = values["augment"]
-    never_flipped = "flip" not in parse_augment(augment).names
-    if CROP_KEY in parse_augment(augment).names:
+    names = parse_augment(augment).names
+    if CROP_KEY in names:
         augment = ",".join(
             f"{CROP_KEY}:{values['crop_scale']:g}" if op.split(":")[0] == CROP_KEY else op
             for op in augment.split(",")
@@ -173,7 +173,7 @@ def fit_settings(values: dict) -> dict:
         "optimizer": values["optimizer"],
         "lr_schedule": values["lr_schedule"],
         "schedule": values["schedule"],
-        **({"tta": "none"} if never_flipped else {}),
+        **({"tta": "none"} if "flip" not in names else {}),
     }
 
 
